@@ -1,0 +1,30 @@
+from __future__ import annotations
+
+from django.contrib.auth import views as auth_views
+from django.urls import path
+
+from accounts import views
+
+app_name = "accounts"
+
+urlpatterns = [
+    path("accounts/login/", auth_views.LoginView.as_view(template_name="accounts/login.html",
+                                                         redirect_authenticated_user=True),
+         name="login"),
+    path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("accounts/signup/", views.signup, name="signup"),
+    path("teams/", views.teams, name="teams"),
+    path("teams/new/", views.team_create, name="team-create"),
+    path("teams/<int:team_id>/switch/", views.team_switch, name="team-switch"),
+    path("teams/<int:team_id>/rename/", views.team_rename, name="team-rename"),
+    path("teams/<int:team_id>/members/", views.members, name="members"),
+    path("teams/<int:team_id>/members/<int:membership_id>/role/", views.member_role,
+         name="member-role"),
+    path("teams/<int:team_id>/members/<int:membership_id>/remove/", views.member_remove,
+         name="member-remove"),
+    path("teams/<int:team_id>/invitations/new/", views.invitation_create,
+         name="invitation-create"),
+    path("teams/<int:team_id>/invitations/<int:invitation_id>/revoke/", views.invitation_revoke,
+         name="invitation-revoke"),
+    path("invitations/<str:token>/", views.invitation, name="invitation"),
+]

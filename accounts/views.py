@@ -1,0 +1,219 @@
+from __future__ import annotations
+
+from django.contrib import messages
+from django.contrib.auth import login
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.db import transaction
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.views.decorators.http import require_POST
+
+from accounts.forms import InvitationForm, RoleForm, SignupForm, TeamForm
+from accounts.models import Invitation, Membership, Role, Team
+from storyboard import realtime
+
+
+def _get_team_for_user(request: HttpRequest, team_id: int, *, manage: bool = False) -> Team:
+    membership = Membership.objects.filter(team_id=team_id, user=request.user).select_related(
+        "team"
+    ).first()
+    if membership is None:
+        raise Http404("No such team")
+    if manage and not membership.can_manage:
+        raise PermissionDenied("Only the team's owners can manage its members.")
+    team = membership.team
+    team.membership = membership
+    return team
+
+
+def _safe_next(request: HttpRequest) -> str | None:
+    target = request.POST.get("next") or request.GET.get("next")
+    if target and url_has_allowed_host_and_scheme(target, {request.get_host()},
+                                                  require_https=request.is_secure()):
+        return target
+    return None
+
+
+def signup(request: HttpRequest) -> HttpResponse:
+    if request.user.is_authenticated:
+        return redirect("sb:home")
+    form = SignupForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        with transaction.atomic():
+            user = form.save()
+            # Everyone starts with a team of their own; invitations add more.
+            if not _safe_next(request):
+                team = Team.objects.create(name=f"{user.label}'s team")
+                team.add_member(user, Role.OWNER)
+        login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+        return redirect(_safe_next(request) or "sb:home")
+    return render(request, "accounts/signup.html", {"form": form, "next": _safe_next(request)})
+
+
+@login_required
+def teams(request: HttpRequest) -> HttpResponse:
+    memberships = request.user.memberships.select_related("team").order_by("team__name")
+    return render(request, "accounts/teams.html", {"memberships": memberships,
+                                                   "form": TeamForm()})
+
+
+@login_required
+@require_POST
+def team_create(request: HttpRequest) -> HttpResponse:
+    form = TeamForm(request.POST)
+    if not form.is_valid():
+        memberships = request.user.memberships.select_related("team").order_by("team__name")
+        return render(request, "accounts/teams.html",
+                      {"memberships": memberships, "form": form}, status=400)
+    with transaction.atomic():
+        team = form.save()
+        team.add_member(request.user, Role.OWNER)
+        request.user.switch_team(team)
+    messages.success(request, f"Created {team.name}. Invite people from its members page.")
+    return redirect("sb:projects", team.pk)
+
+
+@login_required
+@require_POST
+def team_switch(request: HttpRequest, team_id: int) -> HttpResponse:
+    team = _get_team_for_user(request, team_id)
+    request.user.switch_team(team)
+    return redirect("sb:projects", team.pk)
+
+
+@login_required
+@require_POST
+def team_rename(request: HttpRequest, team_id: int) -> HttpResponse:
+    team = _get_team_for_user(request, team_id, manage=True)
+    form = TeamForm(request.POST, instance=team)
+    if form.is_valid():
+        form.save()
+        messages.success(request, "Team renamed.")
+    else:
+        messages.error(request, "; ".join(e for errs in form.errors.values() for e in errs))
+    return redirect("accounts:members", team.pk)
+
+
+def _members_context(team: Team, *, invitation_form: InvitationForm | None = None) -> dict:
+    return {
+        "team": team,
+        "memberships": team.memberships.select_related("user").order_by("created"),
+        "invitations": team.invitations.order_by("-created")[:20],
+        "invitation_form": invitation_form or InvitationForm(),
+        "roles": Role.choices,
+    }
+
+
+@login_required
+def members(request: HttpRequest, team_id: int) -> HttpResponse:
+    team = _get_team_for_user(request, team_id)
+    return render(request, "accounts/members.html", _members_context(team))
+
+
+def _members_response(request: HttpRequest, team: Team, **kwargs) -> HttpResponse:
+    template = "accounts/members.html"
+    if request.htmx:
+        return render(request, template + "#members-panel", _members_context(team, **kwargs))
+    return redirect("accounts:members", team.pk)
+
+
+@login_required
+@require_POST
+def member_role(request: HttpRequest, team_id: int, membership_id: int) -> HttpResponse:
+    team = _get_team_for_user(request, team_id, manage=True)
+    membership = get_object_or_404(team.memberships, pk=membership_id)
+    form = RoleForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "Choose one of the listed roles.")
+    elif membership.is_last_owner() and form.cleaned_data["role"] != Role.OWNER:
+        messages.error(request, "A team needs at least one owner. Make someone else owner first.")
+    else:
+        membership.role = form.cleaned_data["role"]
+        membership.save(update_fields=["role"])
+        messages.success(
+            request, f"{membership.user.label} is now {membership.get_role_display()}."
+        )
+    return _members_response(request, team)
+
+
+@login_required
+@require_POST
+def member_remove(request: HttpRequest, team_id: int, membership_id: int) -> HttpResponse:
+    team = _get_team_for_user(request, team_id)
+    membership = get_object_or_404(team.memberships, pk=membership_id)
+    leaving = membership.user_id == request.user.pk
+    # Anyone may leave; only owners may remove someone else.
+    if not leaving and not team.membership.can_manage:
+        raise PermissionDenied("Only the team's owners can remove members.")
+    if membership.is_last_owner():
+        messages.error(request, "A team needs at least one owner. Make someone else owner first.")
+        return _members_response(request, team)
+    with transaction.atomic():
+        user = membership.user
+        membership.delete()
+        if user.current_team_id == team.pk:
+            user.current_team = user.teams().exclude(pk=team.pk).first()
+            user.save(update_fields=["current_team"])
+        realtime.revoke_access(user_id=user.pk, team_id=team.pk)
+    if leaving:
+        messages.success(request, f"You left {team.name}.")
+        return redirect("sb:home")
+    messages.success(request, f"Removed {user.label} from {team.name}.")
+    return _members_response(request, team)
+
+
+@login_required
+@require_POST
+def invitation_create(request: HttpRequest, team_id: int) -> HttpResponse:
+    team = _get_team_for_user(request, team_id, manage=True)
+    form = InvitationForm(request.POST)
+    if form.is_valid():
+        invitation = form.save(commit=False)
+        invitation.team = team
+        invitation.created_by = request.user
+        invitation.save()
+        messages.success(request, "Invitation link created. Copy it and send it to the person.")
+        form = None
+    else:
+        messages.error(request, "Choose one of the listed roles.")
+    if request.htmx:
+        return render(request, "accounts/members.html#members-panel",
+                      _members_context(team, invitation_form=form))
+    return redirect("accounts:members", team.pk)
+
+
+@login_required
+@require_POST
+def invitation_revoke(request: HttpRequest, team_id: int, invitation_id: int) -> HttpResponse:
+    team = _get_team_for_user(request, team_id, manage=True)
+    invitation = get_object_or_404(team.invitations, pk=invitation_id)
+    invitation.revoked = True
+    invitation.save(update_fields=["revoked"])
+    messages.success(request, "Invitation revoked; the link no longer works.")
+    return _members_response(request, team)
+
+
+def invitation(request: HttpRequest, token: str) -> HttpResponse:
+    invitation = Invitation.objects.select_related("team").filter(token=token).first()
+    if invitation is None:
+        raise Http404("This invitation link is not valid.")
+    if not request.user.is_authenticated:
+        return render(request, "accounts/invitation.html", {
+            "invitation": invitation,
+            "login_url": reverse("accounts:login") + f"?next={request.path}",
+            "signup_url": reverse("accounts:signup") + f"?next={request.path}",
+        })
+    if request.method == "POST":
+        if invitation.state != "open":
+            messages.error(request, f"This invitation is {invitation.state}. Ask for a new link.")
+            return redirect("sb:home")
+        membership = invitation.accept(request.user)
+        if membership is None:
+            messages.error(request, "This invitation was used a moment ago. Ask for a new link.")
+            return redirect("sb:home")
+        messages.success(request, f"Welcome to {invitation.team.name}.")
+        return redirect("sb:projects", invitation.team_id)
+    return render(request, "accounts/invitation.html", {"invitation": invitation})

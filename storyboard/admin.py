@@ -1,0 +1,43 @@
+from __future__ import annotations
+
+from django.contrib import admin
+
+from storyboard.models import Asset, Presence, Project, Scene, Shot
+
+
+@admin.register(Project)
+class ProjectAdmin(admin.ModelAdmin):
+    list_display = ("name", "team", "default_endpoint", "created")
+    search_fields = ("name", "team__name")
+    raw_id_fields = ("team", "created_by")
+
+
+@admin.register(Scene)
+class SceneAdmin(admin.ModelAdmin):
+    list_display = ("title", "project", "position")
+    raw_id_fields = ("project",)
+
+
+@admin.register(Shot)
+class ShotAdmin(admin.ModelAdmin):
+    list_display = ("__str__", "project", "position", "mode", "endpoint", "review", "updated")
+    list_filter = ("mode", "review")
+    search_fields = ("title", "prompt")
+    raw_id_fields = ("project", "scene", "start_frame", "end_frame", "created_by")
+    filter_horizontal = ("references",)
+
+
+@admin.register(Asset)
+class AssetAdmin(admin.ModelAdmin):
+    list_display = ("display_name", "kind", "project", "size", "width", "height", "duration",
+                    "created")
+    list_filter = ("kind",)
+    search_fields = ("original_name", "sha256")
+    raw_id_fields = ("project", "derived_from", "uploaded_by")
+    readonly_fields = ("uid", "sha256", "size")
+
+
+@admin.register(Presence)
+class PresenceAdmin(admin.ModelAdmin):
+    list_display = ("user", "project", "connected", "seen")
+    raw_id_fields = ("project", "user")

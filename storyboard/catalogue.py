@@ -1,0 +1,137 @@
+"""The Seedance endpoints a shot can be generated with, as the provider documents describe them.
+
+One declarative table: everything that offers a choice (project defaults, the shot editor) or
+checks one reads it from here, so a new endpoint or a changed limit is one edit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+ASPECT_RATIOS = ("auto", "21:9", "16:9", "4:3", "1:1", "3:4", "9:16")
+
+# Output pixel sizes (width, height) per resolution and aspect ratio. 720p 16:9 is 1280×720,
+# which with the token formula gives the documented $0.3024/s on Seedance 2.0 standard.
+PIXEL_SIZES: dict[str, dict[str, tuple[int, int]]] = {
+    "480p": {
+        "21:9": (992, 432), "16:9": (864, 496), "4:3": (752, 560), "1:1": (640, 640),
+        "3:4": (560, 752), "9:16": (496, 864),
+    },
+    "720p": {
+        "21:9": (1470, 630), "16:9": (1280, 720), "4:3": (1112, 834), "1:1": (960, 960),
+        "3:4": (834, 1112), "9:16": (720, 1280),
+    },
+    "1080p": {
+        "21:9": (2206, 946), "16:9": (1920, 1080), "4:3": (1664, 1248), "1:1": (1440, 1440),
+        "3:4": (1248, 1664), "9:16": (1080, 1920),
+    },
+}
+
+
+class Mode:
+    TEXT = "text"
+    IMAGE = "image"
+    REFERENCE = "reference"
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    id: str
+    label: str
+    family: str
+    mode: str
+    resolutions: tuple[str, ...]
+    durations: tuple[str, ...]
+    default_duration: str
+    # Price in micro-dollars per million output tokens.
+    micros_per_million_tokens: int
+    supports_audio: bool = False
+    supports_end_frame: bool = False
+    extra: tuple[str, ...] = field(default=())
+
+    @property
+    def default_resolution(self) -> str:
+        return "720p"
+
+
+_V2_DURATIONS = ("auto", *(str(n) for n in range(4, 16)))
+_V1_DURATIONS = tuple(str(n) for n in range(2, 13))
+
+
+def _v2(tier: str, mode: str) -> Endpoint:
+    standard = tier == "standard"
+    path = {"text": "text-to-video", "image": "image-to-video",
+            "reference": "reference-to-video"}[mode]
+    return Endpoint(
+        id=f"bytedance/seedance-2.0/{'' if standard else 'fast/'}{path}",
+        label=f"Seedance 2.0 {'' if standard else 'Fast '}· {path.replace('-', ' ')}",
+        family="seedance-2.0",
+        mode=mode,
+        resolutions=("480p", "720p", "1080p") if standard else ("480p", "720p"),
+        durations=_V2_DURATIONS,
+        default_duration="auto",
+        micros_per_million_tokens=14_000_000 if standard else 11_200_000,
+        supports_audio=True,
+        supports_end_frame=mode == Mode.IMAGE,
+        extra=("end_user_id",),
+    )
+
+
+def _v1(tier: str, mode: str) -> Endpoint:
+    path = {"text": "text-to-video", "image": "image-to-video"}[mode]
+    return Endpoint(
+        id=f"fal-ai/bytedance/seedance/v1/{tier}/{path}",
+        label=f"Seedance 1.0 {tier.title()} · {path.replace('-', ' ')}",
+        family="seedance-1.0",
+        mode=mode,
+        resolutions=("480p", "720p", "1080p"),
+        durations=_V1_DURATIONS,
+        default_duration="5",
+        micros_per_million_tokens=1_800_000 if tier == "lite" else 2_500_000,
+        supports_end_frame=mode == Mode.IMAGE,
+        extra=("camera_fixed", "num_frames", "enable_safety_checker"),
+    )
+
+
+ENDPOINTS: dict[str, Endpoint] = {
+    e.id: e
+    for e in [
+        *(_v2(tier, mode) for tier in ("standard", "fast")
+          for mode in ("text", "image", "reference")),
+        *(_v1(tier, mode) for tier in ("lite", "pro") for mode in ("text", "image")),
+    ]
+}
+
+DEFAULT_ENDPOINT = "bytedance/seedance-2.0/fast/text-to-video"
+
+
+def endpoint_choices() -> list[tuple[str, str]]:
+    return [(e.id, e.label) for e in ENDPOINTS.values()]
+
+
+def all_durations() -> list[tuple[str, str]]:
+    values = ["auto", *(str(n) for n in range(2, 16))]
+    return [(v, "Auto (up to 15 s)" if v == "auto" else f"{v} s") for v in values]
+
+
+def validate_parameters(*, endpoint: str, resolution: str, duration: str,
+                        aspect_ratio: str) -> dict[str, str]:
+    """Return {field: message} for every combination this endpoint does not accept."""
+    errors: dict[str, str] = {}
+    spec = ENDPOINTS.get(endpoint)
+    if spec is None:
+        return {"endpoint": "Choose one of the listed Seedance endpoints."}
+    if resolution not in spec.resolutions:
+        if resolution == "1080p" and spec.family == "seedance-2.0":
+            errors["resolution"] = "1080p needs the standard tier; the fast tier stops at 720p."
+        else:
+            errors["resolution"] = f"{spec.label} offers {', '.join(spec.resolutions)}."
+    if duration not in spec.durations:
+        allowed = f"{spec.durations[1] if spec.durations[0] == 'auto' else spec.durations[0]}–" \
+                  f"{spec.durations[-1]} s"
+        errors["duration"] = f"{spec.label} takes {allowed}" + (
+            " or auto." if "auto" in spec.durations else "."
+        )
+    if aspect_ratio not in ASPECT_RATIOS:
+        errors["aspect_ratio"] = "Choose one of the listed aspect ratios."
+    return errors

@@ -1,0 +1,79 @@
+from __future__ import annotations
+
+import json
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncWebsocketConsumer
+from django.utils import timezone
+
+from storyboard import realtime
+from storyboard.access import can_view_project
+from storyboard.models import Presence
+
+# Close codes in the 4000–4999 application range so the browser can tell why it was shut out.
+CLOSE_FORBIDDEN = 4403
+
+
+class BoardConsumer(AsyncWebsocketConsumer):
+    """One socket per open board: receives rendered fragments, reports presence."""
+
+    project_id: int
+    team_id: int | None = None
+
+    async def connect(self) -> None:
+        self.project_id = self.scope["url_route"]["kwargs"]["project_id"]
+        user = self.scope["user"]
+        membership = await database_sync_to_async(can_view_project)(user, self.project_id)
+        if membership is None:
+            await self.close(code=CLOSE_FORBIDDEN)
+            return
+        self.team_id = membership.team_id
+        await self.channel_layer.group_add(realtime.project_group(self.project_id),
+                                           self.channel_name)
+        await self.channel_layer.group_add(realtime.user_group(user.pk), self.channel_name)
+        await self.accept()
+        await database_sync_to_async(self._arrive)()
+
+    async def disconnect(self, code: int) -> None:
+        if self.team_id is None:
+            return
+        await self.channel_layer.group_discard(realtime.project_group(self.project_id),
+                                               self.channel_name)
+        await self.channel_layer.group_discard(realtime.user_group(self.scope["user"].pk),
+                                               self.channel_name)
+        await database_sync_to_async(self._leave)()
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        # The only thing a board sends is its presence ping (htmx ws-send of a small form).
+        try:
+            message = json.loads(text_data or "")
+        except ValueError:
+            return
+        if isinstance(message, dict) and "ping" in message:
+            await database_sync_to_async(self._ping)()
+
+    async def board_html(self, event: dict) -> None:
+        await self.send(text_data=event["html"])
+
+    async def access_revoked(self, event: dict) -> None:
+        if event["team_id"] == self.team_id:
+            await self.close(code=CLOSE_FORBIDDEN)
+            await self.disconnect(CLOSE_FORBIDDEN)
+            self.team_id = None
+
+    def _arrive(self) -> None:
+        Presence.objects.update_or_create(
+            channel_name=self.channel_name,
+            defaults={"project_id": self.project_id, "user": self.scope["user"]},
+        )
+        realtime.broadcast_presence(self.project_id)
+
+    def _ping(self) -> None:
+        seen = Presence.objects.filter(channel_name=self.channel_name).update(seen=timezone.now())
+        if not seen:
+            # The row was swept while this socket was quiet; put it back.
+            self._arrive()
+
+    def _leave(self) -> None:
+        Presence.objects.filter(channel_name=self.channel_name).delete()
+        realtime.broadcast_presence(self.project_id)

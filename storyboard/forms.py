@@ -1,0 +1,174 @@
+from __future__ import annotations
+
+from django import forms
+
+from storyboard import catalogue
+from storyboard.models import Asset, Project, Scene, Shot
+
+# Reference-to-video limits from the Seedance 2.0 documents.
+MAX_REFERENCE_IMAGES = 9
+MAX_REFERENCE_VIDEOS = 3
+MAX_REFERENCE_AUDIO = 3
+MAX_REFERENCE_FILES = 12
+SEED_MAX = 2**32 - 1
+
+
+def _parameter_fields() -> dict[str, forms.Field]:
+    return {
+        "resolution": forms.ChoiceField(choices=[(r, r) for r in catalogue.PIXEL_SIZES]),
+        "aspect_ratio": forms.ChoiceField(choices=[(a, a) for a in catalogue.ASPECT_RATIOS]),
+        "duration": forms.ChoiceField(choices=catalogue.all_durations()),
+    }
+
+
+class ProjectForm(forms.ModelForm):
+    resolution = _parameter_fields()["resolution"]
+    aspect_ratio = _parameter_fields()["aspect_ratio"]
+    duration = _parameter_fields()["duration"]
+    spend_cap = forms.DecimalField(
+        required=False, min_value=0, max_value=1_000_000, decimal_places=2,
+        label="Spend cap (USD)", help_text="Optional. Leave empty to use only the team budget.",
+    )
+
+    class Meta:
+        model = Project
+        fields = ("name", "description", "default_endpoint", "default_generate_audio")
+        labels = {"default_endpoint": "Seedance endpoint",
+                  "default_generate_audio": "Generate audio"}
+        widgets = {"description": forms.Textarea(attrs={"rows": 3})}
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        project = self.instance
+        self.initial.setdefault("resolution", project.default_resolution)
+        self.initial.setdefault("aspect_ratio", project.default_aspect_ratio)
+        self.initial.setdefault("duration", project.default_duration)
+        if project.spend_cap_micros is not None:
+            self.initial.setdefault("spend_cap", project.spend_cap_micros / 1_000_000)
+        self.order_fields(["name", "description", "default_endpoint", "resolution",
+                           "aspect_ratio", "duration", "default_generate_audio", "spend_cap"])
+
+    def clean(self) -> dict:
+        data = super().clean()
+        if {"default_endpoint", "resolution", "duration", "aspect_ratio"} <= data.keys():
+            errors = catalogue.validate_parameters(
+                endpoint=data["default_endpoint"], resolution=data["resolution"],
+                duration=data["duration"], aspect_ratio=data["aspect_ratio"],
+            )
+            for field, message in errors.items():
+                self.add_error("default_endpoint" if field == "endpoint" else field, message)
+        return data
+
+    def save(self, commit: bool = True) -> Project:
+        project = super().save(commit=False)
+        project.default_resolution = self.cleaned_data["resolution"]
+        project.default_aspect_ratio = self.cleaned_data["aspect_ratio"]
+        project.default_duration = self.cleaned_data["duration"]
+        cap = self.cleaned_data.get("spend_cap")
+        # Money is stored as integer micro-dollars; the form speaks dollars and cents.
+        project.spend_cap_micros = None if cap is None else int(cap * 1_000_000)
+        if commit:
+            project.save()
+        return project
+
+
+class ShotForm(forms.ModelForm):
+    resolution = _parameter_fields()["resolution"]
+    aspect_ratio = _parameter_fields()["aspect_ratio"]
+    duration = _parameter_fields()["duration"]
+    seed = forms.IntegerField(required=False, min_value=0, max_value=SEED_MAX,
+                              help_text="Empty for a random seed each take.")
+
+    class Meta:
+        model = Shot
+        fields = ("title", "scene", "prompt", "notes", "mode", "endpoint", "resolution",
+                  "aspect_ratio", "duration", "generate_audio", "seed", "camera_fixed",
+                  "start_frame", "end_frame", "references", "chained")
+        widgets = {
+            "prompt": forms.Textarea(attrs={"rows": 5}),
+            "notes": forms.Textarea(attrs={"rows": 2}),
+            "references": forms.CheckboxSelectMultiple,
+        }
+        labels = {"chained": "Start from the previous shot's last frame"}
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        project = self.instance.project
+        assets = project.assets.all()
+        self.fields["scene"].queryset = project.scenes.all()
+        self.fields["start_frame"].queryset = assets.images()
+        self.fields["end_frame"].queryset = assets.images()
+        self.fields["references"].queryset = assets
+        for name in ("start_frame", "end_frame", "scene"):
+            self.fields[name].empty_label = "— none —"
+
+    def clean(self) -> dict:
+        data = super().clean()
+        endpoint = catalogue.ENDPOINTS.get(data.get("endpoint", ""))
+        if endpoint and {"resolution", "duration", "aspect_ratio"} <= data.keys():
+            errors = catalogue.validate_parameters(
+                endpoint=endpoint.id, resolution=data["resolution"],
+                duration=data["duration"], aspect_ratio=data["aspect_ratio"],
+            )
+            for field, message in errors.items():
+                self.add_error(field, message)
+            if data.get("mode") and endpoint.mode != data["mode"]:
+                self.add_error("endpoint", f"{endpoint.label} is not a "
+                               f"{Shot.Mode(data['mode']).label.lower()} endpoint.")
+            if data.get("end_frame") and not endpoint.supports_end_frame:
+                self.add_error("end_frame", f"{endpoint.label} does not take an end frame.")
+        refs = list(data.get("references") or [])
+        self._check_references(refs)
+        return data
+
+    def _check_references(self, refs: list[Asset]) -> None:
+        counts = {kind: sum(1 for a in refs if a.kind == kind) for kind in Asset.Kind.values}
+        problems = []
+        if counts["image"] > MAX_REFERENCE_IMAGES:
+            problems.append(f"{counts['image']} images selected; at most {MAX_REFERENCE_IMAGES}.")
+        if counts["video"] > MAX_REFERENCE_VIDEOS:
+            problems.append(f"{counts['video']} videos selected; at most {MAX_REFERENCE_VIDEOS}.")
+        if counts["audio"] > MAX_REFERENCE_AUDIO:
+            problems.append(f"{counts['audio']} audio files; at most {MAX_REFERENCE_AUDIO}.")
+        if len(refs) > MAX_REFERENCE_FILES:
+            problems.append(f"{len(refs)} files in all; at most {MAX_REFERENCE_FILES}.")
+        if counts["audio"] and not (counts["image"] or counts["video"]):
+            problems.append("Audio references need at least one image or video reference.")
+        for problem in problems:
+            self.add_error("references", problem)
+
+    def save(self, commit: bool = True) -> Shot:
+        shot = super().save(commit=False)
+        for name in ("resolution", "aspect_ratio", "duration"):
+            setattr(shot, name, self.cleaned_data[name])
+        if commit:
+            shot.save()
+            self.save_m2m()
+        return shot
+
+    def warnings(self) -> list[str]:
+        """Things the shot needs before it can be generated; saving a draft is still fine."""
+        shot = self.instance
+        notes = []
+        if not shot.prompt.strip():
+            notes.append("Write a prompt before generating.")
+        if shot.mode == Shot.Mode.IMAGE and not shot.start_frame_id and not shot.chained:
+            notes.append("Image to video needs a start frame (or chain it to the previous shot).")
+        if shot.mode == Shot.Mode.REFERENCE and not shot.references.exists():
+            notes.append("Reference to video needs at least one reference file.")
+        return notes
+
+
+class NewShotForm(forms.Form):
+    title = forms.CharField(max_length=120, required=False)
+    scene = forms.ModelChoiceField(queryset=Scene.objects.none(), required=False)
+
+    def __init__(self, *args, project: Project, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["scene"].queryset = project.scenes.all()
+
+
+class SceneForm(forms.ModelForm):
+    class Meta:
+        model = Scene
+        fields = ("title",)

@@ -1,0 +1,359 @@
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+
+from django.conf import settings
+from django.core.files.base import ContentFile
+from django.core.files.uploadedfile import UploadedFile
+from django.db import models, transaction
+from django.db.models import Max, Q
+from django.utils import timezone
+
+from accounts.models import Team, User
+from storyboard import catalogue, media
+
+
+class ProjectQuerySet(models.QuerySet):
+    def for_user(self, user: User) -> ProjectQuerySet:
+        if not user.is_authenticated:
+            return self.none()
+        return self.filter(team__memberships__user=user)
+
+
+class Project(models.Model):
+    team = models.ForeignKey(Team, models.CASCADE, related_name="projects")
+    name = models.CharField(max_length=120)
+    description = models.TextField(blank=True, max_length=2000)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, models.SET_NULL, null=True,
+                                   related_name="+")
+    created = models.DateTimeField(default=timezone.now)
+    updated = models.DateTimeField(auto_now=True)
+
+    # Defaults copied into every new shot.
+    default_endpoint = models.CharField(max_length=100, default=catalogue.DEFAULT_ENDPOINT,
+                                        choices=catalogue.endpoint_choices)
+    default_resolution = models.CharField(max_length=8, default="720p")
+    default_aspect_ratio = models.CharField(max_length=8, default="16:9")
+    default_duration = models.CharField(max_length=8, default="5")
+    default_generate_audio = models.BooleanField(default=True)
+    # Optional ceiling on what this project may spend, in micro-dollars (None: team budget only).
+    spend_cap_micros = models.BigIntegerField(null=True, blank=True)
+
+    objects = ProjectQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-updated"]
+        constraints = [
+            models.CheckConstraint(condition=Q(spend_cap_micros__gte=0)
+                                   | Q(spend_cap_micros=None), name="project_cap_not_negative"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def group_name(self) -> str:
+        # Channels group names allow ASCII alphanumerics, hyphens and periods only.
+        return f"project-{self.pk}"
+
+    def board(self) -> list[tuple[Scene | None, list[Shot]]]:
+        """Shots in board order, grouped under their scenes; unscened shots come first."""
+        shots = list(
+            self.shots.select_related("start_frame", "scene").order_by("position", "pk")
+        )
+        scenes = list(self.scenes.order_by("position", "pk"))
+        groups: list[tuple[Scene | None, list[Shot]]] = [(None, [])]
+        by_scene = {scene.pk: [] for scene in scenes}
+        for shot in shots:
+            if shot.scene_id in by_scene:
+                by_scene[shot.scene_id].append(shot)
+            else:
+                groups[0][1].append(shot)
+        groups.extend((scene, by_scene[scene.pk]) for scene in scenes)
+        return groups
+
+    def new_shot(self, *, title: str = "", prompt: str = "", scene: Scene | None = None,
+                 after: Shot | None = None) -> Shot:
+        endpoint = catalogue.ENDPOINTS.get(self.default_endpoint)
+        shot = Shot(
+            project=self,
+            scene=scene,
+            title=title,
+            prompt=prompt,
+            mode=endpoint.mode if endpoint else catalogue.Mode.TEXT,
+            endpoint=self.default_endpoint,
+            resolution=self.default_resolution,
+            aspect_ratio=self.default_aspect_ratio,
+            duration=self.default_duration,
+            generate_audio=self.default_generate_audio,
+        )
+        shot.insert(after=after)
+        return shot
+
+    def apply_order(self, items: list[tuple[int | None, int]]) -> bool:
+        """Rewrite the board order from [(scene_id, shot_id), …] covering every shot exactly once.
+
+        Returns False, changing nothing, when the list does not match the board (someone else
+        added or deleted a shot meanwhile, or ids from elsewhere were sent).
+        """
+        shot_ids = [shot_id for _, shot_id in items]
+        scene_ids = {scene_id for scene_id, _ in items if scene_id is not None}
+        with transaction.atomic():
+            current = set(self.shots.values_list("pk", flat=True))
+            if len(shot_ids) != len(set(shot_ids)) or set(shot_ids) != current:
+                return False
+            if scene_ids - set(self.scenes.values_list("pk", flat=True)):
+                return False
+            shots = {s.pk: s for s in self.shots.all()}
+            changed = []
+            for position, (scene_id, shot_id) in enumerate(items):
+                shot = shots[shot_id]
+                if shot.position != position or shot.scene_id != scene_id:
+                    shot.position, shot.scene_id = position, scene_id
+                    changed.append(shot)
+            Shot.objects.bulk_update(changed, ["position", "scene"])
+        return True
+
+
+class Scene(models.Model):
+    project = models.ForeignKey(Project, models.CASCADE, related_name="scenes")
+    title = models.CharField(max_length=120)
+    position = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["position", "pk"]
+
+    def __str__(self) -> str:
+        return self.title
+
+
+class ShotQuerySet(models.QuerySet):
+    def for_user(self, user: User) -> ShotQuerySet:
+        if not user.is_authenticated:
+            return self.none()
+        return self.filter(project__team__memberships__user=user)
+
+
+class Shot(models.Model):
+    class Mode(models.TextChoices):
+        TEXT = catalogue.Mode.TEXT, "Text to video"
+        IMAGE = catalogue.Mode.IMAGE, "Image to video"
+        REFERENCE = catalogue.Mode.REFERENCE, "Reference to video"
+
+    class Review(models.TextChoices):
+        DRAFT = "draft", "Draft"
+        IN_REVIEW = "in_review", "In review"
+        CHANGES = "changes", "Changes requested"
+        APPROVED = "approved", "Approved"
+
+    project = models.ForeignKey(Project, models.CASCADE, related_name="shots")
+    scene = models.ForeignKey(Scene, models.SET_NULL, null=True, blank=True, related_name="shots")
+    position = models.PositiveIntegerField(default=0)
+    title = models.CharField(max_length=120, blank=True)
+    prompt = models.TextField(blank=True, max_length=5000)
+    notes = models.TextField(blank=True, max_length=5000)
+    mode = models.CharField(max_length=16, choices=Mode.choices, default=Mode.TEXT)
+    endpoint = models.CharField(max_length=100, choices=catalogue.endpoint_choices,
+                                default=catalogue.DEFAULT_ENDPOINT)
+    resolution = models.CharField(max_length=8, default="720p")
+    aspect_ratio = models.CharField(max_length=8, default="16:9")
+    duration = models.CharField(max_length=8, default="5")
+    generate_audio = models.BooleanField(default=True)
+    seed = models.BigIntegerField(null=True, blank=True)
+    camera_fixed = models.BooleanField(default=False)
+    start_frame = models.ForeignKey("Asset", models.SET_NULL, null=True, blank=True,
+                                    related_name="+")
+    end_frame = models.ForeignKey("Asset", models.SET_NULL, null=True, blank=True,
+                                  related_name="+")
+    references = models.ManyToManyField("Asset", blank=True, related_name="referenced_by")
+    # The start frame comes from the previous shot's selected take (filled by the chain step).
+    chained = models.BooleanField(default=False)
+    review = models.CharField(max_length=16, choices=Review.choices, default=Review.DRAFT)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, models.SET_NULL, null=True,
+                                   blank=True, related_name="+")
+    created = models.DateTimeField(default=timezone.now)
+    updated = models.DateTimeField(auto_now=True)
+
+    objects = ShotQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["position", "pk"]
+
+    def __str__(self) -> str:
+        return self.display_title
+
+    @property
+    def display_title(self) -> str:
+        return self.title or f"Shot {self.number}"
+
+    @property
+    def number(self) -> int:
+        # Cached by the board, which numbers shots in one pass; fall back to a query.
+        cached = getattr(self, "_number", None)
+        if cached is None:
+            cached = self.project.shots.filter(
+                Q(position__lt=self.position) | Q(position=self.position, pk__lt=self.pk)
+            ).count() + 1
+        return cached
+
+    @property
+    def endpoint_spec(self) -> catalogue.Endpoint | None:
+        return catalogue.ENDPOINTS.get(self.endpoint)
+
+    @property
+    def duration_label(self) -> str:
+        return "auto" if self.duration == "auto" else f"{self.duration}s"
+
+    def insert(self, *, after: Shot | None = None) -> None:
+        """Save a new shot at the end of the board, or right after `after`."""
+        with transaction.atomic():
+            if after is None:
+                last = self.project.shots.aggregate(m=Max("position"))["m"]
+                self.position = 0 if last is None else last + 1
+            else:
+                self.position = after.position + 1
+                self.scene_id = after.scene_id
+                self.project.shots.filter(position__gte=self.position).update(
+                    position=models.F("position") + 1
+                )
+            self.save()
+
+    def duplicate(self, *, user: User | None) -> Shot:
+        copy = Shot.objects.get(pk=self.pk)
+        copy.pk = None
+        copy.title = f"{self.display_title} (copy)"[:120]
+        copy.review = Shot.Review.DRAFT
+        copy.created_by = user
+        copy.created = timezone.now()
+        copy.insert(after=self)
+        copy.references.set(self.references.all())
+        return copy
+
+
+def asset_upload_to(asset: Asset, filename: str) -> str:
+    # The stored name never contains anything the uploader chose.
+    ext = filename.rsplit(".", 1)[-1].lower() if "." in filename else "bin"
+    return f"teams/{asset.project.team_id}/projects/{asset.project_id}/{asset.uid}.{ext}"
+
+
+def asset_derived_to(asset: Asset, filename: str) -> str:
+    ext = filename.rsplit(".", 1)[-1].lower() if "." in filename else "bin"
+    return (f"teams/{asset.project.team_id}/projects/{asset.project_id}/"
+            f"{asset.uid}-{uuid.uuid4().hex[:8]}.{ext}")
+
+
+class AssetQuerySet(models.QuerySet):
+    def for_user(self, user: User) -> AssetQuerySet:
+        if not user.is_authenticated:
+            return self.none()
+        return self.filter(project__team__memberships__user=user)
+
+    def images(self) -> AssetQuerySet:
+        return self.filter(kind=Asset.Kind.IMAGE)
+
+    def store(self, *, project: Project, upload: UploadedFile, user: User | None) -> Asset:
+        """Validate an upload, then store it with its thumbnail and poster.
+
+        Raises media.MediaError with a message for the user; nothing is stored then.
+        """
+        inspected = media.inspect_upload(upload)
+        asset = Asset(project=project, kind=inspected.kind, content_type=inspected.content_type,
+                      original_name=inspected.original_name, size=inspected.size,
+                      sha256=inspected.sha256, width=inspected.width, height=inspected.height,
+                      duration=inspected.duration, uploaded_by=user)
+        try:
+            asset.file.save(f"original.{inspected.ext}", inspected.content, save=False)
+            if inspected.thumbnail:
+                asset.thumbnail.save("thumb.jpg", ContentFile(inspected.thumbnail), save=False)
+            if inspected.poster:
+                asset.poster.save("poster.jpg", ContentFile(inspected.poster), save=False)
+            asset.save()
+        except BaseException:
+            # Files are written before the row; a failed insert must not leave orphans.
+            asset.delete_files()
+            raise
+        return asset
+
+
+class Asset(models.Model):
+    class Kind(models.TextChoices):
+        IMAGE = "image", "Image"
+        VIDEO = "video", "Video"
+        AUDIO = "audio", "Audio"
+
+    uid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    project = models.ForeignKey(Project, models.CASCADE, related_name="assets")
+    kind = models.CharField(max_length=8, choices=Kind.choices)
+    file = models.FileField(upload_to=asset_upload_to, max_length=255)
+    content_type = models.CharField(max_length=64)
+    original_name = models.CharField(max_length=255, blank=True)
+    size = models.BigIntegerField()
+    sha256 = models.CharField(max_length=64)
+    width = models.PositiveIntegerField(null=True, blank=True)
+    height = models.PositiveIntegerField(null=True, blank=True)
+    duration = models.FloatField(null=True, blank=True)
+    # A small JPEG for cards and pickers: the image itself, or a video's poster frame.
+    thumbnail = models.FileField(upload_to=asset_derived_to, max_length=255, blank=True)
+    poster = models.FileField(upload_to=asset_derived_to, max_length=255, blank=True)
+    # Derived assets (a take's last frame, say) record what they came from.
+    derived_from = models.ForeignKey("self", models.SET_NULL, null=True, blank=True,
+                                     related_name="derivatives")
+    uploaded_by = models.ForeignKey(settings.AUTH_USER_MODEL, models.SET_NULL, null=True,
+                                    blank=True, related_name="+")
+    created = models.DateTimeField(default=timezone.now)
+
+    objects = AssetQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created"]
+
+    def __str__(self) -> str:
+        return self.original_name or str(self.uid)
+
+    @property
+    def display_name(self) -> str:
+        return self.original_name or f"{self.kind} {self.uid.hex[:8]}"
+
+    @property
+    def size_label(self) -> str:
+        size = float(self.size)
+        for unit in ("B", "KB", "MB", "GB"):
+            if size < 1024 or unit == "GB":
+                return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+            size /= 1024
+        return ""
+
+    def delete_files(self) -> None:
+        for field in (self.file, self.thumbnail, self.poster):
+            if field:
+                field.storage.delete(field.name)
+
+
+class PresenceQuerySet(models.QuerySet):
+    def live(self) -> PresenceQuerySet:
+        # A connection that has not pinged for two intervals belongs to a crashed server.
+        return self.filter(seen__gte=timezone.now() - timedelta(seconds=75))
+
+    def viewers(self, project_id: int) -> list[User]:
+        """Distinct people with the board open, in the order they arrived."""
+        rows = self.live().filter(project_id=project_id).select_related("user")
+        seen: dict[int, User] = {}
+        for row in rows.order_by("connected"):
+            seen.setdefault(row.user_id, row.user)
+        return list(seen.values())
+
+
+class Presence(models.Model):
+    """One open board websocket; the board shows the distinct users behind the live rows."""
+
+    channel_name = models.CharField(max_length=200, unique=True)
+    project = models.ForeignKey(Project, models.CASCADE, related_name="presences")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, models.CASCADE, related_name="+")
+    connected = models.DateTimeField(default=timezone.now)
+    seen = models.DateTimeField(default=timezone.now)
+
+    objects = PresenceQuerySet.as_manager()
+
+    def __str__(self) -> str:
+        return f"{self.user} on {self.project}"

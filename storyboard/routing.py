@@ -1,0 +1,9 @@
+from __future__ import annotations
+
+from django.urls import path
+
+from storyboard.consumers import BoardConsumer
+
+websocket_urlpatterns = [
+    path("ws/projects/<int:project_id>/", BoardConsumer.as_asgi()),
+]

@@ -1,0 +1,363 @@
+from __future__ import annotations
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.db import transaction
+from django.http import (
+    FileResponse,
+    Http404,
+    HttpRequest,
+    HttpResponse,
+    HttpResponseBadRequest,
+    HttpResponseRedirect,
+)
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_GET, require_POST
+
+from accounts.models import Membership
+from storyboard import media, realtime
+from storyboard.access import (
+    get_asset_for_user,
+    get_project_for_user,
+    get_scene_for_user,
+    get_shot_for_user,
+)
+from storyboard.forms import NewShotForm, ProjectForm, SceneForm, ShotForm
+from storyboard.models import Asset, Presence, Project, Shot
+
+BOARD = "storyboard/board.html"
+MAX_FILES_PER_UPLOAD = 20
+
+
+def board_context(project: Project) -> dict:
+    groups = project.board()
+    number = 0
+    for _, shots in groups:
+        for shot in shots:
+            number += 1
+            shot._number = number
+    total_seconds = sum(int(s.duration) for _, shots in groups for s in shots
+                        if s.duration.isdigit())
+    return {"project": project, "groups": groups, "shot_count": number,
+            "total_seconds": total_seconds, "scenes": project.scenes.all()}
+
+
+def assets_context(project: Project) -> dict:
+    return {"project": project, "assets": project.assets.all()}
+
+
+def _board_response(request: HttpRequest, project: Project) -> HttpResponse:
+    if request.htmx:
+        return render(request, f"{BOARD}#board", board_context(project))
+    return redirect("sb:board", project.pk)
+
+
+@login_required
+def home(request: HttpRequest) -> HttpResponse:
+    team = request.user.current_team
+    if team is None or not request.user.membership_in(team):
+        team = request.user.teams().first()
+        if team is None:
+            return redirect("accounts:teams")
+        request.user.switch_team(team)
+    return redirect("sb:projects", team.pk)
+
+
+def _get_membership(request: HttpRequest, team_id: int) -> Membership:
+    membership = Membership.objects.filter(team_id=team_id, user=request.user).select_related(
+        "team"
+    ).first()
+    if membership is None:
+        raise Http404("No such team")
+    return membership
+
+
+@login_required
+def projects(request: HttpRequest, team_id: int) -> HttpResponse:
+    membership = _get_membership(request, team_id)
+    if request.user.current_team_id != membership.team_id:
+        request.user.switch_team(membership.team)
+    team_projects = membership.team.projects.order_by("-updated")
+    return render(request, "storyboard/projects.html", {
+        "team": membership.team, "membership": membership, "projects": team_projects,
+    })
+
+
+@login_required
+def project_create(request: HttpRequest, team_id: int) -> HttpResponse:
+    membership = _get_membership(request, team_id)
+    if not membership.can_edit:
+        raise PermissionDenied("Your role in this team cannot create projects.")
+    form = ProjectForm(request.POST or None, instance=Project(team=membership.team))
+    if request.method == "POST" and form.is_valid():
+        project = form.save(commit=False)
+        project.created_by = request.user
+        project.save()
+        return redirect("sb:board", project.pk)
+    return render(request, "storyboard/project_form.html",
+                  {"form": form, "team": membership.team}, status=400 if form.errors else 200)
+
+
+@login_required
+def project_settings(request: HttpRequest, project_id: int) -> HttpResponse:
+    project = get_project_for_user(request, project_id, write=request.method == "POST")
+    form = ProjectForm(request.POST or None, instance=project)
+    if request.method == "POST" and form.is_valid():
+        form.save()
+        messages.success(request, "Project settings saved. New shots use these defaults.")
+        return redirect("sb:board", project.pk)
+    return render(request, "storyboard/project_form.html",
+                  {"form": form, "team": project.team, "project": project},
+                  status=400 if form.errors else 200)
+
+
+@login_required
+@require_POST
+def project_delete(request: HttpRequest, project_id: int) -> HttpResponse:
+    project = get_project_for_user(request, project_id, write=True)
+    if not project.membership.can_budget:
+        raise PermissionDenied("Only owners and producers can delete a project.")
+    if request.POST.get("confirm") != project.name:
+        messages.error(request, "Type the project's name to confirm deleting it.")
+        return redirect("sb:project-settings", project.pk)
+    team_id = project.team_id
+    files = [a for a in project.assets.all()]
+    with transaction.atomic():
+        project.delete()
+        transaction.on_commit(lambda: [a.delete_files() for a in files])
+    messages.success(request, f"Deleted {project.name}.")
+    return redirect("sb:projects", team_id)
+
+
+@login_required
+@require_GET
+def board(request: HttpRequest, project_id: int) -> HttpResponse:
+    project = get_project_for_user(request, project_id)
+    if request.htmx and request.htmx.target == "editor":
+        # Closing the shot editor swaps its empty state back in.
+        return render(request, f"{BOARD}#editor-empty", {"project": project})
+    ctx = board_context(project)
+    ctx["membership"] = project.membership
+    ctx["viewers"] = Presence.objects.viewers(project.pk)
+    return render(request, f"{BOARD}#board" if request.htmx else BOARD, ctx)
+
+
+@login_required
+@require_POST
+def shot_create(request: HttpRequest, project_id: int) -> HttpResponse:
+    project = get_project_for_user(request, project_id, write=True)
+    form = NewShotForm(request.POST, project=project)
+    if not form.is_valid():
+        return HttpResponseBadRequest("That scene is not on this board.")
+    shot = project.new_shot(title=form.cleaned_data["title"], scene=form.cleaned_data["scene"])
+    shot.created_by = request.user
+    shot.save(update_fields=["created_by"])
+    realtime.broadcast_board(project)
+    return _board_response(request, project)
+
+
+@login_required
+@require_POST
+def shot_reorder(request: HttpRequest, project_id: int) -> HttpResponse:
+    project = get_project_for_user(request, project_id, write=True)
+    items: list[tuple[int | None, int]] = []
+    try:
+        for item in request.POST.getlist("item"):
+            scene, shot = item.split(":")
+            items.append((int(scene) if scene else None, int(shot)))
+    except ValueError:
+        return HttpResponseBadRequest("Malformed board order.")
+    if not project.apply_order(items):
+        # Someone changed the board while this drag happened; show them the current one.
+        response = render(request, f"{BOARD}#board", board_context(project), status=409)
+        response["HX-Retarget"] = "#board"
+        response["HX-Reswap"] = "outerHTML"
+        return response
+    realtime.broadcast_board(project)
+    return _board_response(request, project)
+
+
+@login_required
+def shot_edit(request: HttpRequest, shot_id: int) -> HttpResponse:
+    shot = get_shot_for_user(request, shot_id, write=request.method == "POST")
+    project = shot.project
+    form = ShotForm(request.POST or None, instance=shot)
+    saved = False
+    if request.method == "POST":
+        if form.is_valid():
+            form.save()
+            saved = True
+            realtime.broadcast_shot(shot)
+        else:
+            # Nothing was saved, so the form must not keep the rejected values on the instance.
+            form.instance = Shot.objects.get(pk=shot.pk)
+            form.instance.project = project
+    ctx = {"shot": form.instance, "project": project, "form": form, "saved": saved,
+           "membership": project.membership, "warnings": form.warnings()}
+    status = 400 if form.errors else 200
+    if request.htmx:
+        return render(request, "storyboard/shot.html#editor", ctx, status=status)
+    if saved:
+        messages.success(request, "Shot saved.")
+        return redirect("sb:board", project.pk)
+    return render(request, "storyboard/shot.html", ctx, status=status)
+
+
+@login_required
+@require_POST
+def shot_duplicate(request: HttpRequest, shot_id: int) -> HttpResponse:
+    shot = get_shot_for_user(request, shot_id, write=True)
+    shot.duplicate(user=request.user)
+    realtime.broadcast_board(shot.project)
+    return _board_response(request, shot.project)
+
+
+@login_required
+@require_POST
+def shot_delete(request: HttpRequest, shot_id: int) -> HttpResponse:
+    shot = get_shot_for_user(request, shot_id, write=True)
+    project = shot.project
+    shot.delete()
+    realtime.broadcast_board(project)
+    if not request.htmx:
+        messages.success(request, f"Deleted {shot.display_title}.")
+    return _board_response(request, project)
+
+
+@login_required
+@require_POST
+def shot_move(request: HttpRequest, shot_id: int) -> HttpResponse:
+    """Move a shot one place up or down: the no-JavaScript way to reorder."""
+    shot = get_shot_for_user(request, shot_id, write=True)
+    project = shot.project
+    items = [[s.scene_id, s.pk] for _, shots in project.board() for s in shots]
+    i = items.index([shot.scene_id, shot.pk])
+    j = i + (-1 if request.POST.get("direction") == "up" else 1)
+    if 0 <= j < len(items):
+        if items[j][0] != shot.scene_id:
+            # At a scene boundary the first step crosses into the neighbouring scene.
+            items[i][0] = items[j][0]
+        else:
+            items[i], items[j] = items[j], items[i]
+        project.apply_order([(scene_id, shot_id) for scene_id, shot_id in items])
+        realtime.broadcast_board(project)
+    return _board_response(request, project)
+
+
+@login_required
+@require_POST
+def scene_create(request: HttpRequest, project_id: int) -> HttpResponse:
+    project = get_project_for_user(request, project_id, write=True)
+    form = SceneForm(request.POST)
+    if not form.is_valid():
+        return HttpResponseBadRequest("A scene needs a title of at most 120 characters.")
+    scene = form.save(commit=False)
+    scene.project = project
+    scene.position = project.scenes.count()
+    scene.save()
+    realtime.broadcast_board(project)
+    return _board_response(request, project)
+
+
+@login_required
+@require_POST
+def scene_rename(request: HttpRequest, scene_id: int) -> HttpResponse:
+    scene = get_scene_for_user(request, scene_id, write=True)
+    form = SceneForm(request.POST, instance=scene)
+    if not form.is_valid():
+        return HttpResponseBadRequest("A scene needs a title of at most 120 characters.")
+    form.save()
+    realtime.broadcast_board(scene.project)
+    return _board_response(request, scene.project)
+
+
+@login_required
+@require_POST
+def scene_delete(request: HttpRequest, scene_id: int) -> HttpResponse:
+    """Delete the heading only; its shots stay on the board, ungrouped."""
+    scene = get_scene_for_user(request, scene_id, write=True)
+    project = scene.project
+    scene.delete()
+    realtime.broadcast_board(project)
+    return _board_response(request, project)
+
+
+@login_required
+def assets(request: HttpRequest, project_id: int) -> HttpResponse:
+    project = get_project_for_user(request, project_id, write=request.method == "POST")
+    errors: list[str] = []
+    added: list[Asset] = []
+    if request.method == "POST":
+        uploads = request.FILES.getlist("file")
+        if not uploads:
+            errors.append("Choose at least one file to upload.")
+        elif len(uploads) > MAX_FILES_PER_UPLOAD:
+            errors.append(f"Upload at most {MAX_FILES_PER_UPLOAD} files at a time.")
+        else:
+            for upload in uploads:
+                try:
+                    added.append(
+                        Asset.objects.store(project=project, upload=upload, user=request.user)
+                    )
+                except media.MediaError as e:
+                    errors.append(e.message)
+        if added:
+            realtime.broadcast_assets(project)
+    ctx = {**assets_context(project), "errors": errors, "added": added,
+           "membership": project.membership}
+    status = 400 if errors and not added else 200
+    if request.htmx:
+        return render(request, "storyboard/assets.html#library", ctx, status=status)
+    return render(request, "storyboard/assets.html", ctx, status=status)
+
+
+@login_required
+@require_POST
+def asset_delete(request: HttpRequest, asset_uid: str) -> HttpResponse:
+    asset = get_asset_for_user(request, asset_uid, write=True)
+    project = asset.project
+    with transaction.atomic():
+        asset.delete()
+        transaction.on_commit(asset.delete_files)
+    realtime.broadcast_assets(project)
+    realtime.broadcast_board(project)
+    if request.htmx:
+        return render(request, "storyboard/assets.html#library",
+                      {**assets_context(project), "membership": project.membership})
+    return redirect("sb:assets", project.pk)
+
+
+# Uploads are re-encoded or probed before storage, so these are the only types ever served.
+SERVED_TYPES = {"image/jpeg", "image/png", "image/webp", "video/mp4", "video/quicktime",
+                "audio/mpeg", "audio/wav"}
+
+
+@login_required
+@require_GET
+def asset_file(request: HttpRequest, asset_uid: str, variant: str) -> HttpResponse:
+    asset = get_asset_for_user(request, asset_uid)
+    field = {"file": asset.file, "thumbnail": asset.thumbnail, "poster": asset.poster}.get(variant)
+    if not field:
+        raise Http404("No such file")
+    content_type = asset.content_type if variant == "file" else "image/jpeg"
+    if content_type not in SERVED_TYPES:
+        raise Http404("No such file")
+    storage = field.storage
+    try:
+        storage.path(field.name)
+    except NotImplementedError:
+        # Object storage: hand out a short-lived signed URL instead of proxying the bytes.
+        return HttpResponseRedirect(storage.url(field.name))
+    response = FileResponse(storage.open(field.name, "rb"), content_type=content_type)
+    response["Content-Disposition"] = "inline"
+    # Even a file that slipped through must not run as a page on our origin.
+    response["Content-Security-Policy"] = "default-src 'none'; sandbox"
+    response["X-Content-Type-Options"] = "nosniff"
+    response["Cache-Control"] = "private, max-age=3600"
+    return response
+
+
+def url_for_asset(asset: Asset, variant: str = "file") -> str:
+    return reverse("sb:asset-file", args=[asset.uid, variant])

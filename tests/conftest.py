@@ -1,0 +1,62 @@
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import pytest
+from django.test import Client
+
+from accounts.models import Role, Team, User
+from storyboard.models import Project, Shot
+from tests.factories import ProjectFactory, ShotFactory, TeamFactory, UserFactory
+
+# CI sets this: a test that needs a service it cannot find must fail there, never skip.
+IN_CI = os.getenv("CI", "").lower() in ("1", "true", "yes")
+
+
+@pytest.fixture(autouse=True)
+def _media_root(settings, tmp_path):
+    settings.MEDIA_ROOT = tmp_path / "media"
+
+
+@dataclass
+class Cast:
+    """Team A with one person per role, and Charlie who runs team B and has no access to A."""
+
+    team: Team
+    owner: User
+    producer: User
+    editor: User
+    reviewer: User
+    viewer: User
+    other_team: Team
+    outsider: User
+    project: Project
+    shot: Shot
+
+    def member(self, role: str) -> User:
+        return getattr(self, role)
+
+
+@pytest.fixture
+def cast(db) -> Cast:
+    team = TeamFactory(name="Alpha")
+    people = {}
+    for role in Role.values:
+        user = UserFactory(username=f"{role}-a")
+        team.add_member(user, role)
+        people[role] = user
+    other_team = TeamFactory(name="Bravo")
+    outsider = UserFactory(username="charlie")
+    other_team.add_member(outsider, Role.OWNER)
+    project = ProjectFactory(team=team, name="Spot")
+    shot = ShotFactory(project=project, title="Opening")
+    return Cast(team=team, other_team=other_team, outsider=outsider, project=project, shot=shot,
+                **people)
+
+
+def client_for(user: User | None) -> Client:
+    client = Client()
+    if user is not None:
+        client.force_login(user)
+    return client
