@@ -361,7 +361,8 @@ def decode_image(name: str, fmt: Format, data: bytes) -> Image.Image:
     try:
         with warnings.catch_warnings():
             # Don't touch Image.MAX_IMAGE_PIXELS: other code shares it. Locally, a warning-level
-            # bomb is an error too.
+            # bomb is an error too. (Filters are process-wide, so a concurrent upload can undo
+            # this one; the 40-megapixel check below is what holds either way.)
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             image = Image.open(io.BytesIO(data), formats=["JPEG", "PNG", "WEBP"])
             check_image_format(name, fmt, image)
@@ -598,8 +599,6 @@ def probe_video(name: str, path: str) -> tuple[int, int, float, Image.Image]:
 
 
 def check_video_size(name: str, width: int, height: int) -> None:
-    if width <= 0 or height <= 0:
-        raise MediaError(incomplete_message(name, "video"))
     if width > MAX_VIDEO_SIDE or height > MAX_VIDEO_SIDE:
         raise MediaError(
             f"“{name}” is {pixels(width, height)}; videos can be at most {MAX_VIDEO_SIDE} "
@@ -621,12 +620,13 @@ def check_duration(name: str, kind: str, seconds: float) -> None:
         raise MediaError(f"“{name}” is only {seconds:.2f} seconds long; videos must be at "
                          f"least {MIN_VIDEO_SECONDS} seconds.")
     if seconds > MAX_SECONDS:
-        minutes, rest = divmod(round(seconds), 60)
-        raise MediaError(f"“{name}” is {minutes}:{rest:02d} long; {KIND_PLURALS[kind]} can be "
-                         f"at most {MAX_SECONDS / 60:.0f} minutes.")
+        raise MediaError(f"“{name}” is {seconds / 60:.1f} minutes long; {KIND_PLURALS[kind]} "
+                         f"can be at most {MAX_SECONDS / 60:.0f} minutes.")
 
 
-def first_frame(container: av.container.InputContainer, stream: av.stream.Stream) -> av.frame.Frame:
+def first_frame(
+    container: av.container.InputContainer, stream: av.stream.Stream
+) -> av.frame.Frame:
     for count, packet in enumerate(container.demux(stream)):
         if count >= MAX_PACKETS:
             break

@@ -232,17 +232,26 @@ def shot_move(request: HttpRequest, shot_id: int) -> HttpResponse:
     """Move a shot one place up or down: the no-JavaScript way to reorder."""
     shot = get_shot_for_user(request, shot_id, write=True)
     project = shot.project
-    items = [[s.scene_id, s.pk] for _, shots in project.board() for s in shots]
-    i = items.index([shot.scene_id, shot.pk])
-    j = i + (-1 if request.POST.get("direction") == "up" else 1)
-    if 0 <= j < len(items):
-        if items[j][0] != shot.scene_id:
-            # At a scene boundary the first step crosses into the neighbouring scene.
-            items[i][0] = items[j][0]
+    groups = [[scene, list(shots)] for scene, shots in project.board()]
+    g = next(i for i, (_, shots) in enumerate(groups) if shot in shots)
+    shots = groups[g][1]
+    i = shots.index(shot)
+    up = request.POST.get("direction") == "up"
+    if (up and i > 0) or (not up and i < len(shots) - 1):
+        j = i - 1 if up else i + 1
+        shots[i], shots[j] = shots[j], shots[i]
+    elif 0 <= g + (-1 if up else 1) < len(groups):
+        # At the edge of a scene, one more step moves the shot into the neighbouring scene.
+        shots.pop(i)
+        if up:
+            groups[g - 1][1].append(shot)
         else:
-            items[i], items[j] = items[j], items[i]
-        project.apply_order([(scene_id, shot_id) for scene_id, shot_id in items])
-        realtime.broadcast_board(project)
+            groups[g + 1][1].insert(0, shot)
+    else:
+        return _board_response(request, project)
+    project.apply_order([(scene.pk if scene else None, s.pk) for scene, group in groups
+                         for s in group])
+    realtime.broadcast_board(project)
     return _board_response(request, project)
 
 

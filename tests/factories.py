@@ -1,10 +1,14 @@
 from __future__ import annotations
 
+import hashlib
+import io
+
 import factory
 from factory.django import DjangoModelFactory
+from PIL import Image
 
 from accounts.models import Invitation, Membership, Role, Team, User
-from storyboard.models import Project, Scene, Shot
+from storyboard.models import Asset, Project, Scene, Shot
 
 
 class UserFactory(DjangoModelFactory[User]):
@@ -73,3 +77,45 @@ class InvitationFactory(DjangoModelFactory[Invitation]):
 
     team = factory.SubFactory(TeamFactory)
     role = Role.EDITOR
+
+
+RGB = tuple[int, int, int]
+
+
+def png_bytes(size: tuple[int, int] = (16, 12), color: RGB = (200, 60, 30)) -> bytes:
+    """A small, valid PNG made with Pillow: passes storyboard.media.inspect_upload."""
+    out = io.BytesIO()
+    Image.new("RGB", size, color).save(out, "PNG")
+    return out.getvalue()
+
+
+def jpeg_bytes(size: tuple[int, int] = (16, 12), color: RGB = (30, 60, 200)) -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", size, color).save(out, "JPEG")
+    return out.getvalue()
+
+
+_ASSET_PNG = png_bytes()
+_ASSET_THUMB = jpeg_bytes()
+
+
+class AssetFactory(DjangoModelFactory[Asset]):
+    """An image asset with a real PNG file and JPEG thumbnail under MEDIA_ROOT.
+
+    Only the row's `kind` matters to the shot form, so `kind=Asset.Kind.AUDIO` (with
+    `content_type="audio/mpeg"`, `thumbnail=None`) gives a stand-in audio reference.
+    """
+
+    class Meta:
+        model = Asset
+
+    project = factory.SubFactory(ProjectFactory)
+    kind = Asset.Kind.IMAGE
+    content_type = "image/png"
+    original_name = factory.Sequence(lambda n: f"frame-{n}.png")
+    file = factory.django.FileField(filename="original.png", data=_ASSET_PNG)
+    thumbnail = factory.django.FileField(filename="thumb.jpg", data=_ASSET_THUMB)
+    size = len(_ASSET_PNG)
+    sha256 = hashlib.sha256(_ASSET_PNG).hexdigest()
+    width = 16
+    height = 12

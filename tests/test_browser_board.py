@@ -1,0 +1,152 @@
+"""Two people on one board in real Chromium, served by a real Daphne with real websockets."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+from channels.testing import ChannelsLiveServerTestCase
+from django.test import Client
+
+from accounts.models import Role
+from storyboard.models import Shot
+from tests.conftest import IN_CI
+from tests.factories import ProjectFactory, SceneFactory, ShotFactory, TeamFactory, UserFactory
+
+# Playwright's sync API runs an event loop in this thread; the ORM calls in the test body are
+# still plain synchronous code, so Django's guard against async contexts does not apply.
+os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+
+CHROMIUM = os.getenv("CHROMIUM_PATH") or shutil.which("chromium") or "/usr/bin/chromium"
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+# Flags that keep Chromium from phoning home on a machine without internet.
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync"]
+
+pytestmark = pytest.mark.browser
+
+
+def _require_chromium() -> None:
+    if Path(CHROMIUM).exists():
+        return
+    message = f"Chromium not found at {CHROMIUM}; install Debian's chromium package."
+    if IN_CI:
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+class TestLiveBoard(ChannelsLiveServerTestCase):
+    host = "localhost"
+
+    @classmethod
+    def setUpClass(cls) -> None:
+        _require_chromium()
+        super().setUpClass()
+        from playwright.sync_api import sync_playwright
+
+        cls._playwright = sync_playwright().start()
+        cls.browser = cls._playwright.chromium.launch(executable_path=CHROMIUM,
+                                                      args=CHROMIUM_ARGS)
+        ARTIFACTS.mkdir(exist_ok=True)
+
+    @classmethod
+    def tearDownClass(cls) -> None:
+        cls.browser.close()
+        cls._playwright.stop()
+        super().tearDownClass()
+
+    def setUp(self) -> None:
+        team = TeamFactory(name="Northlight")
+        self.emma = UserFactory(username="emma", first_name="Emma", last_name="Editor")
+        self.rita = UserFactory(username="rita", first_name="Rita", last_name="Reviewer")
+        team.add_member(self.emma, Role.EDITOR)
+        team.add_member(self.rita, Role.REVIEWER)
+        self.project = ProjectFactory(team=team, name="Lighthouse")
+        self.scene = SceneFactory(project=self.project, title="Storm", position=0)
+        self.shots = [
+            ShotFactory(project=self.project, title=title, position=i)
+            for i, title in enumerate(["Cliff at dawn", "Keeper's window", "The beam"])
+        ]
+
+    def _open_board(self, user):
+        client = Client()
+        client.force_login(user)
+        context = self.browser.new_context(viewport={"width": 1400, "height": 900})
+        context.add_cookies([{"name": "sessionid", "value": client.cookies["sessionid"].value,
+                              "domain": self.host, "path": "/"}])
+        page = context.new_page()
+        page.goto(f"{self.live_server_url}/projects/{self.project.pk}/")
+        from playwright.sync_api import expect
+
+        expect(page.locator("#live-state")).to_have_text("live")
+        return page
+
+    def _card_titles(self, page) -> list[str]:
+        return page.locator("#board .shot-card .shot-title").all_inner_texts()
+
+    def test_two_people_edit_and_reorder_live(self) -> None:
+        from playwright.sync_api import expect
+
+        emma = self._open_board(self.emma)
+        rita = self._open_board(self.rita)
+
+        # Presence: each sees both faces.
+        for page in (emma, rita):
+            expect(page.locator('#presence [data-user="emma"]')).to_be_visible()
+            expect(page.locator('#presence [data-user="rita"]')).to_be_visible()
+        # A reviewer gets no editing controls (the server refuses them too).
+        expect(rita.locator("#add-shot")).to_be_hidden()
+
+        # Emma edits a shot in the side editor; Rita's card changes without a reload.
+        first = self.shots[0]
+        emma.locator(f"#shot-{first.pk} .shot-actions a").click()
+        emma.locator("#id_title").fill("Cliff at first light")
+        started = time.monotonic()
+        emma.get_by_role("button", name="Save shot").click()
+        expect(rita.locator(f"#shot-{first.pk} .shot-title")).to_have_text("Cliff at first light")
+        edit_latency = time.monotonic() - started
+
+        # Emma adds a shot; it appears on Rita's board.
+        emma.locator("#add-shot").click()
+        expect(rita.locator("#board .shot-card")).to_have_count(4)
+
+        # Emma drags the last shot before the first; Rita sees the new order.
+        cards = emma.locator("#board .shot-card")
+        source = cards.nth(3).locator(".shot-body")
+        target = cards.nth(0).locator(".shot-thumb")
+        source_box, target_box = source.bounding_box(), target.bounding_box()
+        emma.mouse.move(source_box["x"] + 20, source_box["y"] + 10)
+        emma.mouse.down()
+        emma.mouse.move(target_box["x"] + 10, target_box["y"] + 10, steps=15)
+        emma.mouse.move(target_box["x"] + 5, target_box["y"] + 5, steps=5)
+        emma.mouse.up()
+        new_shot = Shot.objects.exclude(pk__in=[s.pk for s in self.shots]).get()
+        expect(rita.locator("#board .shot-card").first).to_have_attribute(
+            "data-shot", str(new_shot.pk)
+        )
+        assert self._card_titles(rita) == self._card_titles(emma)
+        assert self.project.shots.order_by("position").first() == new_shot
+
+        # Emma moves a shot under the "Storm" heading with the keyboard-free fallback buttons.
+        # (The ↓ button at a scene boundary crosses into the next scene.)
+        last = self.shots[2]
+        emma.locator(f"#shot-{last.pk} button[value=down]").click()
+        expect(rita.locator(f"#scene-{self.scene.pk} + .shot-list #shot-{last.pk}")).to_be_visible()
+
+        # Emma deletes a shot; it disappears for Rita.
+        emma.once("dialog", lambda dialog: dialog.accept())
+        emma.locator(f"#shot-{self.shots[1].pk} button.danger").click()
+        expect(rita.locator(f"#shot-{self.shots[1].pk}")).to_have_count(0)
+
+        emma.screenshot(path=str(ARTIFACTS / "board-editor.png"), full_page=True)
+        rita.screenshot(path=str(ARTIFACTS / "board-reviewer.png"), full_page=True)
+        (ARTIFACTS / "board-latency.txt").write_text(f"edit→other screen: {edit_latency:.3f} s\n")
+
+        # Rita leaves; Emma's presence list drops her.
+        rita.context.close()
+        expect(emma.locator('#presence [data-user="rita"]')).to_have_count(0)
+        emma.context.close()

@@ -1,0 +1,211 @@
+"""The board websocket against the real ASGI application: origin check, membership, pushes."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+from asgiref.sync import sync_to_async
+from channels.testing import WebsocketCommunicator
+from django.urls import reverse
+
+from accounts.models import Membership
+from storyboard.asgi import application
+from storyboard.consumers import CLOSE_FORBIDDEN
+from storyboard.models import Presence
+from tests.conftest import Cast, client_for
+from tests.factories import ProjectFactory, ShotFactory
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+# The validator captured ALLOWED_HOSTS at import, before the test runner added "testserver".
+ORIGIN = b"http://127.0.0.1:8000"
+
+
+@sync_to_async
+def _session_cookie(user) -> bytes:
+    client = client_for(user)
+    return f"sessionid={client.cookies['sessionid'].value}".encode()
+
+
+async def _socket(user, project_id: int, *, origin: bytes = ORIGIN) -> WebsocketCommunicator:
+    headers = [(b"origin", origin)]
+    if user is not None:
+        headers.append((b"cookie", await _session_cookie(user)))
+    return WebsocketCommunicator(application, f"/ws/projects/{project_id}/", headers=headers)
+
+
+async def _receive_until(communicator: WebsocketCommunicator, needle: str,
+                         timeout: float = 3) -> str:
+    """Read messages until one contains `needle`; presence updates may arrive in between."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        message = await communicator.receive_from(timeout=max(0.05, deadline - loop.time()))
+        if needle in message:
+            return message
+
+
+async def _drain(communicator: WebsocketCommunicator) -> None:
+    while not await communicator.receive_nothing(timeout=0.2):
+        await communicator.receive_output()
+
+
+@pytest.fixture
+def cast_async(cast) -> Cast:
+    return cast
+
+
+async def test_it_lets_a_member_in_and_shows_presence(cast_async):
+    cast = cast_async
+    ws = await _socket(cast.editor, cast.project.pk)
+    connected, _ = await ws.connect()
+    assert connected
+    html = await _receive_until(ws, 'id="presence"')
+    assert f'data-user="{cast.editor.username}"' in html
+    assert await sync_to_async(Presence.objects.filter(user=cast.editor).count)() == 1
+    await ws.disconnect()
+    assert await sync_to_async(Presence.objects.count)() == 0
+
+
+async def test_it_shows_both_people_in_presence(cast_async):
+    cast = cast_async
+    first = await _socket(cast.editor, cast.project.pk)
+    await first.connect()
+    await _drain(first)
+    second = await _socket(cast.viewer, cast.project.pk)
+    await second.connect()
+    html = await _receive_until(first, f'data-user="{cast.viewer.username}"')
+    assert f'data-user="{cast.editor.username}"' in html
+    await second.disconnect()
+    html = await _receive_until(first, 'id="presence"')
+    assert cast.viewer.username not in html
+    await first.disconnect()
+
+
+async def test_it_refuses_a_foreign_origin(cast_async):
+    ws = await _socket(cast_async.editor, cast_async.project.pk, origin=b"https://evil.example")
+    connected, _ = await ws.connect()
+    assert not connected
+
+
+async def test_it_refuses_another_teams_user(cast_async):
+    ws = await _socket(cast_async.outsider, cast_async.project.pk)
+    connected, code = await ws.connect()
+    assert not connected
+    assert code == CLOSE_FORBIDDEN
+    assert await sync_to_async(Presence.objects.count)() == 0
+
+
+async def test_it_refuses_anonymous(cast_async):
+    ws = await _socket(None, cast_async.project.pk)
+    connected, code = await ws.connect()
+    assert not connected
+    assert code == CLOSE_FORBIDDEN
+
+
+async def test_it_refuses_a_project_that_does_not_exist(cast_async):
+    ws = await _socket(cast_async.owner, 999_999)
+    connected, _ = await ws.connect()
+    assert not connected
+
+
+async def test_it_disconnects_a_removed_member(cast_async):
+    cast = cast_async
+    ws = await _socket(cast.editor, cast.project.pk)
+    assert (await ws.connect())[0]
+    await _drain(ws)
+    membership = await sync_to_async(Membership.objects.get)(team=cast.team, user=cast.editor)
+    url = reverse("accounts:member-remove", args=[cast.team.pk, membership.pk])
+    owner = await sync_to_async(client_for)(cast.owner)
+    response = await sync_to_async(owner.post)(url)
+    assert response.status_code == 302
+    output = await ws.receive_output(timeout=5)
+    while output["type"] != "websocket.close":
+        output = await ws.receive_output(timeout=5)
+    assert output["code"] == CLOSE_FORBIDDEN
+    # Reconnecting is refused too: the membership is gone.
+    again = await _socket(cast.editor, cast.project.pk)
+    assert not (await again.connect())[0]
+
+
+async def test_it_keeps_a_member_of_another_team_connected_on_removal(cast_async):
+    """Removing Charlie from team B must not close his sockets on team A's boards."""
+    cast = cast_async
+    await sync_to_async(cast.team.add_member)(cast.outsider, "viewer")
+    ws = await _socket(cast.outsider, cast.project.pk)
+    assert (await ws.connect())[0]
+    await _drain(ws)
+    other_project = await sync_to_async(ProjectFactory)(team=cast.other_team)
+    other_member = await sync_to_async(cast.other_team.add_member)(cast.viewer, "viewer")
+    owner = await sync_to_async(client_for)(cast.outsider)
+    url = reverse("accounts:member-remove", args=[cast.other_team.pk, other_member.pk])
+    assert (await sync_to_async(owner.post)(url)).status_code == 302
+    assert other_project.pk
+    assert await ws.receive_nothing(timeout=0.5)
+    await ws.disconnect()
+
+
+async def test_it_pushes_an_edit_to_other_viewers(cast_async):
+    cast = cast_async
+    ws = await _socket(cast.viewer, cast.project.pk)
+    assert (await ws.connect())[0]
+    await _drain(ws)
+    editor = await sync_to_async(client_for)(cast.editor)
+    response = await sync_to_async(editor.post)(
+        reverse("sb:shot", args=[cast.shot.pk]),
+        {"title": "Sunrise over the cliff", "prompt": "Slow push in.", "mode": "text",
+         "endpoint": "bytedance/seedance-2.0/fast/text-to-video", "resolution": "720p",
+         "aspect_ratio": "16:9", "duration": "5", "generate_audio": "on"},
+        HTTP_HX_REQUEST="true",
+    )
+    assert response.status_code == 200
+    html = await _receive_until(ws, f'id="shot-{cast.shot.pk}"')
+    assert "Sunrise over the cliff" in html
+    await ws.disconnect()
+
+
+async def test_it_pushes_a_new_shot_as_the_whole_board(cast_async):
+    cast = cast_async
+    ws = await _socket(cast.reviewer, cast.project.pk)
+    assert (await ws.connect())[0]
+    await _drain(ws)
+    editor = await sync_to_async(client_for)(cast.editor)
+    await sync_to_async(editor.post)(reverse("sb:shot-create", args=[cast.project.pk]),
+                                     {"title": "Gulls"})
+    html = await _receive_until(ws, 'id="board"')
+    assert "Gulls" in html
+    assert "Opening" in html
+    await ws.disconnect()
+
+
+async def test_it_does_not_leak_another_teams_changes(cast_async):
+    cast = cast_async
+    ws = await _socket(cast.editor, cast.project.pk)
+    assert (await ws.connect())[0]
+    await _drain(ws)
+    foreign_shot = await sync_to_async(ShotFactory)(
+        project=await sync_to_async(ProjectFactory)(team=cast.other_team)
+    )
+    charlie = await sync_to_async(client_for)(cast.outsider)
+    response = await sync_to_async(charlie.post)(
+        reverse("sb:shot-duplicate", args=[foreign_shot.pk])
+    )
+    assert response.status_code == 302
+    assert await ws.receive_nothing(timeout=0.5)
+    await ws.disconnect()
+
+
+async def test_it_ignores_junk_and_records_pings(cast_async):
+    cast = cast_async
+    ws = await _socket(cast.editor, cast.project.pk)
+    assert (await ws.connect())[0]
+    await _drain(ws)
+    before = await sync_to_async(Presence.objects.get)(user=cast.editor)
+    await ws.send_to(text_data="not json")
+    await ws.send_to(text_data=json.dumps({"ping": "1", "HEADERS": {}}))
+    await asyncio.sleep(0.2)
+    after = await sync_to_async(Presence.objects.get)(user=cast.editor)
+    assert after.seen > before.seen
+    await ws.disconnect()
