@@ -117,6 +117,11 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     }
 elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     DATABASES["default"]["OPTIONS"] = {"pool": envbool("DATABASE_POOL")}
+    # Named explicitly: the live-server process of the browser tests derives its database from
+    # TEST.NAME, and would otherwise prefix the already-prefixed name a second time.
+    DATABASES["default"]["TEST"] = {
+        "NAME": os.getenv("PG_TEST_NAME", f"test_{DATABASES['default']['NAME']}")
+    }
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 AUTH_USER_MODEL = "accounts.User"

@@ -21,6 +21,17 @@ def _test_settings(settings, tmp_path):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
+@pytest.fixture(autouse=True)
+def _fresh_channel_layer():
+    # The Redis layer binds locks to the event loop that first used it, and every async test
+    # gets a new loop; a layer per test keeps them apart (and drops in-memory leftovers).
+    from channels.layers import channel_layers
+
+    channel_layers.backends.clear()
+    yield
+    channel_layers.backends.clear()
+
+
 @dataclass
 class Cast:
     """Team A with one person per role, and Charlie who runs team B and has no access to A."""

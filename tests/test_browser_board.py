@@ -16,10 +16,6 @@ from storyboard.models import Shot
 from tests.conftest import IN_CI
 from tests.factories import ProjectFactory, SceneFactory, ShotFactory, TeamFactory, UserFactory
 
-# Playwright's sync API runs an event loop in this thread; the ORM calls in the test body are
-# still plain synchronous code, so Django's guard against async contexts does not apply.
-os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-
 CHROMIUM = os.getenv("CHROMIUM_PATH") or shutil.which("chromium") or "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 # Flags that keep Chromium from phoning home on a machine without internet.
@@ -45,6 +41,9 @@ class TestLiveBoard(ChannelsLiveServerTestCase):
     @classmethod
     def setUpClass(cls) -> None:
         _require_chromium()
+        # Playwright's sync API runs an event loop in this thread; the ORM calls in the test
+        # body are still plain synchronous code, so Django's async guard does not apply here.
+        os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
         super().setUpClass()
         from playwright.sync_api import sync_playwright
 
@@ -58,6 +57,7 @@ class TestLiveBoard(ChannelsLiveServerTestCase):
         cls.browser.close()
         cls._playwright.stop()
         super().tearDownClass()
+        os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
 
     def setUp(self) -> None:
         team = TeamFactory(name="Northlight")

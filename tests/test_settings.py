@@ -17,7 +17,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def _manage(*args: str, **env: str) -> subprocess.CompletedProcess:
     clean = {k: v for k, v in os.environ.items()
-             if k not in ("DEBUG", "SECRET_KEY", "ALLOWED_HOSTS", "PRODUCTION")}
+             if k not in ("DEBUG", "SECRET_KEY", "ALLOWED_HOSTS", "PRODUCTION",
+                          "DJANGO_ALLOW_ASYNC_UNSAFE")}
     return subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env={**clean, **env},
                           capture_output=True, text=True, timeout=120, check=False)
 
