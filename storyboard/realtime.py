@@ -54,9 +54,10 @@ def broadcast_shot(shot) -> None:
 def broadcast_assets(project) -> None:
     from storyboard.views import assets_context
 
+    # The library grid for anyone on the assets page, the counter for anyone on the board.
     on_commit(project.pk, lambda: render_to_string(
         "storyboard/assets.html#asset-grid", {**assets_context(project), "oob": True}
-    ))
+    ) + render_region("asset-count", {"project": project}))
 
 
 def broadcast_presence(project_id: int) -> None:

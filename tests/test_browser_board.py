@@ -15,6 +15,7 @@ from accounts.models import Role
 from storyboard.models import Shot
 from tests.conftest import IN_CI
 from tests.factories import ProjectFactory, SceneFactory, ShotFactory, TeamFactory, UserFactory
+from tests.live_server import SpawnedDaphneProcess
 
 CHROMIUM = os.getenv("CHROMIUM_PATH") or shutil.which("chromium") or "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
@@ -37,6 +38,7 @@ def _require_chromium() -> None:
 
 class TestLiveBoard(ChannelsLiveServerTestCase):
     host = "localhost"
+    ProtocolServerProcess = SpawnedDaphneProcess
 
     @classmethod
     def setUpClass(cls) -> None:

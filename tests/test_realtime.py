@@ -209,3 +209,23 @@ async def test_it_ignores_junk_and_records_pings(cast_async):
     after = await sync_to_async(Presence.objects.get)(user=cast.editor)
     assert after.seen > before.seen
     await ws.disconnect()
+
+
+async def test_it_pushes_an_uploaded_asset(cast_async):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    from tests.hostile_files import good
+
+    cast = cast_async
+    ws = await _socket(cast.viewer, cast.project.pk)
+    assert (await ws.connect())[0]
+    await _drain(ws)
+    editor = await sync_to_async(client_for)(cast.editor)
+    upload = SimpleUploadedFile("harbour.png", await sync_to_async(good)("png"))
+    response = await sync_to_async(editor.post)(reverse("sb:assets", args=[cast.project.pk]),
+                                                {"file": upload})
+    assert response.status_code == 200
+    html = await _receive_until(ws, 'id="asset-grid"')
+    assert "harbour.png" in html
+    assert 'id="asset-count"' in html
+    await ws.disconnect()
