@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 from django.contrib import messages
 from django.contrib.auth import login
 from django.contrib.auth.decorators import login_required
@@ -7,7 +9,7 @@ from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
-from django.urls import reverse
+from django.urls import Resolver404, resolve, reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
@@ -37,6 +39,16 @@ def _safe_next(request: HttpRequest) -> str | None:
     return None
 
 
+def _is_invitation(target: str | None) -> bool:
+    """Whether `target` is an invitation link: its team is the one the new account joins."""
+    if not target:
+        return False
+    try:
+        return resolve(urlsplit(target).path).view_name == "accounts:invitation"
+    except Resolver404:
+        return False
+
+
 def signup(request: HttpRequest) -> HttpResponse:
     if request.user.is_authenticated:
         return redirect("sb:home")
@@ -45,7 +57,7 @@ def signup(request: HttpRequest) -> HttpResponse:
         with transaction.atomic():
             user = form.save()
             # Everyone starts with a team of their own; invitations add more.
-            if not _safe_next(request):
+            if not _is_invitation(_safe_next(request)):
                 team = Team.objects.create(name=f"{user.label}'s team")
                 team.add_member(user, Role.OWNER)
         login(request, user, backend="django.contrib.auth.backends.ModelBackend")
@@ -67,7 +79,7 @@ def team_create(request: HttpRequest) -> HttpResponse:
     if not form.is_valid():
         memberships = request.user.memberships.select_related("team").order_by("team__name")
         return render(request, "accounts/teams.html",
-                      {"memberships": memberships, "form": form}, status=400)
+                      {"memberships": memberships, "form": form}, status=422)
     with transaction.atomic():
         team = form.save()
         team.add_member(request.user, Role.OWNER)

@@ -62,6 +62,8 @@ class BoardConsumer(AsyncWebsocketConsumer):
             self.team_id = None
 
     def _arrive(self) -> None:
+        # Rows left by a crashed server would otherwise pile up; they are already not shown.
+        Presence.objects.stale().delete()
         Presence.objects.update_or_create(
             channel_name=self.channel_name,
             defaults={"project_id": self.project_id, "user": self.scope["user"]},

@@ -330,10 +330,16 @@ class Asset(models.Model):
                 field.storage.delete(field.name)
 
 
+# Boards ping every 30 s; a connection silent for longer than two pings died with its server.
+PRESENCE_TIMEOUT = timedelta(seconds=75)
+
+
 class PresenceQuerySet(models.QuerySet):
     def live(self) -> PresenceQuerySet:
-        # A connection that has not pinged for two intervals belongs to a crashed server.
-        return self.filter(seen__gte=timezone.now() - timedelta(seconds=75))
+        return self.filter(seen__gte=timezone.now() - PRESENCE_TIMEOUT)
+
+    def stale(self) -> PresenceQuerySet:
+        return self.filter(seen__lt=timezone.now() - PRESENCE_TIMEOUT)
 
     def viewers(self, project_id: int) -> list[User]:
         """Distinct people with the board open, in the order they arrived."""

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import json
+
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
@@ -9,7 +11,6 @@ from django.http import (
     Http404,
     HttpRequest,
     HttpResponse,
-    HttpResponseBadRequest,
     HttpResponseRedirect,
 )
 from django.shortcuts import redirect, render
@@ -28,7 +29,18 @@ from storyboard.forms import NewShotForm, ProjectForm, SceneForm, ShotForm
 from storyboard.models import Asset, Presence, Project, Shot
 
 BOARD = "storyboard/board.html"
+# Refused input answers 422 with the form and its messages. htmx is configured to swap 422 into
+# the page (base.html), and django-htmx's debug helper leaves 422 alone (it takes over 400).
+INVALID = 422
 MAX_FILES_PER_UPLOAD = 20
+
+
+def _refuse(message: str) -> HttpResponse:
+    """Refuse input a form did not render: htmx keeps the page as it is and shows the message."""
+    response = HttpResponse(message, status=INVALID, content_type="text/plain; charset=utf-8")
+    response["HX-Reswap"] = "none"
+    response["HX-Trigger"] = json.dumps({"showMessage": message})
+    return response
 
 
 def board_context(project: Project) -> dict:
@@ -97,7 +109,7 @@ def project_create(request: HttpRequest, team_id: int) -> HttpResponse:
         project.save()
         return redirect("sb:board", project.pk)
     return render(request, "storyboard/project_form.html",
-                  {"form": form, "team": membership.team}, status=400 if form.errors else 200)
+                  {"form": form, "team": membership.team}, status=INVALID if form.errors else 200)
 
 
 @login_required
@@ -110,7 +122,7 @@ def project_settings(request: HttpRequest, project_id: int) -> HttpResponse:
         return redirect("sb:board", project.pk)
     return render(request, "storyboard/project_form.html",
                   {"form": form, "team": project.team, "project": project},
-                  status=400 if form.errors else 200)
+                  status=INVALID if form.errors else 200)
 
 
 @login_required
@@ -150,7 +162,7 @@ def shot_create(request: HttpRequest, project_id: int) -> HttpResponse:
     project = get_project_for_user(request, project_id, write=True)
     form = NewShotForm(request.POST, project=project)
     if not form.is_valid():
-        return HttpResponseBadRequest("That scene is not on this board.")
+        return _refuse("That scene is not on this board.")
     shot = project.new_shot(title=form.cleaned_data["title"], scene=form.cleaned_data["scene"])
     shot.created_by = request.user
     shot.save(update_fields=["created_by"])
@@ -168,7 +180,7 @@ def shot_reorder(request: HttpRequest, project_id: int) -> HttpResponse:
             scene, shot = item.split(":")
             items.append((int(scene) if scene else None, int(shot)))
     except ValueError:
-        return HttpResponseBadRequest("Malformed board order.")
+        return _refuse("Malformed board order.")
     if not project.apply_order(items):
         # Someone changed the board while this drag happened; show them the current one.
         response = render(request, f"{BOARD}#board", board_context(project), status=409)
@@ -196,7 +208,7 @@ def shot_edit(request: HttpRequest, shot_id: int) -> HttpResponse:
             form.instance.project = project
     ctx = {"shot": form.instance, "project": project, "form": form, "saved": saved,
            "membership": project.membership, "warnings": form.warnings()}
-    status = 400 if form.errors else 200
+    status = INVALID if form.errors else 200
     if request.htmx:
         return render(request, "storyboard/shot.html#editor", ctx, status=status)
     if saved:
@@ -261,7 +273,7 @@ def scene_create(request: HttpRequest, project_id: int) -> HttpResponse:
     project = get_project_for_user(request, project_id, write=True)
     form = SceneForm(request.POST)
     if not form.is_valid():
-        return HttpResponseBadRequest("A scene needs a title of at most 120 characters.")
+        return _refuse("A scene needs a title of at most 120 characters.")
     scene = form.save(commit=False)
     scene.project = project
     scene.position = project.scenes.count()
@@ -276,7 +288,7 @@ def scene_rename(request: HttpRequest, scene_id: int) -> HttpResponse:
     scene = get_scene_for_user(request, scene_id, write=True)
     form = SceneForm(request.POST, instance=scene)
     if not form.is_valid():
-        return HttpResponseBadRequest("A scene needs a title of at most 120 characters.")
+        return _refuse("A scene needs a title of at most 120 characters.")
     form.save()
     realtime.broadcast_board(scene.project)
     return _board_response(request, scene.project)
@@ -316,7 +328,7 @@ def assets(request: HttpRequest, project_id: int) -> HttpResponse:
             realtime.broadcast_assets(project)
     ctx = {**assets_context(project), "errors": errors, "added": added,
            "membership": project.membership}
-    status = 400 if errors and not added else 200
+    status = INVALID if errors and not added else 200
     if request.htmx:
         return render(request, "storyboard/assets.html#library", ctx, status=status)
     return render(request, "storyboard/assets.html", ctx, status=status)

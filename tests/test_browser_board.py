@@ -112,6 +112,15 @@ class TestLiveBoard(ChannelsLiveServerTestCase):
         expect(rita.locator(f"#shot-{first.pk} .shot-title")).to_have_text("Cliff at first light")
         edit_latency = time.monotonic() - started
 
+        # An invalid combination is explained in the editor and changes nothing anywhere.
+        emma.locator("#id_resolution").select_option("1080p")
+        emma.locator("#id_title").fill("Should not stick")
+        emma.get_by_role("button", name="Save shot").click()
+        expect(emma.locator(".field-error")).to_contain_text("1080p needs the standard tier")
+        expect(rita.locator(f"#shot-{first.pk} .shot-title")).to_have_text("Cliff at first light")
+        first.refresh_from_db()
+        assert (first.title, first.resolution) == ("Cliff at first light", "720p")
+
         # Emma adds a shot; it appears on Rita's board.
         emma.locator("#add-shot").click()
         expect(rita.locator("#board .shot-card")).to_have_count(4)

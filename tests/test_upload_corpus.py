@@ -48,7 +48,7 @@ def test_the_corpus_is_big_enough():
 @pytest.mark.parametrize(("case", "name", "data"), CORPUS, ids=[c for c, _, _ in CORPUS])
 def test_it_refuses_hostile_file(cast, settings, case, name, data):
     response = _upload(client_for(cast.editor), cast.project, [(name, data)])
-    assert response.status_code == 400, case
+    assert response.status_code == 422, case
     assert b'class="notice error"' in response.content
     assert Asset.objects.count() == 0
     assert _files_under(settings.MEDIA_ROOT) == []
@@ -71,7 +71,7 @@ def test_it_refuses_hostile_uploads_in_batches(cast, settings):
     for start in range(0, len(CORPUS), 8):
         batch = CORPUS[start:start + 8]
         response = _upload(client, cast.project, [(n, d) for _, n, d in batch])
-        assert response.status_code == 400
+        assert response.status_code == 422
         assert response.content.count(b'class="notice error"') == len(batch)
     assert Asset.objects.count() == 0
     assert _files_under(settings.MEDIA_ROOT) == []
