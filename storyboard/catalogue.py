@@ -135,3 +135,67 @@ def validate_parameters(*, endpoint: str, resolution: str, duration: str,
     if aspect_ratio not in ASPECT_RATIOS:
         errors["aspect_ratio"] = "Choose one of the listed aspect ratios."
     return errors
+
+
+# ---------------------------------------------------------------------------------------------
+# Pricing. Providers bill per output token: tokens = height × width × duration × 24 / 1024, at
+# the endpoint's price per million tokens. Money is integer micro-dollars throughout.
+
+FPS = 24
+# What `duration=auto` may come back as; estimates and holds assume the longest clip.
+WORST_CASE_SECONDS = 15
+# Reference-to-video with video inputs is billed at 0.6×; kept as a fraction for exact maths.
+VIDEO_REFERENCE_DISCOUNT = (3, 5)
+
+
+@dataclass(frozen=True)
+class Estimate:
+    micros: int
+    width: int
+    height: int
+    frames: int
+    worst_case: bool
+
+    @property
+    def seconds(self) -> float:
+        return self.frames / FPS
+
+    @property
+    def tokens(self) -> float:
+        return self.width * self.height * self.frames / 1024
+
+
+def output_size(resolution: str, aspect_ratio: str) -> tuple[int, int]:
+    """Pixel size of the delivered video; for `auto` the largest the provider may choose."""
+    sizes = PIXEL_SIZES[resolution]
+    if aspect_ratio == "auto":
+        return max(sizes.values(), key=lambda wh: wh[0] * wh[1])
+    return sizes[aspect_ratio]
+
+
+def price_micros(*, endpoint: str, width: int, height: int, frames: int,
+                 video_references: bool = False) -> int:
+    """The price of one delivered clip, rounded up to the next micro-dollar."""
+    numerator = width * height * frames * ENDPOINTS[endpoint].micros_per_million_tokens
+    denominator = 1024 * 1_000_000
+    if video_references:
+        numerator *= VIDEO_REFERENCE_DISCOUNT[0]
+        denominator *= VIDEO_REFERENCE_DISCOUNT[1]
+    return -(-numerator // denominator)
+
+
+def estimate(*, endpoint: str, resolution: str, aspect_ratio: str, duration: str,
+             num_frames: int | None = None, video_references: bool = False) -> Estimate:
+    """Worst-case price of a generation with these parameters (what a budget hold reserves)."""
+    width, height = output_size(resolution, aspect_ratio)
+    if num_frames:
+        frames = num_frames
+    elif duration == "auto":
+        frames = WORST_CASE_SECONDS * FPS
+    else:
+        frames = int(duration) * FPS
+    micros = price_micros(endpoint=endpoint, width=width, height=height, frames=frames,
+                          video_references=video_references)
+    worst_case = duration == "auto" or aspect_ratio == "auto"
+    return Estimate(micros=micros, width=width, height=height, frames=frames,
+                    worst_case=worst_case)

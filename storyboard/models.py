@@ -205,6 +205,15 @@ class Shot(models.Model):
     def duration_label(self) -> str:
         return "auto" if self.duration == "auto" else f"{self.duration}s"
 
+    def estimate(self) -> catalogue.Estimate:
+        """Worst-case price of one take with the shot's current parameters."""
+        video_refs = self.mode == Shot.Mode.REFERENCE and self.references.filter(
+            kind=Asset.Kind.VIDEO
+        ).exists()
+        return catalogue.estimate(endpoint=self.endpoint, resolution=self.resolution,
+                                  aspect_ratio=self.aspect_ratio, duration=self.duration,
+                                  video_references=video_refs)
+
     def insert(self, *, after: Shot | None = None) -> None:
         """Save a new shot at the end of the board, or right after `after`."""
         with transaction.atomic():

@@ -17,6 +17,7 @@ sb = [
     path("projects/<int:project_id>/scenes/new/", views.scene_create, name="scene-create"),
     path("projects/<int:project_id>/assets/", views.assets, name="assets"),
     path("shots/<int:shot_id>/", views.shot_edit, name="shot"),
+    path("shots/<int:shot_id>/estimate/", views.shot_estimate, name="shot-estimate"),
     path("shots/<int:shot_id>/duplicate/", views.shot_duplicate, name="shot-duplicate"),
     path("shots/<int:shot_id>/delete/", views.shot_delete, name="shot-delete"),
     path("shots/<int:shot_id>/move/", views.shot_move, name="shot-move"),

@@ -18,7 +18,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
 from accounts.models import Membership
-from storyboard import media, realtime
+from storyboard import catalogue, media, realtime
 from storyboard.access import (
     get_asset_for_user,
     get_project_for_user,
@@ -50,10 +50,13 @@ def board_context(project: Project) -> dict:
         for shot in shots:
             number += 1
             shot._number = number
-    total_seconds = sum(int(s.duration) for _, shots in groups for s in shots
-                        if s.duration.isdigit())
+    shots = [s for _, group in groups for s in group]
+    total_seconds = sum(int(s.duration) for s in shots if s.duration.isdigit())
+    estimates = [s.estimate() for s in shots]
     return {"project": project, "groups": groups, "shot_count": number,
-            "total_seconds": total_seconds, "scenes": project.scenes.all()}
+            "total_seconds": total_seconds, "scenes": project.scenes.all(),
+            "total_micros": sum(e.micros for e in estimates),
+            "total_worst_case": any(e.worst_case for e in estimates)}
 
 
 def assets_context(project: Project) -> dict:
@@ -207,7 +210,8 @@ def shot_edit(request: HttpRequest, shot_id: int) -> HttpResponse:
             form.instance = Shot.objects.get(pk=shot.pk)
             form.instance.project = project
     ctx = {"shot": form.instance, "project": project, "form": form, "saved": saved,
-           "membership": project.membership, "warnings": form.warnings()}
+           "membership": project.membership, "warnings": form.warnings(),
+           "estimate": form.instance.estimate(), "estimate_errors": []}
     status = INVALID if form.errors else 200
     if request.htmx:
         return render(request, "storyboard/shot.html#editor", ctx, status=status)
@@ -215,6 +219,29 @@ def shot_edit(request: HttpRequest, shot_id: int) -> HttpResponse:
         messages.success(request, "Shot saved.")
         return redirect("sb:board", project.pk)
     return render(request, "storyboard/shot.html", ctx, status=status)
+
+
+@login_required
+@require_GET
+def shot_estimate(request: HttpRequest, shot_id: int) -> HttpResponse:
+    """The editor's live price: parameters from the unsaved form, nothing is stored."""
+    shot = get_shot_for_user(request, shot_id)
+    params = {name: request.GET.get(name) or getattr(shot, name)
+              for name in ("endpoint", "resolution", "aspect_ratio", "duration")}
+    errors = list(catalogue.validate_parameters(**params).values())
+    estimate = None
+    if not errors:
+        video_refs = request.GET.get("mode", shot.mode) == Shot.Mode.REFERENCE and (
+            shot.project.assets.filter(kind=Asset.Kind.VIDEO,
+                                       pk__in=_ids(request.GET.getlist("references"))).exists()
+        )
+        estimate = catalogue.estimate(**params, video_references=video_refs)
+    return render(request, "storyboard/shot.html#estimate",
+                  {"shot": shot, "estimate": estimate, "estimate_errors": errors})
+
+
+def _ids(values: list[str]) -> list[int]:
+    return [int(v) for v in values if v.isdigit()]
 
 
 @login_required
