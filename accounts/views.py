@@ -11,7 +11,7 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import Resolver404, resolve, reverse
 from django.utils.http import url_has_allowed_host_and_scheme
-from django.views.decorators.http import require_POST
+from django.views.decorators.http import require_GET, require_POST
 
 from accounts.forms import InvitationForm, RoleForm, SignupForm, TeamForm
 from accounts.models import Invitation, Membership, Role, Team
@@ -66,6 +66,7 @@ def signup(request: HttpRequest) -> HttpResponse:
 
 
 @login_required
+@require_GET
 def teams(request: HttpRequest) -> HttpResponse:
     memberships = request.user.memberships.select_related("team").order_by("team__name")
     return render(request, "accounts/teams.html", {"memberships": memberships,
@@ -120,6 +121,7 @@ def _members_context(team: Team, *, invitation_form: InvitationForm | None = Non
 
 
 @login_required
+@require_GET
 def members(request: HttpRequest, team_id: int) -> HttpResponse:
     team = _get_team_for_user(request, team_id)
     return render(request, "accounts/members.html", _members_context(team))
@@ -222,6 +224,10 @@ def invitation(request: HttpRequest, token: str) -> HttpResponse:
         if invitation.state != "open":
             messages.error(request, f"This invitation is {invitation.state}. Ask for a new link.")
             return redirect("sb:home")
+        if request.user.membership_in(invitation.team_id):
+            # The link stays open for the person it was meant for.
+            messages.info(request, f"You are already in {invitation.team.name}.")
+            return redirect("sb:projects", invitation.team_id)
         membership = invitation.accept(request.user)
         if membership is None:
             messages.error(request, "This invitation was used a moment ago. Ask for a new link.")

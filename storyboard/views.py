@@ -70,6 +70,7 @@ def _board_response(request: HttpRequest, project: Project) -> HttpResponse:
 
 
 @login_required
+@require_GET
 def home(request: HttpRequest) -> HttpResponse:
     team = request.user.current_team
     if team is None or not request.user.membership_in(team):
@@ -90,6 +91,7 @@ def _get_membership(request: HttpRequest, team_id: int) -> Membership:
 
 
 @login_required
+@require_GET
 def projects(request: HttpRequest, team_id: int) -> HttpResponse:
     membership = _get_membership(request, team_id)
     if request.user.current_team_id != membership.team_id:

@@ -112,8 +112,16 @@ class TestLiveBoard(ChannelsLiveServerTestCase):
         expect(rita.locator(f"#shot-{first.pk} .shot-title")).to_have_text("Cliff at first light")
         edit_latency = time.monotonic() - started
 
+        # The price follows the parameters before anything is saved. (Wait for htmx to settle
+        # the re-rendered editor first: a person cannot change a field within those 20 ms.)
+        expect(emma.locator("#editor .notice.success")).to_be_visible()
+        emma.wait_for_function("!document.querySelector('.htmx-request, .htmx-settling')")
+        emma.locator("#id_duration").select_option("10")
+        expect(emma.locator("#estimate")).to_contain_text("$2.42")
+
         # An invalid combination is explained in the editor and changes nothing anywhere.
         emma.locator("#id_resolution").select_option("1080p")
+        expect(emma.locator("#estimate")).to_contain_text("1080p needs the standard tier")
         emma.locator("#id_title").fill("Should not stick")
         emma.get_by_role("button", name="Save shot").click()
         expect(emma.locator(".field-error")).to_contain_text("1080p needs the standard tier")

@@ -1,0 +1,344 @@
+"""A generated sweep over every URL the project serves: nobody outside team Alpha gets in.
+
+The URL conf is walked at collection time, so a new view is swept the moment it is routed. Each
+URL is built with Alpha's ids (see KWARG_VALUES) and requested with GET and with a POST whose
+payload would succeed for an owner (the positive control at the bottom proves that). For
+anonymous users, for Charlie (who owns another team) and for Alpha's read-only roles, the
+response must not be a 2xx and the database and MEDIA_ROOT must be exactly as before, unless an
+allow-list below says otherwise, with the reason.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from django.conf import settings as django_settings
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.urls import URLPattern, URLResolver, get_resolver, reverse
+
+from accounts.models import Invitation, Membership, Role, Team, User
+from storyboard.catalogue import DEFAULT_ENDPOINT
+from storyboard.models import Asset, Project, Scene, Shot
+from tests.conftest import Cast, client_for
+from tests.factories import AssetFactory, InvitationFactory, SceneFactory, ShotFactory, png_bytes
+
+pytestmark = pytest.mark.django_db
+
+METHODS = ("GET", "POST")
+SKIPPED_NAMESPACES = {"admin"}  # Django's own admin has its own staff checks.
+SKIPPED_VIEW_MODULES = {"django.views.static", "django.contrib.staticfiles.views"}
+
+
+# The URL conf
+
+
+@dataclass(frozen=True)
+class Route:
+    name: str | None
+    route: str
+    kwargs: tuple[str, ...]
+
+    def __str__(self) -> str:
+        return self.name or self.route
+
+
+def _walk(patterns, namespace: str = "", prefix: str = "",
+          kwargs: tuple[str, ...] = ()) -> Iterator[Route]:
+    for entry in patterns:
+        here = tuple(entry.pattern.regex.groupindex)
+        if isinstance(entry, URLResolver):
+            if entry.namespace in SKIPPED_NAMESPACES:
+                continue
+            inner = ":".join(part for part in (namespace, entry.namespace) if part)
+            yield from _walk(entry.url_patterns, inner, prefix + str(entry.pattern),
+                             kwargs + here)
+        elif isinstance(entry, URLPattern):
+            if getattr(entry.callback, "__module__", "") in SKIPPED_VIEW_MODULES:
+                continue
+            name = f"{namespace}:{entry.name}" if namespace and entry.name else entry.name
+            yield Route(name, prefix + str(entry.pattern), kwargs + here)
+
+
+ROUTES = list(_walk(get_resolver().url_patterns))
+ROUTE_NAMES = {route.name for route in ROUTES}
+
+
+# How to fill in each URL kwarg with something of team Alpha's. A kwarg missing here fails the
+# sweep: add it, so that a new URL cannot go unswept.
+
+
+def _open_invitation(cast: Cast) -> Invitation:
+    return InvitationFactory(team=cast.team, created_by=cast.owner, role=Role.EDITOR)
+
+
+KWARG_VALUES: dict[str, Callable[[Cast], object]] = {
+    "team_id": lambda cast: cast.team.pk,
+    "project_id": lambda cast: cast.project.pk,
+    "shot_id": lambda cast: cast.shot.pk,
+    "scene_id": lambda cast: SceneFactory(project=cast.project, title="Harbour").pk,
+    "asset_uid": lambda cast: AssetFactory(project=cast.project).uid,
+    # The editor's membership, never the caller's own: anyone may leave a team themselves.
+    "membership_id": lambda cast: cast.team.memberships.get(user=cast.editor).pk,
+    "invitation_id": lambda cast: _open_invitation(cast).pk,
+    "token": lambda cast: _open_invitation(cast).token,
+    "variant": lambda cast: "file",
+}
+
+
+def build_url(route: Route, cast: Cast) -> str:
+    assert route.name, (
+        f"The URL pattern {route.route!r} has no name; name it so the access sweep "
+        "(tests/test_access_sweep.py) and its allow-lists can refer to it."
+    )
+    missing = [kwarg for kwarg in route.kwargs if kwarg not in KWARG_VALUES]
+    assert not missing, (
+        f"{route.name} ({route.route}) takes {', '.join(missing)}, which the access sweep "
+        "cannot fill in. Add an entry to KWARG_VALUES in tests/test_access_sweep.py that "
+        "returns one of team Alpha's objects, so this URL is checked against outsiders."
+    )
+    return reverse(route.name, kwargs={kwarg: KWARG_VALUES[kwarg](cast) for kwarg in route.kwargs})
+
+
+def payload(cast: Cast) -> dict:
+    """A POST body that succeeds for an owner on every URL (test_owner_post_... proves it)."""
+    project = Project.objects.filter(pk=cast.project.pk).first()
+    scene = project.scenes.first() if project else None
+    shots = project.shots.order_by("-position", "-pk") if project else []
+    return {
+        "name": "x", "title": "x", "note": "x", "prompt": "x", "role": Role.VIEWER,
+        "confirm": cast.project.name,
+        # The whole board in reverse, into the scene if there is one.
+        "item": [f"{scene.pk if scene else ''}:{shot.pk}" for shot in shots],
+        # cast.shot is first on the board, so "down" really moves it.
+        "direction": "down",
+        "file": SimpleUploadedFile("frame.png", png_bytes(), content_type="image/png"),
+        # Project settings and the shot editor.
+        "mode": "text", "endpoint": DEFAULT_ENDPOINT, "default_endpoint": DEFAULT_ENDPOINT,
+        "resolution": "720p", "aspect_ratio": "16:9", "duration": "5",
+        # Signup and login.
+        "username": "sweeper", "email": "sweeper@example.com", "password": "pass-word-123",
+        "password1": "Sweep-the-board-42", "password2": "Sweep-the-board-42",
+    }
+
+
+# What a request may change
+
+
+BOARD_MODELS = (Project, Scene, Shot, Shot.references.through, Asset)
+PEOPLE_MODELS = (Team, Membership, Invitation, User)
+
+
+def _table(model) -> tuple[int, str]:
+    fields = [f.attname for f in model._meta.concrete_fields]
+    rows = list(model.objects.order_by("pk").values_list(*fields))
+    return len(rows), hashlib.sha256(repr(rows).encode()).hexdigest()[:16]
+
+
+def fingerprint(models=BOARD_MODELS + PEOPLE_MODELS) -> dict[str, tuple[int, str]]:
+    """Row count and a checksum of every column of every row, per table."""
+    return {model._meta.label: _table(model) for model in models}
+
+
+def media_files() -> set[str]:
+    root = Path(django_settings.MEDIA_ROOT)
+    return {str(p.relative_to(root)) for p in root.rglob("*") if p.is_file()} if root.exists() \
+        else set()
+
+
+def _finish(response) -> None:
+    if response.streaming:
+        b"".join(response.streaming_content)  # lets the test client close the file
+
+
+@dataclass
+class Outcome:
+    status: int
+    location: str
+    db_before: dict
+    db_after: dict
+    files_before: set[str]
+    files_after: set[str]
+
+
+def sweep_request(user: User | None, route: Route, method: str, cast: Cast) -> Outcome:
+    url = build_url(route, cast)
+    client = client_for(user)
+    db_before, files_before = fingerprint(), media_files()
+    response = client.get(url) if method == "GET" else client.post(url, payload(cast))
+    _finish(response)
+    return Outcome(response.status_code, response.get("Location", ""), db_before, fingerprint(),
+                   files_before, media_files())
+
+
+def assert_refused(outcome: Outcome, who: str, route: Route, method: str, *,
+                   may_2xx: bool, may_write: bool) -> None:
+    where = f"{who} {method} {route.name}"
+    assert outcome.status < 500, f"{where} crashed with {outcome.status}"
+    if not may_2xx:
+        assert not 200 <= outcome.status < 300, f"{where} got {outcome.status}, not a refusal"
+    assert outcome.files_after == outcome.files_before, (
+        f"{where} wrote files: {sorted(outcome.files_after - outcome.files_before)}"
+    )
+    changed = sorted(label for label in outcome.db_after
+                     if outcome.db_after[label] != outcome.db_before[label])
+    if may_write:
+        # Allowed writes (joining by invitation, starting one's own team) are about people;
+        # nothing on any board may change.
+        board = {model._meta.label for model in BOARD_MODELS}
+        assert not board & set(changed), f"{where} changed board data: {changed}"
+    else:
+        assert not changed, f"{where} changed the database: {changed}"
+
+
+@pytest.fixture
+def world(cast: Cast) -> Cast:
+    # A second shot after cast.shot, so reordering and moving change something.
+    ShotFactory(project=cast.project, title="Second")
+    return cast
+
+
+def _ids(params) -> list[str]:
+    return [f"{route}-{method}" for route, method in params]
+
+
+ROUTE_METHODS = [(route, method) for route in ROUTES for method in METHODS]
+
+
+# Allow-lists. Everything not listed must be refused and change nothing.
+
+# Anonymous visitors may get a 2xx on these.
+PUBLIC_URLS: dict[tuple[str, str], str] = {
+    ("accounts:login", "GET"): "the login form",
+    ("accounts:login", "POST"): "wrong credentials re-render the form; nobody is logged in",
+    ("accounts:signup", "GET"): "the signup form",
+    ("accounts:invitation", "GET"): "the token is the credential: whoever holds the link sees "
+                                    "which team it is for, with login and signup links",
+    ("accounts:invitation", "POST"): "re-renders that page; accepting needs an account",
+}
+# ... and may change people tables (never a board) through these.
+ANONYMOUS_WRITES: dict[tuple[str, str], str] = {
+    ("accounts:signup", "POST"): "creates the new account and its own personal team",
+}
+
+# Charlie, who owns team Bravo and has no part in Alpha, may get a 2xx on these. (login,
+# signup and home answer him with redirects, so they need no entry.)
+OUTSIDER_2XX: dict[tuple[str, str], str] = {
+    ("accounts:teams", "GET"): "lists only his own teams",
+    ("accounts:invitation", "GET"): "anyone holding Alpha's link may see who it is from; the "
+                                    "token is the credential",
+}
+OUTSIDER_WRITES: dict[tuple[str, str], str] = {
+    ("accounts:team-create", "POST"): "anyone may start a team of their own",
+    ("accounts:invitation", "POST"): "accepting a link he holds is what invitations are for",
+}
+
+# Alpha's reviewer and viewer, POSTing. Everything else must be refused (the sweep uses the
+# editor's membership id, so member-remove is "remove someone else", which they may not do;
+# team-switch to Alpha only re-sets the pointer they already have, so it changes nothing and
+# needs no entry).
+READ_ONLY_POST_2XX: dict[str, str] = {}
+READ_ONLY_POST_WRITES: dict[str, str] = {
+    "accounts:team-create": "anyone may start a team of their own",
+}
+
+# An owner's POST changes nothing on these; on every other URL it must change something.
+OWNER_POST_CHANGES_NOTHING: dict[str, str] = {
+    "accounts:login": "a signed-in user is redirected",
+    "accounts:logout": "ends the session only",
+    "accounts:signup": "a signed-in user is redirected",
+    "accounts:team-switch": "the owner's current team is Alpha already",
+    "accounts:invitation": "he is in Alpha already, so the link stays open for its invitee",
+}
+# ... and these refuse POST outright (405).
+GET_ONLY = {"sb:board", "sb:asset-file", "sb:shot-estimate", "sb:home", "sb:projects",
+            "accounts:teams", "accounts:members"}
+
+
+# The sweep itself
+
+
+def test_the_sweep_covers_the_url_conf():
+    assert len(ROUTES) >= 20, [str(route) for route in ROUTES]
+    assert all(route.name for route in ROUTES), [r.route for r in ROUTES if not r.name]
+    assert len(ROUTE_NAMES) == len(ROUTES), "two URL patterns share a name"
+    for route in ROUTES:
+        missing = set(route.kwargs) - KWARG_VALUES.keys()
+        assert not missing, (
+            f"{route.name} takes {sorted(missing)}: add them to KWARG_VALUES in "
+            "tests/test_access_sweep.py so the sweep can build this URL with Alpha's objects."
+        )
+
+
+def test_the_allow_lists_name_real_urls():
+    listed = {name for name, _ in [*PUBLIC_URLS, *ANONYMOUS_WRITES, *OUTSIDER_2XX,
+                                   *OUTSIDER_WRITES]}
+    listed |= {*READ_ONLY_POST_2XX, *READ_ONLY_POST_WRITES, *OWNER_POST_CHANGES_NOTHING,
+               *GET_ONLY}
+    assert listed <= ROUTE_NAMES, sorted(listed - ROUTE_NAMES)
+
+
+@pytest.mark.parametrize(("route", "method"), ROUTE_METHODS, ids=_ids(ROUTE_METHODS))
+def test_anonymous_is_refused(world, route, method):
+    outcome = sweep_request(None, route, method, world)
+    key = (route.name, method)
+    assert_refused(outcome, "anonymous", route, method, may_2xx=key in PUBLIC_URLS,
+                   may_write=key in ANONYMOUS_WRITES)
+    if key not in PUBLIC_URLS and key not in ANONYMOUS_WRITES:
+        # Sent to log in, or the method is not allowed at all: never anything else.
+        login = reverse("accounts:login")
+        assert outcome.status == 405 or (
+            outcome.status == 302 and outcome.location.startswith(login)
+        ), f"anonymous {method} {route.name}: {outcome.status} {outcome.location}"
+
+
+@pytest.mark.parametrize(("route", "method"), ROUTE_METHODS, ids=_ids(ROUTE_METHODS))
+def test_outsider_is_refused(world, route, method):
+    outcome = sweep_request(world.outsider, route, method, world)
+    key = (route.name, method)
+    assert_refused(outcome, "outsider", route, method, may_2xx=key in OUTSIDER_2XX,
+                   may_write=key in OUTSIDER_WRITES)
+    assert outcome.status != 403, (
+        f"outsider {method} {route.name} got 403: another team's objects must look like they "
+        "do not exist (404)"
+    )
+
+
+@pytest.mark.parametrize("role", ["reviewer", "viewer"])
+@pytest.mark.parametrize("route", ROUTES, ids=[str(route) for route in ROUTES])
+def test_read_only_role_changes_nothing(world, role, route):
+    outcome = sweep_request(world.member(role), route, "POST", world)
+    assert_refused(outcome, role, route, "POST", may_2xx=route.name in READ_ONLY_POST_2XX,
+                   may_write=route.name in READ_ONLY_POST_WRITES)
+    assert world.team.memberships.get(user=world.member(role)).role == role
+
+
+# Controls: the ids are valid and the payload works, so the refusals above mean something.
+
+
+@pytest.mark.parametrize("route", ROUTES, ids=[str(route) for route in ROUTES])
+def test_owner_can_open_every_url(world, route):
+    outcome = sweep_request(world.owner, route, "GET", world)
+    # 404 would mean the sweep's ids point at nothing, and every refusal above is vacuous.
+    assert outcome.status in (200, 302, 405), f"owner GET {route.name}: {outcome.status}"
+
+
+@pytest.mark.parametrize("route", ROUTES, ids=[str(route) for route in ROUTES])
+def test_owner_post_payload_is_accepted(world, route):
+    outcome = sweep_request(world.owner, route, "POST", world)
+    changed = outcome.db_after != outcome.db_before or outcome.files_after != outcome.files_before
+    if route.name in GET_ONLY:
+        assert outcome.status == 405, f"owner POST {route.name}: {outcome.status}"
+        assert not changed
+        return
+    assert outcome.status < 400, f"owner POST {route.name}: {outcome.status}"
+    if route.name in OWNER_POST_CHANGES_NOTHING:
+        assert not changed, f"owner POST {route.name} changed something; update the allow-list"
+    else:
+        assert changed, (
+            f"owner POST {route.name} changed nothing: the sweep's payload does not exercise "
+            "this view, so its refusals prove nothing. Extend payload()."
+        )
