@@ -10,7 +10,7 @@ from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest
 
 from accounts.models import Membership, User
-from storyboard.models import Asset, Project, Scene, Shot
+from storyboard.models import Asset, Generation, Project, Scene, Shot
 
 
 def can_view_project(user: User, project_id: int) -> Membership | None:
@@ -73,3 +73,15 @@ def get_asset_for_user(request: HttpRequest, asset_uid: str, *, write: bool = Fa
         request.user.membership_in(asset.project.team_id), write=write
     )
     return asset
+
+
+def get_take_for_user(request: HttpRequest, take_uid: str, *, write: bool = False) -> Generation:
+    take = Generation.objects.for_user(request.user).select_related(
+        "shot__project__team", "project"
+    ).filter(uid=take_uid).first()
+    if take is None:
+        raise Http404("No such take")
+    take.shot.project.membership = _check(
+        request.user.membership_in(take.project.team_id), write=write
+    )
+    return take

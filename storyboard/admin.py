@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.contrib import admin
 
-from storyboard.models import Asset, Presence, Project, Scene, Shot
+from storyboard.models import Asset, Generation, Presence, Project, Scene, Shot
 
 
 @admin.register(Project)
@@ -23,8 +23,8 @@ class ShotAdmin(admin.ModelAdmin):
     list_display = ("__str__", "project", "position", "mode", "endpoint", "review", "updated")
     list_filter = ("mode", "review")
     search_fields = ("title", "prompt")
-    raw_id_fields = ("project", "scene", "start_frame", "end_frame", "created_by")
-    filter_horizontal = ("references",)
+    raw_id_fields = ("project", "scene", "start_frame", "end_frame", "created_by",
+                     "selected_take", "references")
 
 
 @admin.register(Asset)
@@ -33,7 +33,7 @@ class AssetAdmin(admin.ModelAdmin):
                     "created")
     list_filter = ("kind",)
     search_fields = ("original_name", "sha256")
-    raw_id_fields = ("project", "derived_from", "uploaded_by")
+    raw_id_fields = ("project", "derived_from", "from_take", "uploaded_by")
     readonly_fields = ("uid", "sha256", "size")
 
 
@@ -41,3 +41,13 @@ class AssetAdmin(admin.ModelAdmin):
 class PresenceAdmin(admin.ModelAdmin):
     list_display = ("user", "project", "connected", "seen")
     raw_id_fields = ("project", "user")
+
+
+@admin.register(Generation)
+class GenerationAdmin(admin.ModelAdmin):
+    list_display = ("__str__", "project", "state", "provider", "endpoint", "progress",
+                    "estimated_micros", "actual_micros", "simulated", "created")
+    list_filter = ("state", "provider", "simulated")
+    search_fields = ("uid", "request_id")
+    raw_id_fields = ("shot", "project", "created_by", "upstream")
+    readonly_fields = ("uid", "input", "logs", "request_id")

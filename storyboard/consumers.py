@@ -32,6 +32,7 @@ class BoardConsumer(AsyncWebsocketConsumer):
                                            self.channel_name)
         await self.channel_layer.group_add(realtime.user_group(user.pk), self.channel_name)
         await self.accept()
+        realtime.remember_server_loop()
         await database_sync_to_async(self._arrive)()
 
     async def disconnect(self, code: int) -> None:

@@ -170,6 +170,9 @@ class Shot(models.Model):
     # The start frame comes from the previous shot's selected take (filled by the chain step).
     chained = models.BooleanField(default=False)
     review = models.CharField(max_length=16, choices=Review.choices, default=Review.DRAFT)
+    # The take shown on the board for this shot (the newest finished one unless someone picks).
+    selected_take = models.ForeignKey("Generation", models.SET_NULL, null=True, blank=True,
+                                      related_name="+")
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, models.SET_NULL, null=True,
                                    blank=True, related_name="+")
     created = models.DateTimeField(default=timezone.now)
@@ -308,6 +311,9 @@ class Asset(models.Model):
     # Derived assets (a take's last frame, say) record what they came from.
     derived_from = models.ForeignKey("self", models.SET_NULL, null=True, blank=True,
                                      related_name="derivatives")
+    # A frame taken from a take (the last frame that starts a chained shot).
+    from_take = models.ForeignKey("Generation", models.SET_NULL, null=True, blank=True,
+                                  related_name="derived_assets")
     uploaded_by = models.ForeignKey(settings.AUTH_USER_MODEL, models.SET_NULL, null=True,
                                     blank=True, related_name="+")
     created = models.DateTimeField(default=timezone.now)
@@ -372,3 +378,156 @@ class Presence(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user} on {self.project}"
+
+
+def take_upload_to(take: Generation, filename: str) -> str:
+    # One name per take and kind, so a resumed download overwrites instead of piling up copies.
+    return (f"teams/{take.project.team_id}/projects/{take.project_id}/takes/"
+            f"{take.uid}-{filename}")
+
+
+class GenerationQuerySet(models.QuerySet):
+    def for_user(self, user: User) -> GenerationQuerySet:
+        if not user.is_authenticated:
+            return self.none()
+        return self.filter(project__team__memberships__user=user)
+
+    def active(self) -> GenerationQuerySet:
+        return self.exclude(state__in=Generation.TERMINAL)
+
+    def stuck(self, *, older_than: timedelta) -> GenerationQuerySet:
+        """Unfinished takes nobody has moved for a while: a worker died or a webhook never came."""
+        return self.active().filter(updated__lt=timezone.now() - older_than)
+
+
+class Generation(models.Model):
+    """One take: one request to one provider endpoint, and what came back."""
+
+    class State(models.TextChoices):
+        PENDING = "pending", "Waiting"
+        HELD = "held", "Budget held"
+        SUBMITTING = "submitting", "Submitting"
+        SUBMITTED = "submitted", "Submitted"
+        IN_QUEUE = "in_queue", "In queue"
+        IN_PROGRESS = "in_progress", "Generating"
+        DOWNLOADING = "downloading", "Saving video"
+        COMPLETED = "completed", "Done"
+        FAILED = "failed", "Failed"
+        CANCELED = "canceled", "Canceled"
+        # A submit whose answer was lost: the provider may be working on it. Never resubmit
+        # (a second submit is paid twice); reconcile by polling instead.
+        OUTCOME_UNKNOWN = "outcome_unknown", "Checking with provider"
+
+    TERMINAL = (State.COMPLETED, State.FAILED, State.CANCELED)
+
+    uid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    shot = models.ForeignKey(Shot, models.CASCADE, related_name="takes")
+    project = models.ForeignKey(Project, models.CASCADE, related_name="takes")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, models.SET_NULL, null=True,
+                                   blank=True, related_name="+")
+    provider = models.CharField(max_length=32)
+    endpoint = models.CharField(max_length=100)
+    # The exact arguments sent to the provider, so a take can be explained and reproduced.
+    input = models.JSONField(default=dict)
+    request_id = models.CharField(max_length=128, blank=True, db_index=True)
+    state = models.CharField(max_length=16, choices=State.choices, default=State.PENDING,
+                             db_index=True)
+    queue_position = models.IntegerField(null=True, blank=True)
+    progress = models.FloatField(default=0)
+    logs = models.JSONField(default=list, blank=True)
+    error = models.TextField(blank=True)
+    seed = models.BigIntegerField(null=True, blank=True)
+    video = models.FileField(upload_to=take_upload_to, max_length=255, blank=True)
+    poster = models.FileField(upload_to=take_upload_to, max_length=255, blank=True)
+    width = models.PositiveIntegerField(null=True, blank=True)
+    height = models.PositiveIntegerField(null=True, blank=True)
+    duration = models.FloatField(null=True, blank=True)
+    estimated_micros = models.BigIntegerField(default=0)
+    actual_micros = models.BigIntegerField(null=True, blank=True)
+    # Local renders charge the price of the endpoint they stand in for, marked as simulated.
+    simulated = models.BooleanField(default=False)
+    # For a chained take: the take whose last frame this one started from.
+    upstream = models.ForeignKey("self", models.SET_NULL, null=True, blank=True,
+                                 related_name="downstream")
+    cancel_requested = models.BooleanField(default=False)
+    created = models.DateTimeField(default=timezone.now)
+    submitted_at = models.DateTimeField(null=True, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    updated = models.DateTimeField(default=timezone.now, db_index=True)
+
+    objects = GenerationQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created"]
+        constraints = [
+            models.CheckConstraint(condition=Q(estimated_micros__gte=0),
+                                   name="generation_estimate_not_negative"),
+            models.CheckConstraint(condition=Q(progress__gte=0) & Q(progress__lte=1),
+                                   name="generation_progress_in_range"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Take {self.uid.hex[:8]} of {self.shot}"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.state in self.TERMINAL
+
+    @property
+    def percent(self) -> int:
+        return round(self.progress * 100)
+
+    @property
+    def elapsed(self) -> float | None:
+        if self.submitted_at is None:
+            return None
+        end = self.finished_at or timezone.now()
+        return (end - self.submitted_at).total_seconds()
+
+    @property
+    def eta(self) -> float | None:
+        """Seconds left, extrapolated from progress so far (None until there is some)."""
+        if self.state != self.State.IN_PROGRESS or not self.started_at or self.progress <= 0.02:
+            return None
+        spent = (timezone.now() - self.started_at).total_seconds()
+        return max(0.0, spent * (1 - self.progress) / self.progress)
+
+    def advance(self, to: str, *, expected: tuple[str, ...], **fields) -> bool:
+        """Move to `to` only if the row is still in one of `expected`; True if this call did.
+
+        A conditional UPDATE, so duplicate webhooks and racing workers cannot move a take twice.
+        """
+        now = timezone.now()
+        fields = {"state": to, "updated": now, **fields}
+        if to in (self.State.SUBMITTED, self.State.IN_QUEUE,
+                  self.State.IN_PROGRESS) and self.submitted_at is None:
+            fields.setdefault("submitted_at", now)
+        if to == self.State.IN_PROGRESS and self.started_at is None:
+            fields.setdefault("started_at", now)
+        if to in self.TERMINAL:
+            fields.setdefault("finished_at", now)
+        moved = Generation.objects.filter(pk=self.pk, state__in=expected).update(**fields)
+        if moved:
+            for name, value in fields.items():
+                setattr(self, name, value)
+        else:
+            self.refresh_from_db()
+        return bool(moved)
+
+    def report(self, *, progress: float | None = None, log: str | None = None,
+               queue_position: int | None = None) -> bool:
+        """Record progress while the state stays what it is; False once the take moved on."""
+        fields: dict = {"updated": timezone.now()}
+        if progress is not None:
+            fields["progress"] = min(1.0, max(self.progress, progress))
+        if queue_position is not None:
+            fields["queue_position"] = queue_position
+        if log:
+            # Keep the tail: a chatty provider must not grow the row without bound.
+            fields["logs"] = [*self.logs, log][-200:]
+        moved = Generation.objects.filter(pk=self.pk, state=self.state).update(**fields)
+        if moved:
+            for name, value in fields.items():
+                setattr(self, name, value)
+        return bool(moved)

@@ -237,8 +237,10 @@ def fit_cover(image: Image.Image, size: tuple[int, int]) -> Image.Image:
     image = _rgb(image)
     w, h = size
     scale = max(w / image.width, h / image.height)
-    crop_w, crop_h = w / scale, h / scale
-    left, top = (image.width - crop_w) / 2, (image.height - crop_h) / 2
+    # Clamped: when the aspect ratios match, float rounding can put the crop a hair outside the
+    # image, and Pillow refuses a box with a negative offset.
+    crop_w, crop_h = min(image.width, w / scale), min(image.height, h / scale)
+    left, top = max(0.0, (image.width - crop_w) / 2), max(0.0, (image.height - crop_h) / 2)
     box = (left, top, left + crop_w, top + crop_h)
     return image.resize(size, Image.Resampling.LANCZOS, box=box, reducing_gap=3.0)
 

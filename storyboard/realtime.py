@@ -7,10 +7,11 @@ transaction that made the change commits, so nobody sees a change that was rolle
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 
 from asgiref.sync import async_to_sync
-from channels.layers import get_channel_layer
+from channels.layers import InMemoryChannelLayer, get_channel_layer
 from django.db import transaction
 from django.template.loader import render_to_string
 
@@ -25,10 +26,36 @@ def user_group(user_id: int) -> str:
     return f"user-{user_id}"
 
 
+# The event loop of the ASGI server in this process, noted by the first consumer to connect.
+_server_loop: asyncio.AbstractEventLoop | None = None
+
+
+def remember_server_loop() -> None:
+    global _server_loop
+    _server_loop = asyncio.get_running_loop()
+
+
 def send_html(project_id: int, html: str) -> None:
-    async_to_sync(get_channel_layer().group_send)(
-        project_group(project_id), {"type": "board.html", "html": html}
-    )
+    layer = get_channel_layer()
+    message = {"type": "board.html", "html": html}
+    loop = _server_loop
+    if isinstance(layer, InMemoryChannelLayer) and loop is not None and loop.is_running():
+        # The in-memory layer's queues belong to the server's loop; a worker thread must hand
+        # the send to that loop, or the waiting consumer is not woken up.
+        future = asyncio.run_coroutine_threadsafe(
+            layer.group_send(project_group(project_id), message), loop
+        )
+        if not _running_in(loop):
+            future.result(timeout=5)
+        return
+    async_to_sync(layer.group_send)(project_group(project_id), message)
+
+
+def _running_in(loop: asyncio.AbstractEventLoop) -> bool:
+    try:
+        return asyncio.get_running_loop() is loop
+    except RuntimeError:
+        return False
 
 
 def on_commit(project_id: int, render: Callable[[], str]) -> None:
@@ -76,3 +103,24 @@ def revoke_access(*, user_id: int, team_id: int) -> None:
             user_group(user_id), {"type": "access.revoked", "team_id": team_id}
         )
     )
+
+
+def broadcast_take(take) -> None:
+    """A take moved: its row in the shot editor and the status strip on its card."""
+    from storyboard.models import Generation
+
+    def render() -> str:
+        fresh = Generation.objects.select_related("shot").get(pk=take.pk)
+        shot = fresh.shot
+        if fresh.state == Generation.State.PENDING or fresh.is_terminal:
+            # New or finished: the whole list, so open editors gain or reorder the row.
+            html = render_to_string("storyboard/shot.html#take-list",
+                                    {"shot": shot, "oob": True})
+        else:
+            html = render_to_string("storyboard/shot.html#take", {"take": fresh, "oob": True})
+        if fresh.is_terminal:
+            # A finished take may become the card's picture; send the whole card.
+            return html + render_region("shot-card", {"shot": shot, "project": shot.project})
+        return html + render_region("shot-status", {"shot": shot})
+
+    on_commit(take.project_id, render)

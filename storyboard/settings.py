@@ -44,7 +44,9 @@ CSRF_TRUSTED_ORIGINS = envlist("CSRF_TRUSTED_ORIGINS")
 SITE_URL = os.getenv("SITE_URL", "http://127.0.0.1:8000").rstrip("/")
 
 INSTALLED_APPS = [
-    # Daphne first, so `runserver` serves ASGI (HTTP and websockets) in development.
+    # Storyboard's runserver (Daphne's, which serves HTTP and websockets, plus the embedded
+    # task worker) must win over staticfiles' one, so these two come first.
+    "storyboard",
     "daphne",
     "django.contrib.admin",
     "django.contrib.auth",
@@ -55,8 +57,8 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django_htmx",
     "channels",
+    "django_tasks_db",
     "accounts",
-    "storyboard",
 ]
 
 MIDDLEWARE = [
@@ -150,6 +152,20 @@ else:
     # Per process: fine for the embedded default, which runs everything in one process.
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
+# Background jobs: Django's Tasks API on the database. `manage.py worker` runs workers; the
+# embedded default runs one inside the server process (so the in-memory channel layer reaches
+# the browsers), which EMBEDDED_WORKER=0 turns off.
+TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}}
+EMBEDDED_WORKER = envbool("EMBEDDED_WORKER", "False" if PRODUCTION else "True")
+
+VIDEO_PROVIDERS = {
+    "local": {
+        "BACKEND": "storyboard.providers.local.LocalProvider",
+        "OPTIONS": {"queue_delay": float(os.getenv("LOCAL_QUEUE_DELAY", "0"))},
+    },
+}
+DEFAULT_VIDEO_PROVIDER = os.getenv("VIDEO_PROVIDER", "local")
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"

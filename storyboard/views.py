@@ -18,15 +18,16 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
 from accounts.models import Membership
-from storyboard import catalogue, media, realtime
+from storyboard import catalogue, generation, media, realtime
 from storyboard.access import (
     get_asset_for_user,
     get_project_for_user,
     get_scene_for_user,
     get_shot_for_user,
+    get_take_for_user,
 )
 from storyboard.forms import NewShotForm, ProjectForm, SceneForm, ShotForm
-from storyboard.models import Asset, Presence, Project, Shot
+from storyboard.models import Asset, Generation, Presence, Project, Shot
 
 BOARD = "storyboard/board.html"
 # Refused input answers 422 with the form and its messages. htmx is configured to swap 422 into
@@ -379,6 +380,73 @@ def asset_delete(request: HttpRequest, asset_uid: str) -> HttpResponse:
     return redirect("sb:assets", project.pk)
 
 
+@login_required
+@require_POST
+def shot_generate(request: HttpRequest, shot_id: int) -> HttpResponse:
+    shot = get_shot_for_user(request, shot_id, write=True)
+    try:
+        generation.start_generation(shot=shot, user=request.user)
+    except generation.GenerationRefused as e:
+        return _refuse(e.message)
+    return _editor_response(request, shot)
+
+
+@login_required
+@require_POST
+def take_cancel(request: HttpRequest, take_uid: str) -> HttpResponse:
+    take = get_take_for_user(request, take_uid, write=True)
+    if not generation.cancel(take=take):
+        return _refuse("This take has already finished.")
+    return _editor_response(request, take.shot)
+
+
+@login_required
+@require_POST
+def take_retry(request: HttpRequest, take_uid: str) -> HttpResponse:
+    take = get_take_for_user(request, take_uid, write=True)
+    try:
+        generation.retry(take=take, user=request.user)
+    except generation.GenerationRefused as e:
+        return _refuse(e.message)
+    return _editor_response(request, take.shot)
+
+
+@login_required
+@require_POST
+def take_select(request: HttpRequest, take_uid: str) -> HttpResponse:
+    """Show this take on the board for its shot."""
+    take = get_take_for_user(request, take_uid, write=True)
+    if take.state != Generation.State.COMPLETED:
+        return _refuse("Only a finished take can be shown on the board.")
+    shot = take.shot
+    shot.selected_take = take
+    shot.save(update_fields=["selected_take"])
+    realtime.broadcast_shot(shot)
+    return _editor_response(request, shot)
+
+
+def _editor_response(request: HttpRequest, shot: Shot) -> HttpResponse:
+    if not request.htmx:
+        return redirect("sb:shot", shot.pk)
+    membership = shot.project.membership
+    shot = Shot.objects.select_related("project__team").get(pk=shot.pk)
+    form = ShotForm(instance=shot)
+    ctx = {"shot": shot, "project": shot.project, "form": form, "saved": False,
+           "membership": membership, "warnings": form.warnings(),
+           "estimate": shot.estimate(), "estimate_errors": []}
+    return render(request, "storyboard/shot.html#editor", ctx)
+
+
+@login_required
+@require_GET
+def take_file(request: HttpRequest, take_uid: str, kind: str) -> HttpResponse:
+    take = get_take_for_user(request, take_uid)
+    field = {"video": take.video, "poster": take.poster}.get(kind)
+    if not field:
+        raise Http404("No such file")
+    return _serve(field, "video/mp4" if kind == "video" else "image/jpeg")
+
+
 # Uploads are re-encoded or probed before storage, so these are the only types ever served.
 SERVED_TYPES = {"image/jpeg", "image/png", "image/webp", "video/mp4", "video/quicktime",
                 "audio/mpeg", "audio/wav"}
@@ -394,6 +462,10 @@ def asset_file(request: HttpRequest, asset_uid: str, variant: str) -> HttpRespon
     content_type = asset.content_type if variant == "file" else "image/jpeg"
     if content_type not in SERVED_TYPES:
         raise Http404("No such file")
+    return _serve(field, content_type)
+
+
+def _serve(field, content_type: str) -> HttpResponse:
     storage = field.storage
     try:
         storage.path(field.name)

@@ -8,7 +8,7 @@ from factory.django import DjangoModelFactory
 from PIL import Image
 
 from accounts.models import Invitation, Membership, Role, Team, User
-from storyboard.models import Asset, Project, Scene, Shot
+from storyboard.models import Asset, Generation, Project, Scene, Shot
 
 
 class UserFactory(DjangoModelFactory[User]):
@@ -119,3 +119,23 @@ class AssetFactory(DjangoModelFactory[Asset]):
     sha256 = hashlib.sha256(_ASSET_PNG).hexdigest()
     width = 16
     height = 12
+
+
+class GenerationFactory(DjangoModelFactory[Generation]):
+    """A finished take with stand-in bytes for its video and poster (nothing decodes them)."""
+
+    class Meta:
+        model = Generation
+
+    shot = factory.SubFactory(ShotFactory)
+    project = factory.SelfAttribute("shot.project")
+    provider = "local"
+    endpoint = factory.SelfAttribute("shot.endpoint")
+    state = Generation.State.COMPLETED
+    progress = 1.0
+    simulated = True
+    video = factory.django.FileField(filename="video.mp4", data=b"\x00\x00\x00\x18ftypmp42")
+    poster = factory.django.FileField(filename="poster.jpg", data=_ASSET_THUMB)
+    width = 864
+    height = 496
+    duration = 2.0

@@ -22,9 +22,16 @@ from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
 from accounts.models import Invitation, Membership, Role, Team, User
 from storyboard.catalogue import DEFAULT_ENDPOINT
-from storyboard.models import Asset, Project, Scene, Shot
+from storyboard.models import Asset, Generation, Project, Scene, Shot
 from tests.conftest import Cast, client_for
-from tests.factories import AssetFactory, InvitationFactory, SceneFactory, ShotFactory, png_bytes
+from tests.factories import (
+    AssetFactory,
+    GenerationFactory,
+    InvitationFactory,
+    SceneFactory,
+    ShotFactory,
+    png_bytes,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -86,6 +93,14 @@ KWARG_VALUES: dict[str, Callable[[Cast], object]] = {
     "invitation_id": lambda cast: _open_invitation(cast).pk,
     "token": lambda cast: _open_invitation(cast).token,
     "variant": lambda cast: "file",
+    "take_uid": lambda cast: GenerationFactory(shot=cast.shot).uid,
+    "kind": lambda cast: "video",
+}
+# Where one URL needs a different object than the kwarg's default, to be meaningful at all.
+ROUTE_KWARGS: dict[str, dict[str, Callable[[Cast], object]]] = {
+    # Only an unfinished take can be canceled.
+    "sb:take-cancel": {"take_uid": lambda cast: GenerationFactory(
+        shot=cast.shot, state=Generation.State.PENDING, progress=0).uid},
 }
 
 
@@ -100,7 +115,8 @@ def build_url(route: Route, cast: Cast) -> str:
         "cannot fill in. Add an entry to KWARG_VALUES in tests/test_access_sweep.py that "
         "returns one of team Alpha's objects, so this URL is checked against outsiders."
     )
-    return reverse(route.name, kwargs={kwarg: KWARG_VALUES[kwarg](cast) for kwarg in route.kwargs})
+    factories = {**KWARG_VALUES, **ROUTE_KWARGS.get(route.name, {})}
+    return reverse(route.name, kwargs={kwarg: factories[kwarg](cast) for kwarg in route.kwargs})
 
 
 def payload(cast: Cast) -> dict:
@@ -128,7 +144,7 @@ def payload(cast: Cast) -> dict:
 # What a request may change
 
 
-BOARD_MODELS = (Project, Scene, Shot, Shot.references.through, Asset)
+BOARD_MODELS = (Project, Scene, Shot, Shot.references.through, Asset, Generation)
 PEOPLE_MODELS = (Team, Membership, Invitation, User)
 
 
@@ -254,7 +270,8 @@ OWNER_POST_CHANGES_NOTHING: dict[str, str] = {
     "accounts:invitation": "he is in Alpha already, so the link stays open for its invitee",
 }
 # ... and these refuse POST outright (405).
-GET_ONLY = {"sb:board", "sb:asset-file", "sb:shot-estimate", "sb:home", "sb:projects",
+GET_ONLY = {"sb:board", "sb:asset-file", "sb:take-file", "sb:shot-estimate", "sb:home",
+            "sb:projects",
             "accounts:teams", "accounts:members"}
 
 

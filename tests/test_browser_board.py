@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import time
 from pathlib import Path
@@ -46,6 +47,8 @@ class TestLiveBoard(ChannelsLiveServerTestCase):
         # Playwright's sync API runs an event loop in this thread; the ORM calls in the test
         # body are still plain synchronous code, so Django's async guard does not apply here.
         os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+        # Read by the server process: a short pretend queue so "waiting" can be seen.
+        os.environ["LOCAL_QUEUE_DELAY"] = "0.5"
         super().setUpClass()
         from playwright.sync_api import sync_playwright
 
@@ -60,6 +63,7 @@ class TestLiveBoard(ChannelsLiveServerTestCase):
         cls._playwright.stop()
         super().tearDownClass()
         os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+        os.environ.pop("LOCAL_QUEUE_DELAY", None)
 
     def setUp(self) -> None:
         team = TeamFactory(name="Northlight")
@@ -169,3 +173,44 @@ class TestLiveBoard(ChannelsLiveServerTestCase):
         rita.context.close()
         expect(emma.locator('#presence [data-user="rita"]')).to_have_count(0)
         emma.context.close()
+
+    def test_a_take_renders_live_on_every_screen(self) -> None:
+        from playwright.sync_api import expect
+
+        shot = self.shots[0]
+        Shot.objects.filter(pk=shot.pk).update(
+            endpoint="fal-ai/bytedance/seedance/v1/lite/text-to-video", resolution="480p",
+            duration="3", generate_audio=False)
+        emma = self._open_board(self.emma)
+        rita = self._open_board(self.rita)
+        # Rita watches the shot's takes in her (read-only) editor.
+        rita.locator(f"#shot-{shot.pk} .shot-actions a").click()
+        expect(rita.locator("#generate")).to_be_hidden()
+
+        emma.locator(f"#shot-{shot.pk} .shot-actions a").click()
+        emma.locator("#generate").click()
+
+        take = rita.locator(".take").first
+        expect(take.locator(".badge").first).to_have_text("Generating", timeout=15_000)
+        bar = take.locator(".progress")
+        seen = set()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and take.locator("video").count() == 0:
+            if bar.count():
+                seen.add(bar.get_attribute("aria-valuenow"))
+            rita.wait_for_timeout(50)
+        expect(take.locator("video")).to_be_visible()
+        expect(take.locator(".badge").first).to_have_text("Done")
+        # The bar really moved: several distinct values between 0 and 100 were on screen.
+        assert len(seen - {None, "0"}) >= 2, seen
+        # The card picked up the take's poster, on both screens, without a reload.
+        for page in (emma, rita):
+            expect(page.locator(f"#shot-{shot.pk} .shot-thumb img")).to_have_attribute(
+                "src", re.compile(r"/takes/.+/poster/"))
+        video_url = take.locator("video").get_attribute("src")
+        response = rita.request.get(f"{self.live_server_url}{video_url}")
+        assert response.status == 200
+        assert response.body()[4:8] == b"ftyp"
+        rita.screenshot(path=str(ARTIFACTS / "take-reviewer.png"), full_page=True)
+        emma.context.close()
+        rita.context.close()

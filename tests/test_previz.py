@@ -337,3 +337,10 @@ def test_it_replaces_the_output_only_when_done(tmp_path):
         render(spec(), out, progress=cancel)
     assert out.read_bytes() == b"old take"
     assert [p.name for p in tmp_path.iterdir()] == ["shot.mp4"]
+
+
+@pytest.mark.parametrize("size", [(864, 496), (1037, 595), (1281, 721)])
+def test_fit_cover_survives_float_rounding_at_matching_aspect(size):
+    # A still of exactly the frame's shape, fitted onto an oversampled plate.
+    fitted = fit_cover(Image.new("RGB", (864, 496), (30, 60, 90)), size)
+    assert fitted.size == size

@@ -1,0 +1,74 @@
+"""Task workers: the django-tasks-db worker loop plus the periodic reconciler.
+
+`manage.py worker` runs this in its own process (many, on many machines, against PostgreSQL).
+The embedded default runs it as a thread inside the server process instead, because the
+in-memory channel layer only reaches browsers connected to the same process.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+
+from django.db import close_old_connections
+from django_tasks_db.management.commands.db_worker import Worker
+
+from storyboard import generation
+
+logger = logging.getLogger(__name__)
+
+RECONCILE_EVERY = 30.0
+
+
+def make_worker(*, interval: float = 0.2) -> Worker:
+    return Worker(queue_names=["*"], interval=interval, batch=False, backend_name="default",
+                  startup_delay=False, max_tasks=None, excluded_queue_names=[],
+                  worker_id=f"{socket.gethostname()}-{os.getpid()}-{threading.get_ident()}"[:64])
+
+
+def reconcile_forever(stop: threading.Event, *, every: float = RECONCILE_EVERY) -> None:
+    while not stop.wait(every):
+        try:
+            close_old_connections()
+            picked = generation.reconcile()
+            if picked:
+                logger.info("Reconciler picked up %d stuck take(s)", picked)
+        except Exception:
+            # The reconciler must outlive one bad pass; the next pass retries.
+            logger.exception("Reconciler pass failed")
+        finally:
+            close_old_connections()
+
+
+_embedded: list[threading.Thread] = []
+
+
+def start_embedded() -> None:
+    """Start one worker and the reconciler as daemon threads of this process (once)."""
+    if _embedded:
+        return
+    worker = make_worker()
+    stop = threading.Event()
+    threads = [
+        threading.Thread(target=_run_worker, args=(worker,), name="task-worker", daemon=True),
+        threading.Thread(target=reconcile_forever, args=(stop,), name="reconciler",
+                         daemon=True),
+    ]
+    for thread in threads:
+        thread.start()
+    _embedded.extend(threads)
+    logger.info("Embedded task worker started")
+
+
+def _run_worker(worker: Worker) -> None:
+    while True:
+        try:
+            worker.run()
+            return
+        except Exception:
+            # A database hiccup must not end background work for the life of the server.
+            logger.exception("Embedded worker crashed; restarting in 1 s")
+            time.sleep(1)
