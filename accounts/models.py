@@ -54,6 +54,10 @@ class Team(models.Model):
     def owners(self) -> models.QuerySet[Membership]:
         return self.memberships.filter(role=Role.OWNER)
 
+    def lock_owners(self) -> None:
+        """Lock the team's row for this transaction, serialising changes to who owns it."""
+        Team.objects.select_for_update().filter(pk=self.pk).first()
+
 
 class Role(models.TextChoices):
     OWNER = "owner", "Owner"

@@ -138,15 +138,19 @@ def _members_response(request: HttpRequest, team: Team, **kwargs) -> HttpRespons
 @require_POST
 def member_role(request: HttpRequest, team_id: int, membership_id: int) -> HttpResponse:
     team = _get_team_for_user(request, team_id, manage=True)
-    membership = get_object_or_404(team.memberships, pk=membership_id)
     form = RoleForm(request.POST)
-    if not form.is_valid():
-        messages.error(request, "Choose one of the listed roles.")
-    elif membership.is_last_owner() and form.cleaned_data["role"] != Role.OWNER:
-        messages.error(request, "A team needs at least one owner. Make someone else owner first.")
-    else:
-        membership.role = form.cleaned_data["role"]
-        membership.save(update_fields=["role"])
+    with transaction.atomic():
+        # Two owners demoting each other at once must not leave the team without one.
+        team.lock_owners()
+        membership = get_object_or_404(team.memberships, pk=membership_id)
+        if not form.is_valid():
+            messages.error(request, "Choose one of the listed roles.")
+        elif membership.is_last_owner() and form.cleaned_data["role"] != Role.OWNER:
+            messages.error(request,
+                           "A team needs at least one owner. Make someone else owner first.")
+        else:
+            membership.role = form.cleaned_data["role"]
+            membership.save(update_fields=["role"])
         messages.success(
             request, f"{membership.user.label} is now {membership.get_role_display()}."
         )
@@ -162,10 +166,12 @@ def member_remove(request: HttpRequest, team_id: int, membership_id: int) -> Htt
     # Anyone may leave; only owners may remove someone else.
     if not leaving and not team.membership.can_manage:
         raise PermissionDenied("Only the team's owners can remove members.")
-    if membership.is_last_owner():
-        messages.error(request, "A team needs at least one owner. Make someone else owner first.")
-        return _members_response(request, team)
     with transaction.atomic():
+        team.lock_owners()
+        if membership.is_last_owner():
+            messages.error(request,
+                           "A team needs at least one owner. Make someone else owner first.")
+            return _members_response(request, team)
         user = membership.user
         membership.delete()
         if user.current_team_id == team.pk:

@@ -50,8 +50,9 @@ class BoardConsumer(AsyncWebsocketConsumer):
             message = json.loads(text_data or "")
         except ValueError:
             return
-        if isinstance(message, dict) and "ping" in message:
-            await database_sync_to_async(self._ping)()
+        is_ping = isinstance(message, dict) and "ping" in message
+        if is_ping and not await database_sync_to_async(self._ping)():
+            await self.access_revoked({"team_id": self.team_id})
 
     async def board_html(self, event: dict) -> None:
         await self.send(text_data=event["html"])
@@ -71,11 +72,21 @@ class BoardConsumer(AsyncWebsocketConsumer):
         )
         realtime.broadcast_presence(self.project_id)
 
-    def _ping(self) -> None:
+    def _ping(self) -> bool:
+        """Note that this socket is alive; False if its user may no longer see the board.
+
+        Removal from the team closes sockets at once (access.revoked); this catches the rest:
+        a deleted project, a deactivated user, a membership removed in the admin.
+        """
+        user = self.scope["user"]
+        user.refresh_from_db(fields=["is_active"])
+        if not user.is_active or can_view_project(user, self.project_id) is None:
+            return False
         seen = Presence.objects.filter(channel_name=self.channel_name).update(seen=timezone.now())
         if not seen:
             # The row was swept while this socket was quiet; put it back.
             self._arrive()
+        return True
 
     def _leave(self) -> None:
         Presence.objects.filter(channel_name=self.channel_name).delete()

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from decimal import Decimal
+
 from django import forms
 
 from storyboard import catalogue
@@ -37,14 +39,17 @@ class ProjectForm(forms.ModelForm):
                   "default_generate_audio": "Generate audio"}
         widgets = {"description": forms.Textarea(attrs={"rows": 3})}
 
-    def __init__(self, *args, **kwargs) -> None:
+    def __init__(self, *args, can_budget: bool = False, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         project = self.instance
+        if not can_budget:
+            # Money limits are for owners and producers; editors keep whatever is set.
+            del self.fields["spend_cap"]
         self.initial.setdefault("resolution", project.default_resolution)
         self.initial.setdefault("aspect_ratio", project.default_aspect_ratio)
         self.initial.setdefault("duration", project.default_duration)
         if project.spend_cap_micros is not None:
-            self.initial.setdefault("spend_cap", project.spend_cap_micros / 1_000_000)
+            self.initial.setdefault("spend_cap", Decimal(project.spend_cap_micros) / 1_000_000)
         self.order_fields(["name", "description", "default_endpoint", "resolution",
                            "aspect_ratio", "duration", "default_generate_audio", "spend_cap"])
 
@@ -64,9 +69,10 @@ class ProjectForm(forms.ModelForm):
         project.default_resolution = self.cleaned_data["resolution"]
         project.default_aspect_ratio = self.cleaned_data["aspect_ratio"]
         project.default_duration = self.cleaned_data["duration"]
-        cap = self.cleaned_data.get("spend_cap")
-        # Money is stored as integer micro-dollars; the form speaks dollars and cents.
-        project.spend_cap_micros = None if cap is None else int(cap * 1_000_000)
+        if "spend_cap" in self.fields:
+            cap = self.cleaned_data.get("spend_cap")
+            # Money is stored as integer micro-dollars; the form speaks dollars and cents.
+            project.spend_cap_micros = None if cap is None else int(cap * 1_000_000)
         if commit:
             project.save()
         return project

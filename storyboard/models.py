@@ -57,6 +57,15 @@ class Project(models.Model):
         # Channels group names allow ASCII alphanumerics, hyphens and periods only.
         return f"project-{self.pk}"
 
+    def lock(self) -> Project:
+        """Take the project's row lock for the current transaction.
+
+        Every change to the board's order runs under it, so two people adding or reordering
+        shots at the same moment on PostgreSQL cannot both read the same positions. (SQLite's
+        IMMEDIATE transactions already serialise writers.)
+        """
+        return Project.objects.select_for_update().get(pk=self.pk)
+
     def board(self) -> list[tuple[Scene | None, list[Shot]]]:
         """Shots in board order, grouped under their scenes; unscened shots come first."""
         shots = list(
@@ -100,6 +109,7 @@ class Project(models.Model):
         shot_ids = [shot_id for _, shot_id in items]
         scene_ids = {scene_id for scene_id, _ in items if scene_id is not None}
         with transaction.atomic():
+            self.lock()
             current = set(self.shots.values_list("pk", flat=True))
             if len(shot_ids) != len(set(shot_ids)) or set(shot_ids) != current:
                 return False
@@ -192,12 +202,12 @@ class Shot(models.Model):
 
     @property
     def number(self) -> int:
-        # Cached by the board, which numbers shots in one pass; fall back to a query.
+        # Set by the board, which numbers shots in one pass; a single card counts in the same
+        # order (unscened shots first, then scene by scene).
         cached = getattr(self, "_number", None)
         if cached is None:
-            cached = self.project.shots.filter(
-                Q(position__lt=self.position) | Q(position=self.position, pk__lt=self.pk)
-            ).count() + 1
+            order = [s.pk for _, shots in self.project.board() for s in shots]
+            cached = order.index(self.pk) + 1 if self.pk in order else 0
         return cached
 
     @property
@@ -210,6 +220,9 @@ class Shot(models.Model):
 
     def estimate(self) -> catalogue.Estimate:
         """Worst-case price of one take with the shot's current parameters."""
+        cached = getattr(self, "cached_estimate", None)
+        if cached is not None:
+            return cached
         video_refs = self.mode == Shot.Mode.REFERENCE and self.references.filter(
             kind=Asset.Kind.VIDEO
         ).exists()
@@ -220,6 +233,7 @@ class Shot(models.Model):
     def insert(self, *, after: Shot | None = None) -> None:
         """Save a new shot at the end of the board, or right after `after`."""
         with transaction.atomic():
+            self.project.lock()
             if after is None:
                 last = self.project.shots.aggregate(m=Max("position"))["m"]
                 self.position = 0 if last is None else last + 1
@@ -236,10 +250,12 @@ class Shot(models.Model):
         copy.pk = None
         copy.title = f"{self.display_title} (copy)"[:120]
         copy.review = Shot.Review.DRAFT
+        copy.selected_take = None
         copy.created_by = user
         copy.created = timezone.now()
-        copy.insert(after=self)
-        copy.references.set(self.references.all())
+        with transaction.atomic():
+            copy.insert(after=self)
+            copy.references.set(self.references.all())
         return copy
 
 

@@ -96,6 +96,15 @@ def broadcast_presence(project_id: int) -> None:
     on_commit(project_id, render)
 
 
+def close_project(*, project_id: int, team_id: int) -> None:
+    """Close every socket on a project that no longer exists (called when it is deleted)."""
+    transaction.on_commit(
+        lambda: async_to_sync(get_channel_layer().group_send)(
+            project_group(project_id), {"type": "access.revoked", "team_id": team_id}
+        )
+    )
+
+
 def revoke_access(*, user_id: int, team_id: int) -> None:
     """Close the user's open sockets on this team's boards (called when a member is removed)."""
     transaction.on_commit(

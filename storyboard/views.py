@@ -6,6 +6,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
+from django.db.models import Count
 from django.http import (
     FileResponse,
     Http404,
@@ -53,7 +54,10 @@ def board_context(project: Project) -> dict:
             shot._number = number
     shots = [s for _, group in groups for s in group]
     total_seconds = sum(int(s.duration) for s in shots if s.duration.isdigit())
-    estimates = [s.estimate() for s in shots]
+    for shot in shots:
+        # Computed once here; the card template reads the cached value.
+        shot.cached_estimate = shot.estimate()
+    estimates = [s.cached_estimate for s in shots]
     return {"project": project, "groups": groups, "shot_count": number,
             "total_seconds": total_seconds, "scenes": project.scenes.all(),
             "total_micros": sum(e.micros for e in estimates),
@@ -97,7 +101,7 @@ def projects(request: HttpRequest, team_id: int) -> HttpResponse:
     membership = _get_membership(request, team_id)
     if request.user.current_team_id != membership.team_id:
         request.user.switch_team(membership.team)
-    team_projects = membership.team.projects.order_by("-updated")
+    team_projects = membership.team.projects.annotate(n_shots=Count("shots"))
     return render(request, "storyboard/projects.html", {
         "team": membership.team, "membership": membership, "projects": team_projects,
     })
@@ -108,7 +112,8 @@ def project_create(request: HttpRequest, team_id: int) -> HttpResponse:
     membership = _get_membership(request, team_id)
     if not membership.can_edit:
         raise PermissionDenied("Your role in this team cannot create projects.")
-    form = ProjectForm(request.POST or None, instance=Project(team=membership.team))
+    form = ProjectForm(request.POST or None, instance=Project(team=membership.team),
+                       can_budget=membership.can_budget)
     if request.method == "POST" and form.is_valid():
         project = form.save(commit=False)
         project.created_by = request.user
@@ -121,7 +126,8 @@ def project_create(request: HttpRequest, team_id: int) -> HttpResponse:
 @login_required
 def project_settings(request: HttpRequest, project_id: int) -> HttpResponse:
     project = get_project_for_user(request, project_id, write=request.method == "POST")
-    form = ProjectForm(request.POST or None, instance=project)
+    form = ProjectForm(request.POST or None, instance=project,
+                       can_budget=project.membership.can_budget)
     if request.method == "POST" and form.is_valid():
         form.save()
         messages.success(request, "Project settings saved. New shots use these defaults.")
@@ -141,12 +147,18 @@ def project_delete(request: HttpRequest, project_id: int) -> HttpResponse:
         messages.error(request, "Type the project's name to confirm deleting it.")
         return redirect("sb:project-settings", project.pk)
     team_id = project.team_id
-    files = [a for a in project.assets.all()]
+    files = list(project.assets.all())
     with transaction.atomic():
         project.delete()
-        transaction.on_commit(lambda: [a.delete_files() for a in files])
+        transaction.on_commit(lambda: _delete_files(files))
+        realtime.close_project(project_id=project_id, team_id=team_id)
     messages.success(request, f"Deleted {project.name}.")
     return redirect("sb:projects", team_id)
+
+
+def _delete_files(assets: list[Asset]) -> None:
+    for asset in assets:
+        asset.delete_files()
 
 
 @login_required
@@ -207,13 +219,15 @@ def shot_edit(request: HttpRequest, shot_id: int) -> HttpResponse:
         if form.is_valid():
             form.save()
             saved = True
-            realtime.broadcast_shot(shot)
+            # The whole board: a changed scene moves the card, a changed duration the totals.
+            realtime.broadcast_board(project)
         else:
             # Nothing was saved, so the form must not keep the rejected values on the instance.
             form.instance = Shot.objects.get(pk=shot.pk)
             form.instance.project = project
     ctx = {"shot": form.instance, "project": project, "form": form, "saved": saved,
            "membership": project.membership, "warnings": form.warnings(),
+           "in_panel": _in_panel(request),
            "estimate": form.instance.estimate(), "estimate_errors": []}
     status = INVALID if form.errors else 200
     if request.htmx:
@@ -261,10 +275,11 @@ def shot_duplicate(request: HttpRequest, shot_id: int) -> HttpResponse:
 def shot_delete(request: HttpRequest, shot_id: int) -> HttpResponse:
     shot = get_shot_for_user(request, shot_id, write=True)
     project = shot.project
+    title = shot.display_title
     shot.delete()
     realtime.broadcast_board(project)
     if not request.htmx:
-        messages.success(request, f"Deleted {shot.display_title}.")
+        messages.success(request, f"Deleted {title}.")
     return _board_response(request, project)
 
 
@@ -278,7 +293,10 @@ def shot_move(request: HttpRequest, shot_id: int) -> HttpResponse:
     g = next(i for i, (_, shots) in enumerate(groups) if shot in shots)
     shots = groups[g][1]
     i = shots.index(shot)
-    up = request.POST.get("direction") == "up"
+    direction = request.POST.get("direction")
+    if direction not in ("up", "down"):
+        return _refuse("Move a shot up or down.")
+    up = direction == "up"
     if (up and i > 0) or (not up and i < len(shots) - 1):
         j = i - 1 if up else i + 1
         shots[i], shots[j] = shots[j], shots[i]
@@ -291,9 +309,9 @@ def shot_move(request: HttpRequest, shot_id: int) -> HttpResponse:
             groups[g + 1][1].insert(0, shot)
     else:
         return _board_response(request, project)
-    project.apply_order([(scene.pk if scene else None, s.pk) for scene, group in groups
-                         for s in group])
-    realtime.broadcast_board(project)
+    if project.apply_order([(scene.pk if scene else None, s.pk) for scene, group in groups
+                            for s in group]):
+        realtime.broadcast_board(project)
     return _board_response(request, project)
 
 
@@ -306,8 +324,10 @@ def scene_create(request: HttpRequest, project_id: int) -> HttpResponse:
         return _refuse("A scene needs a title of at most 120 characters.")
     scene = form.save(commit=False)
     scene.project = project
-    scene.position = project.scenes.count()
-    scene.save()
+    with transaction.atomic():
+        project.lock()
+        scene.position = project.scenes.count()
+        scene.save()
     realtime.broadcast_board(project)
     return _board_response(request, project)
 
@@ -425,6 +445,11 @@ def take_select(request: HttpRequest, take_uid: str) -> HttpResponse:
     return _editor_response(request, shot)
 
 
+def _in_panel(request: HttpRequest) -> bool:
+    """Is the shot editor open beside the board (rather than on its own page)?"""
+    return bool(request.htmx) and "/shots/" not in (request.htmx.current_url_abs_path or "")
+
+
 def _editor_response(request: HttpRequest, shot: Shot) -> HttpResponse:
     if not request.htmx:
         return redirect("sb:shot", shot.pk)
@@ -432,7 +457,7 @@ def _editor_response(request: HttpRequest, shot: Shot) -> HttpResponse:
     shot = Shot.objects.select_related("project__team").get(pk=shot.pk)
     form = ShotForm(instance=shot)
     ctx = {"shot": shot, "project": shot.project, "form": form, "saved": False,
-           "membership": membership, "warnings": form.warnings(),
+           "membership": membership, "in_panel": _in_panel(request), "warnings": form.warnings(),
            "estimate": shot.estimate(), "estimate_errors": []}
     return render(request, "storyboard/shot.html#editor", ctx)
 

@@ -132,7 +132,8 @@ def test_it_creates_a_project(cast, role):
     assert project.created_by == user
     assert (project.default_resolution, project.default_aspect_ratio,
             project.default_duration) == ("480p", "9:16", "8")
-    assert project.spend_cap_micros == 12_500_000
+    # Only owners and producers set money limits; an editor's value is ignored.
+    assert project.spend_cap_micros == (None if role == "editor" else 12_500_000)
 
 
 def test_it_shows_the_new_project_form(cast):
@@ -207,7 +208,16 @@ def test_it_saves_project_settings(cast, role):
     assert "Project settings saved." in response.content.decode()
     project = Project.objects.get(pk=cast.project.pk)
     assert (project.name, project.default_duration, project.spend_cap_micros) == (
-        "Spot v2", "8", 3_000_000)
+        "Spot v2", "8", None if role == "editor" else 3_000_000)
+
+
+def test_an_editor_cannot_change_the_spend_cap(cast):
+    Project.objects.filter(pk=cast.project.pk).update(spend_cap_micros=5_000_000)
+    response = client_for(cast.editor).get(reverse("sb:project-settings", args=[cast.project.pk]))
+    assert 'name="spend_cap"' not in response.content.decode()
+    client_for(cast.editor).post(reverse("sb:project-settings", args=[cast.project.pk]),
+                                 project_data(spend_cap="999999"))
+    assert Project.objects.get(pk=cast.project.pk).spend_cap_micros == 5_000_000
 
 
 def test_it_clears_the_spend_cap(cast):
@@ -222,7 +232,7 @@ def test_it_clears_the_spend_cap(cast):
 ])
 def test_it_refuses_invalid_project_settings(cast, overrides):
     before = project_state(cast.project)
-    response = client_for(cast.editor).post(
+    response = client_for(cast.producer).post(
         reverse("sb:project-settings", args=[cast.project.pk]), project_data(**overrides)
     )
     assert response.status_code == INVALID

@@ -15,7 +15,7 @@ from storyboard.asgi import application
 from storyboard.consumers import CLOSE_FORBIDDEN
 from storyboard.models import Presence
 from tests.conftest import Cast, client_for
-from tests.factories import ProjectFactory, ShotFactory
+from tests.factories import ProjectFactory, SceneFactory, ShotFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -228,4 +228,63 @@ async def test_it_pushes_an_uploaded_asset(cast_async):
     html = await _receive_until(ws, 'id="asset-grid"')
     assert "harbour.png" in html
     assert 'id="asset-count"' in html
+    await ws.disconnect()
+
+
+async def test_a_ping_after_the_project_is_deleted_closes_the_socket(cast_async):
+    cast = cast_async
+    ws = await _socket(cast.editor, cast.project.pk)
+    assert (await ws.connect())[0]
+    await _drain(ws)
+    await sync_to_async(type(cast.project).objects.filter(pk=cast.project.pk).delete)()
+    await ws.send_to(text_data=json.dumps({"ping": "1"}))
+    output = await ws.receive_output(timeout=3)
+    assert output == {"type": "websocket.close", "code": CLOSE_FORBIDDEN}
+
+
+async def test_a_ping_from_a_deactivated_user_closes_the_socket(cast_async):
+    cast = cast_async
+    ws = await _socket(cast.viewer, cast.project.pk)
+    assert (await ws.connect())[0]
+    await _drain(ws)
+    await sync_to_async(type(cast.viewer).objects.filter(pk=cast.viewer.pk).update)(
+        is_active=False)
+    await ws.send_to(text_data=json.dumps({"ping": "1"}))
+    output = await ws.receive_output(timeout=3)
+    assert output == {"type": "websocket.close", "code": CLOSE_FORBIDDEN}
+
+
+async def test_deleting_a_project_closes_its_sockets(cast_async):
+    cast = cast_async
+    ws = await _socket(cast.viewer, cast.project.pk)
+    assert (await ws.connect())[0]
+    await _drain(ws)
+    owner = await sync_to_async(client_for)(cast.owner)
+    response = await sync_to_async(owner.post)(
+        reverse("sb:project-delete", args=[cast.project.pk]), {"confirm": cast.project.name})
+    assert response.status_code == 302
+    output = await ws.receive_output(timeout=3)
+    while output["type"] != "websocket.close":
+        output = await ws.receive_output(timeout=3)
+    assert output["code"] == CLOSE_FORBIDDEN
+
+
+async def test_an_edit_that_changes_the_scene_moves_the_card_for_everyone(cast_async):
+    cast = cast_async
+    scene = await sync_to_async(SceneFactory)(project=cast.project, title="Storm")
+    ws = await _socket(cast.viewer, cast.project.pk)
+    assert (await ws.connect())[0]
+    await _drain(ws)
+    editor = await sync_to_async(client_for)(cast.editor)
+    await sync_to_async(editor.post)(
+        reverse("sb:shot", args=[cast.shot.pk]),
+        {"title": "Opening", "prompt": "Slow push in.", "mode": "text", "scene": scene.pk,
+         "endpoint": "bytedance/seedance-2.0/fast/text-to-video", "resolution": "720p",
+         "aspect_ratio": "16:9", "duration": "10"},
+        HTTP_HX_REQUEST="true",
+    )
+    html = await _receive_until(ws, 'id="board"')
+    after_heading = html.split(f'id="scene-{scene.pk}"')[1]
+    assert f'id="shot-{cast.shot.pk}"' in after_heading
+    assert "$2.42" in html
     await ws.disconnect()
