@@ -84,6 +84,9 @@ class ShotForm(forms.ModelForm):
     duration = _parameter_fields()["duration"]
     seed = forms.IntegerField(required=False, min_value=0, max_value=SEED_MAX,
                               help_text="Empty for a random seed each take.")
+    # The shot's version when the editor was opened; a save against a newer one is refused
+    # rather than silently overwriting a collaborator's change.
+    version = forms.CharField(widget=forms.HiddenInput, required=False)
 
     class Meta:
         model = Shot
@@ -102,6 +105,7 @@ class ShotForm(forms.ModelForm):
         project = self.instance.project
         assets = project.assets.all()
         self.fields["scene"].queryset = project.scenes.all()
+        self.initial["version"] = self.instance.version
         self.fields["start_frame"].queryset = assets.images()
         self.fields["end_frame"].queryset = assets.images()
         self.fields["references"].queryset = assets

@@ -211,6 +211,10 @@ class Shot(models.Model):
         return cached
 
     @property
+    def version(self) -> str:
+        return self.updated.isoformat() if self.updated else ""
+
+    @property
     def endpoint_spec(self) -> catalogue.Endpoint | None:
         return catalogue.ENDPOINTS.get(self.endpoint)
 

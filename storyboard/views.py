@@ -214,22 +214,34 @@ def shot_edit(request: HttpRequest, shot_id: int) -> HttpResponse:
     shot = get_shot_for_user(request, shot_id, write=request.method == "POST")
     project = shot.project
     form = ShotForm(request.POST or None, instance=shot)
-    saved = False
+    saved = conflict = False
     if request.method == "POST":
-        if form.is_valid():
-            form.save()
-            saved = True
+        with transaction.atomic():
+            current = Shot.objects.select_for_update().get(pk=shot.pk)
+            sent = request.POST.get("version")
+            conflict = bool(sent) and sent != current.version
+            if not conflict and form.is_valid():
+                form.save()
+                saved = True
+        if saved:
             # The whole board: a changed scene moves the card, a changed duration the totals.
             realtime.broadcast_board(project)
+            # A fresh form: it must carry the new version, not the one that was posted.
+            form = ShotForm(instance=Shot.objects.get(pk=shot.pk))
+            form.instance.project = project
+        elif conflict:
+            # Show the collaborator's version; their change stays, ours is not applied.
+            current.project = project
+            form = ShotForm(instance=current)
         else:
             # Nothing was saved, so the form must not keep the rejected values on the instance.
-            form.instance = Shot.objects.get(pk=shot.pk)
+            form.instance = current
             form.instance.project = project
     ctx = {"shot": form.instance, "project": project, "form": form, "saved": saved,
-           "membership": project.membership, "warnings": form.warnings(),
-           "in_panel": _in_panel(request),
+           "conflict": conflict, "membership": project.membership,
+           "warnings": form.warnings(), "in_panel": _in_panel(request),
            "estimate": form.instance.estimate(), "estimate_errors": []}
-    status = INVALID if form.errors else 200
+    status = 409 if conflict else INVALID if form.errors else 200
     if request.htmx:
         return render(request, "storyboard/shot.html#editor", ctx, status=status)
     if saved:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from django.urls import reverse
 
@@ -44,3 +46,36 @@ def test_the_stand_alone_editor_targets_itself(cast):
     # htmx swaps the editor into #editor, which this page must therefore have.
     assert 'id="editor"' in html
     assert "Back to board" in html
+
+
+def _edit(user, shot, *, version, **fields):
+    data = {"title": shot.title, "prompt": shot.prompt, "mode": "text",
+            "endpoint": "bytedance/seedance-2.0/fast/text-to-video", "resolution": "720p",
+            "aspect_ratio": "16:9", "duration": "5", "version": version, **fields}
+    return client_for(user).post(reverse("sb:shot", args=[shot.pk]), data,
+                                 HTTP_HX_REQUEST="true")
+
+
+def test_a_stale_editor_cannot_overwrite_a_collaborators_save(cast):
+    opened = Shot.objects.get(pk=cast.shot.pk).version
+    # The producer opened the same editor at the same moment and saved first.
+    assert _edit(cast.producer, cast.shot, version=opened,
+                 prompt="Dolly in on the keeper.").status_code == 200
+    response = _edit(cast.editor, cast.shot, version=opened, duration="10")
+    assert response.status_code == 409
+    assert "Someone else saved this shot" in response.content.decode()
+    shot = Shot.objects.get(pk=cast.shot.pk)
+    assert (shot.prompt, shot.duration) == ("Dolly in on the keeper.", "5")
+    # The conflict answer carries the new version, so saving again now works.
+    assert f'value="{shot.version}"' in response.content.decode()
+    assert _edit(cast.editor, shot, version=shot.version, duration="10").status_code == 200
+    assert Shot.objects.get(pk=cast.shot.pk).duration == "10"
+
+
+def test_saving_twice_in_a_row_from_one_editor_is_not_a_conflict(cast):
+    first = _edit(cast.editor, cast.shot, version=Shot.objects.get(pk=cast.shot.pk).version,
+                  prompt="One.")
+    version = re.search(r'name="version" value="([^"]+)"', first.content.decode()).group(1)
+    second = _edit(cast.editor, cast.shot, version=version, prompt="Two.")
+    assert second.status_code == 200
+    assert Shot.objects.get(pk=cast.shot.pk).prompt == "Two."

@@ -128,7 +128,9 @@ class TestLiveBoard(ChannelsLiveServerTestCase):
         expect(emma.locator("#estimate")).to_contain_text("1080p needs the standard tier")
         emma.locator("#id_title").fill("Should not stick")
         emma.get_by_role("button", name="Save shot").click()
-        expect(emma.locator(".field-error")).to_contain_text("1080p needs the standard tier")
+        expect(emma.locator("#editor .notice.error")).to_contain_text("Nothing was saved")
+        expect(emma.locator("#id_resolution + .field-error")).to_contain_text(
+            "1080p needs the standard tier")
         expect(rita.locator(f"#shot-{first.pk} .shot-title")).to_have_text("Cliff at first light")
         first.refresh_from_db()
         assert (first.title, first.resolution) == ("Cliff at first light", "720p")
