@@ -15,6 +15,7 @@ pytestmark = pytest.mark.django_db
 
 
 def test_a_single_card_is_numbered_in_board_order(cast):
+    Shot.objects.filter(pk=cast.shot.pk).update(position=1)
     scene = SceneFactory(project=cast.project, position=0)
     # Position 0 but inside a scene: on the board it comes after every unscened shot.
     in_scene = ShotFactory(project=cast.project, scene=scene, position=0)
