@@ -58,17 +58,78 @@ class Rendered:
     seed: int | None = None
 
 
+class WebhookRejected(Exception):
+    """A webhook delivery failed verification; it must change nothing (answer 401)."""
+
+
+@dataclass(frozen=True)
+class Submitted:
+    request_id: str
+
+
+@dataclass(frozen=True)
+class Status:
+    """Where a remote request stands. `state` is one of the STATES below."""
+
+    state: str
+    queue_position: int | None = None
+    logs: tuple[str, ...] = ()
+    # For failures: a message for people, and whether retrying could ever help.
+    error: str = ""
+    permanent: bool = True
+
+    STATES = ("queued", "running", "completed", "failed", "canceled")
+
+
+@dataclass(frozen=True)
+class Result:
+    video_url: str
+    seed: int | None = None
+
+
+@dataclass(frozen=True)
+class WebhookEvent:
+    request_id: str
+    status: Status
+    # Present when the delivery carries the finished output (fal puts it in `payload`).
+    result: Result | None = None
+
+
 class VideoProvider:
-    """Base class. Subclasses set `inline` and implement either `render` or the remote calls."""
+    """Base class. Subclasses set `inline` and implement either `render` or the remote calls.
+
+    Remote calls raise ProviderError; they never return half-answers. Every network call is
+    bounded by a timeout. Providers hold no per-take state: everything needed to resume is in
+    the Generation row (request id, endpoint), so any worker can continue any take.
+    """
 
     inline = False
     # Takes from this provider are previews priced as the endpoint they stand in for.
     simulated = False
     label = "Provider"
+    # Hosts the finished videos may be downloaded from (https only); see providers.download.
+    download_hosts: tuple[str, ...] = ()
 
     def __init__(self, *, name: str, **options) -> None:
         self.name = name
         self.options = options
 
     def render(self, job: Job, out: Path, *, progress: Callable[[float], None]) -> Rendered:
+        raise NotImplementedError
+
+    def submit(self, job: Job) -> Submitted:
+        raise NotImplementedError
+
+    def status(self, *, endpoint: str, request_id: str) -> Status:
+        raise NotImplementedError
+
+    def result(self, *, endpoint: str, request_id: str) -> Result:
+        raise NotImplementedError
+
+    def cancel(self, *, endpoint: str, request_id: str) -> bool:
+        """Ask the provider to stop; True if it will (or did), False if already finished."""
+        raise NotImplementedError
+
+    def parse_webhook(self, *, headers: dict[str, str], body: bytes) -> WebhookEvent:
+        """Verify a delivery and read it; raises WebhookRejected when it is not genuine."""
         raise NotImplementedError
