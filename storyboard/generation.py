@@ -17,17 +17,31 @@ from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 
+from django.conf import settings
+from django.core import signing
 from django.core.files import File
 from django.core.files.base import ContentFile
 from django.core.files.uploadedfile import SimpleUploadedFile
-from django.db import transaction
+from django.db import models, transaction
+from django.db.models import Q
 from django.db.models.fields.files import FieldFile
+from django.urls import reverse
+from django.utils import timezone
 from PIL import Image
 
 from accounts.models import User
-from storyboard import catalogue, previz, realtime
+from storyboard import catalogue, house, previz, realtime
 from storyboard.models import Asset, Generation, Shot
-from storyboard.providers import Canceled, Job, ProviderError, get_provider
+from storyboard.providers import (
+    Canceled,
+    Job,
+    ProviderError,
+    Result,
+    Status,
+    WebhookEvent,
+    download,
+    get_provider,
+)
 from storyboard.providers import default_provider_name as _default_provider
 
 logger = logging.getLogger(__name__)
@@ -154,12 +168,17 @@ def drive(*, take_id: int) -> None:
     provider = get_provider(take.provider)
     if take.is_terminal:
         return
-    if not provider.inline:
-        raise NotImplementedError(f"{provider.label} is not wired to the task queue yet.")
-    if not take.advance(State.SUBMITTING, expected=(State.PENDING, State.HELD)):
+    if provider.inline:
+        if take.advance(State.SUBMITTING, expected=(State.PENDING, State.HELD)):
+            realtime.broadcast_take(take)
+            _render_inline(take, provider)
         return
-    realtime.broadcast_take(take)
-    _render_inline(take, provider)
+    if take.state in (State.PENDING, State.HELD):
+        _submit(take, provider)
+    elif take.state in WAITING:
+        _poll(take, provider)
+    elif take.state == State.DOWNLOADING:
+        _download(take, provider)
 
 
 def _render_inline(take: Generation, provider) -> None:
@@ -177,8 +196,8 @@ def _render_inline(take: Generation, provider) -> None:
             if take.report(progress=fraction * 0.95):
                 realtime.broadcast_take(take)
 
-    with tempfile.TemporaryDirectory(prefix="take-") as tmp, _input_files(take) as files:
-        job = _job(take, files)
+    with tempfile.TemporaryDirectory(prefix="take-") as tmp, _input_files(take) as inputs:
+        job = _job(take, inputs)
         try:
             rendered = provider.render(job, Path(tmp) / "take.mp4", progress=progress)
         except Canceled:
@@ -225,7 +244,8 @@ def _select_if_first(take: Generation) -> None:
     Shot.objects.filter(pk=take.shot_id, selected_take=None).update(selected_take=take)
 
 
-def _job(take: Generation, files: dict[str, list[Path]]) -> Job:
+def _job(take: Generation, inputs: tuple[dict[str, list[Path]], dict[str, list[str]]]) -> Job:
+    files, urls = inputs
     args = take.input
     resolution, ratio = args["resolution"], args["aspect_ratio"]
     if ratio == "auto":
@@ -234,7 +254,8 @@ def _job(take: Generation, files: dict[str, list[Path]]) -> Job:
     seconds = LOCAL_AUTO_SECONDS if args["duration"] == "auto" else int(args["duration"])
     frames = int(args.get("num_frames") or seconds * catalogue.FPS)
     return Job(uid=str(take.uid), endpoint=take.endpoint, arguments=args, files=files,
-               width=width, height=height, frames=frames, title=take.shot.display_title)
+               urls=urls, width=width, height=height, frames=frames,
+               title=take.shot.display_title, webhook_url=_webhook_url(take))
 
 
 def _ratio_of(image: Path | None) -> str:
@@ -253,8 +274,18 @@ def _ratio_value(ratio: str) -> float:
 
 
 @contextmanager
-def _input_files(take: Generation) -> Iterator[dict[str, list[Path]]]:
-    """Local paths of the shot's input files (copied out of object storage when needed)."""
+def _input_files(take: Generation) -> Iterator[tuple[dict[str, list[Path]],
+                                                     dict[str, list[str]]]]:
+    """Local paths of the take's input files (copied out of object storage when needed), and
+    signed public URLs of the same files."""
+    fields = _input_fields(take)
+    with tempfile.TemporaryDirectory(prefix="inputs-") as tmp:
+        paths = {name: [_local_path(f, Path(tmp)) for f in files]
+                 for name, files in fields.items()}
+        yield paths, _input_urls(take, fields)
+
+
+def _input_fields(take: Generation) -> dict[str, list[FieldFile]]:
     shot = take.shot
     fields: dict[str, list[FieldFile]] = {}
     if take.upstream_id:
@@ -269,9 +300,7 @@ def _input_files(take: Generation) -> Iterator[dict[str, list[Path]]]:
         for kind, name in (("image", "image_urls"), ("video", "video_urls"),
                            ("audio", "audio_urls")):
             fields[name] = [a.file for a in refs if a.kind == kind]
-    with tempfile.TemporaryDirectory(prefix="inputs-") as tmp:
-        yield {name: [_local_path(f, Path(tmp)) for f in files]
-               for name, files in fields.items()}
+    return fields
 
 
 def _local_path(field: FieldFile, tmp: Path) -> Path:
@@ -306,6 +335,229 @@ def _local_video(take: Generation) -> Iterator[Path]:
         yield _local_path(take.video, Path(tmp))
 
 
+# ---------------------------------------------------------------------------------------------
+# Remote providers (fal, eachlabs): submit once, then follow the request by webhook or polling.
+
+# States in which the provider has (or may have) the request and we wait for its answer.
+WAITING = (State.SUBMITTED, State.IN_QUEUE, State.IN_PROGRESS, State.OUTCOME_UNKNOWN)
+# Polls while waiting; slower when a webhook is expected anyway (the poll is then a safety net).
+POLL_EVERY = timedelta(seconds=3)
+POLL_EVERY_WITH_WEBHOOK = timedelta(seconds=60)
+# fal retries webhooks for two hours; with no request id and no webhook after this, the submit
+# never reached the provider, and the take can be closed without risk of paying twice.
+UNKNOWN_GIVES_UP_AFTER = timedelta(hours=3)
+# A download claim older than this belongs to a dead worker.
+DOWNLOAD_CLAIM_EXPIRES = timedelta(minutes=10)
+# Typical remote generation time, for a progress estimate (providers report no percentage).
+TYPICAL_SECONDS = 180
+
+
+def _submit(take: Generation, provider) -> None:
+    if not take.advance(State.SUBMITTING, expected=(State.PENDING, State.HELD)):
+        return
+    realtime.broadcast_take(take)
+    with _input_files(take) as inputs:
+        job = _job(take, inputs)
+        try:
+            submitted = provider.submit(job)
+        except ProviderError as e:
+            if e.outcome_unknown:
+                # The provider may be working on it: keep everything, never send it again.
+                take.advance(State.OUTCOME_UNKNOWN, expected=(State.SUBMITTING,),
+                             error="", logs=[*take.logs, f"Submit answer lost: {e.message}"])
+                _schedule(take)
+            else:
+                take.advance(State.FAILED, expected=(State.SUBMITTING,), error=e.message)
+            realtime.broadcast_take(take)
+            return
+    if take.advance(State.SUBMITTED, expected=(State.SUBMITTING,),
+                    request_id=submitted.request_id):
+        take.report(log=f"Submitted to {provider.label} as {submitted.request_id}.")
+        _schedule(take)
+    realtime.broadcast_take(take)
+
+
+def _poll(take: Generation, provider) -> None:
+    if not take.request_id:
+        # Outcome unknown and no request id: only the provider's webhook can tell us more.
+        if timezone.now() - take.created > UNKNOWN_GIVES_UP_AFTER:
+            if take.advance(State.FAILED, expected=(State.OUTCOME_UNKNOWN,),
+                            error="The provider never confirmed the request; it did not run."):
+                realtime.broadcast_take(take)
+            return
+        _schedule(take, slow=True)
+        return
+    try:
+        status = provider.status(endpoint=take.endpoint, request_id=take.request_id)
+    except ProviderError as e:
+        if e.permanent:
+            if take.advance(State.FAILED, expected=WAITING, error=e.message):
+                realtime.broadcast_take(take)
+            return
+        Generation.objects.filter(pk=take.pk).update(attempts=models.F("attempts") + 1)
+        take.report(log=f"Status check failed, will retry: {e.message}")
+        _schedule(take, backoff=take.attempts + 1)
+        return
+    apply_status(take, status)
+
+
+def apply_status(take: Generation, status: Status, *, result: Result | None = None) -> None:
+    """Move a waiting take according to what the provider says (a poll or a webhook)."""
+    if status.logs:
+        fresh = [line for line in status.logs if line not in take.logs[-len(status.logs):]]
+        if fresh:
+            Generation.objects.filter(pk=take.pk).update(logs=[*take.logs, *fresh][-200:])
+            take.logs = [*take.logs, *fresh][-200:]
+    moved = False
+    if status.state == "queued":
+        moved = take.advance(State.IN_QUEUE, expected=WAITING, attempts=0,
+                             queue_position=status.queue_position)
+    elif status.state == "running":
+        running_for = (timezone.now() - (take.started_at or timezone.now())).total_seconds()
+        progress = min(0.9, running_for / TYPICAL_SECONDS)
+        if take.state == State.IN_PROGRESS:
+            moved = take.report(progress=progress)
+        else:
+            moved = take.advance(State.IN_PROGRESS, expected=WAITING, queue_position=None,
+                                 attempts=0)
+    elif status.state == "completed":
+        if take.advance(State.DOWNLOADING, expected=WAITING, queue_position=None,
+                        progress=0.92, attempts=0):
+            realtime.broadcast_take(take)
+            _download(take, get_provider(take.provider), result=result)
+        return
+    elif status.state == "failed":
+        moved = take.advance(State.FAILED, expected=WAITING,
+                             error=status.error or "The provider could not generate this take.")
+    elif status.state == "canceled":
+        moved = take.advance(State.CANCELED, expected=WAITING, error="Canceled at the provider.")
+    if moved:
+        realtime.broadcast_take(take)
+    if not take.is_terminal and take.state in WAITING:
+        _schedule(take)
+
+
+def _download(take: Generation, provider, *, result: Result | None = None) -> None:
+    """Fetch the finished video into our storage, once: the claim keeps a second worker out."""
+    now = timezone.now()
+    claimed = Generation.objects.filter(
+        Q(claimed_at=None) | Q(claimed_at__lt=now - DOWNLOAD_CLAIM_EXPIRES),
+        pk=take.pk, state=State.DOWNLOADING,
+    ).update(claimed_at=now)
+    if not claimed:
+        return
+    try:
+        result = result or provider.result(endpoint=take.endpoint, request_id=take.request_id)
+        with tempfile.TemporaryDirectory(prefix="download-") as tmp:
+            original = Path(tmp) / "original.mp4"
+            download.fetch(result.video_url, original, allowed_hosts=provider.download_hosts,
+                           **settings.DOWNLOADS)
+            if house.is_house_format(original):
+                normalized = original
+            else:
+                normalized = Path(tmp) / "house.mp4"
+                house.normalize(original, normalized)
+            probe = house.probe(normalized)
+            with original.open("rb") as fh:
+                take.original.save("original.mp4", File(fh), save=False)
+            _store(take, normalized)
+    except house.HouseError as e:
+        take.advance(State.FAILED, expected=(State.DOWNLOADING,),
+                     error=f"The provider's video could not be read: {e}")
+        realtime.broadcast_take(take)
+        return
+    except ProviderError as e:
+        # Release the claim so a retry (or the reconciler) can try again, unless hopeless.
+        if e.permanent:
+            take.advance(State.FAILED, expected=(State.DOWNLOADING,),
+                         error=f"The finished video could not be fetched: {e.message}")
+        else:
+            Generation.objects.filter(pk=take.pk).update(claimed_at=None,
+                                                          attempts=models.F("attempts") + 1)
+            take.report(log=f"Download failed, will retry: {e.message}")
+            _schedule(take, backoff=take.attempts + 1)
+        realtime.broadcast_take(take)
+        return
+    frames = round(probe.duration * catalogue.FPS)
+    micros = catalogue.price_micros(endpoint=take.endpoint, width=probe.width,
+                                    height=probe.height, frames=frames,
+                                    video_references=_has_video_references(take))
+    if take.advance(State.COMPLETED, expected=(State.DOWNLOADING,), progress=1.0,
+                    original=take.original.name, video=take.video.name,
+                    poster=take.poster.name, width=probe.width, height=probe.height,
+                    duration=probe.duration, actual_micros=micros,
+                    seed=result.seed if result.seed is not None else take.seed):
+        take.report(log=f"Saved: {probe.width}×{probe.height}, {probe.duration:.2f} s.")
+        _select_if_first(take)
+    realtime.broadcast_take(take)
+
+
+def _has_video_references(take: Generation) -> bool:
+    return bool(take.input.get("video_urls")) or (
+        take.shot.mode == Shot.Mode.REFERENCE
+        and take.shot.references.filter(kind=Asset.Kind.VIDEO).exists()
+    )
+
+
+def apply_webhook(*, take: Generation, event: WebhookEvent) -> bool:
+    """A verified delivery for this take. False (and nothing changes) when it is not ours."""
+    if not take.request_id:
+        # A submit whose answer was lost: the webhook tells us the request id after all.
+        adopted = Generation.objects.filter(
+            pk=take.pk, request_id="", state__in=(State.SUBMITTING, State.OUTCOME_UNKNOWN)
+        ).update(request_id=event.request_id)
+        take.refresh_from_db()
+        if not adopted and take.request_id != event.request_id:
+            return False
+        if take.state == State.SUBMITTING:
+            take.advance(State.SUBMITTED, expected=(State.SUBMITTING,))
+    elif take.request_id != event.request_id:
+        return False
+    if take.state in WAITING:
+        apply_status(take, event.status, result=event.result)
+    return True
+
+
+def _schedule(take: Generation, *, slow: bool = False, backoff: int = 0) -> None:
+    """Queue the next look at this take (a poll), later rather than sooner."""
+    from storyboard.tasks import run_generation
+
+    every = POLL_EVERY_WITH_WEBHOOK if (slow or _webhook_url(take)) else POLL_EVERY
+    delay = min(every * (2 ** min(backoff, 6)), timedelta(minutes=10))
+    transaction.on_commit(lambda: run_generation.using(
+        run_after=timezone.now() + delay).enqueue(take_id=take.pk))
+
+
+def _webhook_url(take: Generation) -> str | None:
+    base = settings.WEBHOOK_BASE_URL
+    if not base:
+        return None
+    return base + reverse("sb:webhook", args=[take.provider, take.uid])
+
+
+def _input_urls(take: Generation, files: dict[str, list[FieldFile]]) -> dict[str, list[str]]:
+    """Signed, expiring public URLs of the input files, for providers that fetch them."""
+    base = settings.WEBHOOK_BASE_URL or settings.SITE_URL
+    return {name: [base + reverse("sb:input-file", args=[sign_input(f.name)]) for f in fields]
+            for name, fields in files.items()}
+
+
+def sign_input(name: str) -> str:
+    return signing.dumps(name, salt=INPUT_SALT, compress=True)
+
+
+def unsign_input(token: str) -> str | None:
+    try:
+        return signing.loads(token, salt=INPUT_SALT, max_age=INPUT_URL_LIFETIME)
+    except signing.BadSignature:
+        return None
+
+
+INPUT_SALT = "storyboard.input-file"
+# Providers fetch inputs soon after submit; an hour covers their queues.
+INPUT_URL_LIFETIME = 3600
+
+
 def reconcile() -> int:
     """Drive on takes nobody has touched for a while; returns how many were picked up."""
     picked = 0
@@ -319,6 +571,18 @@ def reconcile() -> int:
                 realtime.broadcast_take(take)
                 _enqueue(take)
                 picked += 1
+        elif not provider.inline and take.state == State.SUBMITTING:
+            # The worker died between sending and recording: the request may exist. Never
+            # resubmit; wait for the webhook or give up after the provider's retry window.
+            if take.advance(State.OUTCOME_UNKNOWN, expected=(State.SUBMITTING,),
+                            logs=[*take.logs, "The worker stopped while submitting."][-200:]):
+                realtime.broadcast_take(take)
+                _enqueue(take)
+                picked += 1
+        elif not provider.inline and take.state in (*WAITING, State.DOWNLOADING):
+            # A lost poll or a download whose worker died: look again (polls are harmless).
+            _enqueue(take)
+            picked += 1
         elif take.state in (State.PENDING, State.HELD):
             # The task was lost (enqueued in a transaction that committed, then the queue row
             # was never run); queueing again is safe because drive() starts conditionally.

@@ -457,6 +457,9 @@ class Generation(models.Model):
     logs = models.JSONField(default=list, blank=True)
     error = models.TextField(blank=True)
     seed = models.BigIntegerField(null=True, blank=True)
+    # The video as the provider delivered it, and our house-format copy (H.264, a keyframe every
+    # second, AAC 48 kHz) that players, last-frame seeks and the animatic use.
+    original = models.FileField(upload_to=take_upload_to, max_length=255, blank=True)
     video = models.FileField(upload_to=take_upload_to, max_length=255, blank=True)
     poster = models.FileField(upload_to=take_upload_to, max_length=255, blank=True)
     width = models.PositiveIntegerField(null=True, blank=True)
@@ -470,6 +473,11 @@ class Generation(models.Model):
     upstream = models.ForeignKey("self", models.SET_NULL, null=True, blank=True,
                                  related_name="downstream")
     cancel_requested = models.BooleanField(default=False)
+    # When a worker claimed the download; a claim older than a few minutes belongs to a dead
+    # worker and may be taken over.
+    claimed_at = models.DateTimeField(null=True, blank=True)
+    # Provider polls and calls that failed transiently in a row (for backoff).
+    attempts = models.PositiveIntegerField(default=0)
     created = models.DateTimeField(default=timezone.now)
     submitted_at = models.DateTimeField(null=True, blank=True)
     started_at = models.DateTimeField(null=True, blank=True)

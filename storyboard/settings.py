@@ -165,7 +165,26 @@ VIDEO_PROVIDERS = {
         "OPTIONS": {"queue_delay": float(os.getenv("LOCAL_QUEUE_DELAY", "0"))},
     },
 }
+if os.getenv("FAL_KEY"):
+    VIDEO_PROVIDERS["fal"] = {
+        "BACKEND": "storyboard.providers.fal.FalProvider",
+        "OPTIONS": {"key": os.environ["FAL_KEY"], "user_id": os.getenv("FAL_USER_ID", "")},
+    }
+if os.getenv("EACHLABS_KEY"):
+    VIDEO_PROVIDERS["eachlabs"] = {
+        "BACKEND": "storyboard.providers.eachlabs.EachlabsProvider",
+        "OPTIONS": {"key": os.environ["EACHLABS_KEY"],
+                    "webhook_secret": os.getenv("EACHLABS_WEBHOOK_SECRET", "")},
+    }
 DEFAULT_VIDEO_PROVIDER = os.getenv("VIDEO_PROVIDER", "local")
+# The public https address providers can reach for webhooks and input files. Empty: no
+# webhooks (takes are polled) and providers that need input URLs cannot be used.
+WEBHOOK_BASE_URL = os.getenv("WEBHOOK_BASE_URL", "").rstrip("/")
+# Limits for fetching finished videos from providers (see storyboard.providers.download).
+DOWNLOADS = {
+    "max_bytes": envint("DOWNLOAD_MAX_BYTES", 500 * 1024 * 1024),
+    "deadline": float(os.getenv("DOWNLOAD_DEADLINE", "300")),
+}
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"

@@ -1,7 +1,9 @@
 from __future__ import annotations
 
 import json
+import logging
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
@@ -16,6 +18,7 @@ from django.http import (
 )
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
 from accounts.models import Membership
@@ -29,6 +32,9 @@ from storyboard.access import (
 )
 from storyboard.forms import NewShotForm, ProjectForm, SceneForm, ShotForm
 from storyboard.models import Asset, Generation, Presence, Project, Shot
+from storyboard.providers import WebhookRejected, get_provider
+
+logger = logging.getLogger(__name__)
 
 BOARD = "storyboard/board.html"
 # Refused input answers 422 with the form and its messages. htmx is configured to swap 422 into
@@ -482,6 +488,46 @@ def take_file(request: HttpRequest, take_uid: str, kind: str) -> HttpResponse:
     if not field:
         raise Http404("No such file")
     return _serve(field, "video/mp4" if kind == "video" else "image/jpeg")
+
+
+# Provider webhooks carry the whole result; fal's can be a few megabytes (Django's default
+# body limit would answer 400 and fal would drop the delivery after its retries).
+WEBHOOK_MAX_BYTES = 10 * 1024 * 1024
+
+
+@csrf_exempt
+@require_POST
+def webhook(request: HttpRequest, provider_name: str, take_uid: str) -> HttpResponse:
+    """A provider reports on a take. Verified before anything is read; duplicates are no-ops."""
+    if provider_name not in settings.VIDEO_PROVIDERS:
+        raise Http404("No such provider")
+    provider = get_provider(provider_name)
+    body = request.read(WEBHOOK_MAX_BYTES + 1)
+    if len(body) > WEBHOOK_MAX_BYTES:
+        return HttpResponse("Too large", status=413)
+    try:
+        event = provider.parse_webhook(headers=dict(request.headers), body=body)
+    except (WebhookRejected, NotImplementedError):
+        return HttpResponse("Signature rejected", status=401)
+    take = Generation.objects.filter(uid=take_uid, provider=provider_name).first()
+    # Unknown takes and other requests' deliveries get a 200 all the same: a retry cannot help,
+    # and the sender learns nothing about which ids exist.
+    if take is None or not generation.apply_webhook(take=take, event=event):
+        logger.warning("Ignored a %s webhook for take %s (request %s)", provider_name,
+                       take_uid, event.request_id)
+    return HttpResponse("OK")
+
+
+@require_GET
+def input_file(request: HttpRequest, signed: str) -> HttpResponse:
+    """An input file for a provider to fetch: the signed, expiring token is the credential."""
+    name = generation.unsign_input(signed)
+    if name is None:
+        raise Http404("This link has expired or is not valid.")
+    asset = Asset.objects.filter(file=name).first()
+    if asset is None or asset.content_type not in SERVED_TYPES:
+        raise Http404("No such file")
+    return _serve(asset.file, asset.content_type)
 
 
 # Uploads are re-encoded or probed before storage, so these are the only types ever served.

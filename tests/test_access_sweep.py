@@ -22,6 +22,7 @@ from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
 from accounts.models import Invitation, Membership, Role, Team, User
 from storyboard.catalogue import DEFAULT_ENDPOINT
+from storyboard.generation import sign_input
 from storyboard.models import Asset, Generation, Project, Scene, Shot
 from tests.conftest import Cast, client_for
 from tests.factories import (
@@ -94,6 +95,8 @@ KWARG_VALUES: dict[str, Callable[[Cast], object]] = {
     "token": lambda cast: _open_invitation(cast).token,
     "variant": lambda cast: "file",
     "take_uid": lambda cast: GenerationFactory(shot=cast.shot).uid,
+    "provider_name": lambda cast: "local",
+    "signed": lambda cast: sign_input(AssetFactory(project=cast.project).file.name),
     "kind": lambda cast: "video",
 }
 # Where one URL needs a different object than the kwarg's default, to be meaningful at all.
@@ -234,6 +237,15 @@ PUBLIC_URLS: dict[tuple[str, str], str] = {
     ("accounts:invitation", "GET"): "the token is the credential: whoever holds the link sees "
                                     "which team it is for, with login and signup links",
     ("accounts:invitation", "POST"): "re-renders that page; accepting needs an account",
+    ("sb:input-file", "GET"): "a provider fetching an input file: the signed token, which "
+                              "expires in an hour and names one file, is the credential",
+}
+# Called by providers, not people: they prove themselves with a signature or a signed token.
+SIGNED_NOT_LOGGED_IN: dict[tuple[str, str], str] = {
+    ("sb:webhook", "POST"): "a provider's delivery, verified by its signature",
+    ("sb:webhook", "GET"): "POST only",
+    ("sb:input-file", "GET"): "a provider fetching an input with a signed token",
+    ("sb:input-file", "POST"): "GET only",
 }
 # ... and may change people tables (never a board) through these.
 ANONYMOUS_WRITES: dict[tuple[str, str], str] = {
@@ -243,6 +255,7 @@ ANONYMOUS_WRITES: dict[tuple[str, str], str] = {
 # Charlie, who owns team Bravo and has no part in Alpha, may get a 2xx on these. (login,
 # signup and home answer him with redirects, so they need no entry.)
 OUTSIDER_2XX: dict[tuple[str, str], str] = {
+    ("sb:input-file", "GET"): "the signed token is the credential (see PUBLIC_URLS)",
     ("accounts:teams", "GET"): "lists only his own teams",
     ("accounts:invitation", "GET"): "anyone holding Alpha's link may see who it is from; the "
                                     "token is the credential",
@@ -270,7 +283,8 @@ OWNER_POST_CHANGES_NOTHING: dict[str, str] = {
     "accounts:invitation": "he is in Alpha already, so the link stays open for its invitee",
 }
 # ... and these refuse POST outright (405).
-GET_ONLY = {"sb:board", "sb:asset-file", "sb:take-file", "sb:shot-estimate", "sb:home",
+GET_ONLY = {"sb:board", "sb:asset-file", "sb:take-file", "sb:input-file", "sb:shot-estimate",
+            "sb:home",
             "sb:projects",
             "accounts:teams", "accounts:members"}
 
@@ -304,7 +318,11 @@ def test_anonymous_is_refused(world, route, method):
     key = (route.name, method)
     assert_refused(outcome, "anonymous", route, method, may_2xx=key in PUBLIC_URLS,
                    may_write=key in ANONYMOUS_WRITES)
-    if key not in PUBLIC_URLS and key not in ANONYMOUS_WRITES:
+    if key in SIGNED_NOT_LOGGED_IN:
+        # Machine-to-machine URLs answer an unsigned request with 401 (or 404), not a login.
+        assert outcome.status in (401, 404, 405) or key in PUBLIC_URLS, (
+            f"anonymous {method} {route.name}: {outcome.status}")
+    elif key not in PUBLIC_URLS and key not in ANONYMOUS_WRITES:
         # Sent to log in, or the method is not allowed at all: never anything else.
         login = reverse("accounts:login")
         assert outcome.status == 405 or (
@@ -349,6 +367,11 @@ def test_owner_post_payload_is_accepted(world, route):
     changed = outcome.db_after != outcome.db_before or outcome.files_after != outcome.files_before
     if route.name in GET_ONLY:
         assert outcome.status == 405, f"owner POST {route.name}: {outcome.status}"
+        assert not changed
+        return
+    if (route.name, "POST") in SIGNED_NOT_LOGGED_IN:
+        # A session is no credential here; the signed path is tested with the provider.
+        assert outcome.status == 401, f"owner POST {route.name}: {outcome.status}"
         assert not changed
         return
     assert outcome.status < 400, f"owner POST {route.name}: {outcome.status}"

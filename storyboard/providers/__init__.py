@@ -14,14 +14,30 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.module_loading import import_string
 
-from storyboard.providers.base import Canceled, Job, ProviderError, Rendered, VideoProvider
+from storyboard.providers.base import (
+    Canceled,
+    Job,
+    ProviderError,
+    Rendered,
+    Result,
+    Status,
+    Submitted,
+    VideoProvider,
+    WebhookEvent,
+    WebhookRejected,
+)
 
 __all__ = [
     "Canceled",
     "Job",
     "ProviderError",
     "Rendered",
+    "Result",
+    "Status",
+    "Submitted",
     "VideoProvider",
+    "WebhookEvent",
+    "WebhookRejected",
     "default_provider_name",
     "get_provider",
 ]

@@ -40,6 +40,9 @@ class Job:
     arguments: dict
     # Input files by argument name: "image_url", "end_image_url", "image_urls", ….
     files: dict[str, list[Path]] = field(default_factory=dict)
+    # The same files as public, signed, expiring HTTPS URLs (same keys and order), for
+    # providers that fetch inputs themselves.
+    urls: dict[str, list[str]] = field(default_factory=dict)
     # Pixel size and frame count the endpoint will deliver (known from the catalogue).
     width: int = 0
     height: int = 0

@@ -1,0 +1,854 @@
+"""A protocol-faithful fal.ai emulator: a real HTTP server on 127.0.0.1.
+
+It speaks what /work/shared/reference/provider-protocols.md §1 documents: the queue (submit,
+status, result, cancel, with the owner/alias "subpath" rule), storage tokens and uploads, a CDN
+serving the generated MP4 and uploaded files, a JWKS with an Ed25519 key it owns, and signed
+webhooks. One server, four roots:
+
+    /queue/...   → queue_url        /rest/...  → rest_url (and the JWKS)
+    /cdn/...     → upload base_url and file downloads
+
+    with FalEmulator(video=mp4_bytes) as fal:
+        provider = FalProvider(name="fal", **fal.provider_options(), sleep=delays.append)
+        fal.faults.add("submit", status=429, times=2)
+        ...
+        assert fal.submits.total == 3 and fal.submits.accepted == 1
+
+Jobs are deterministic: each status poll answers with the job's current step and then moves it
+one step on (IN_QUEUE 2 → IN_QUEUE 1 → IN_PROGRESS → COMPLETED), or tests call advance()/finish().
+Once a job completes, a signed webhook is POSTed to its `fal_webhook` URL from a background
+thread; wait_for_deliveries() waits for those.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import hashlib
+import http.client
+import json
+import socket
+import threading
+import time
+import uuid
+from collections import Counter, deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, quote, unquote, urlsplit
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+CALLS = ("submit", "status", "result", "cancel", "token", "upload", "file", "jwks", "webhook")
+# What nginx in front of fal answers when the queue itself cannot be reached.
+INGRESS_PAGE = (b"<html><head><title>503 Service Temporarily Unavailable</title></head><body>"
+                b"<center><h1>503 Service Temporarily Unavailable</h1></center><hr>"
+                b"<center>nginx</center></body></html>")
+DEFAULT_VIDEO = b"\x00\x00\x00\x18ftypmp42\x00\x00\x00\x00mp42isom" + b"\x00" * 64
+DEFAULT_BODIES: dict[int, dict] = {
+    400: {"detail": "Bad request"},
+    401: {"detail": "Authentication is required to access this application."},
+    404: {"detail": "Not found"},
+    408: {"detail": "Request timeout"},
+    409: {"detail": "Conflict"},
+    422: {"detail": [{"loc": ["body", "prompt"], "msg": "field required",
+                      "type": "value_error.missing"}]},
+    429: {"detail": "Too many requests"},
+    500: {"detail": "Internal Server Error", "error_type": "internal_error"},
+    502: {"detail": "Runner sent an incomplete response",
+          "error_type": "runner_incomplete_response"},
+    503: {"detail": "Runner disconnected", "error_type": "runner_disconnected"},
+    504: {"detail": "Request timed out", "error_type": "request_timeout"},
+}
+QUEUE_STEPS = ("IN_QUEUE", "IN_PROGRESS", "COMPLETED")
+
+
+# Faults --------------------------------------------------------------------------------
+
+
+@dataclass
+class Fault:
+    call: str
+    times: int
+    # Answer with this status instead of doing the operation.
+    status: int | None = None
+    # A load-balancer answer (HTML, no x-fal-request-id): fal-client treats it as never sent.
+    ingress: bool = False
+    body: Any = None
+    retry_after: str | None = None
+    # For a faulted submit: the job is created even though the answer is an error.
+    create: bool = False
+    # Do the operation, then close the socket without answering.
+    drop_response: bool = False
+    # Do the operation, then wait this long before answering.
+    slow: float = 0.0
+    # For "webhook": skip the delivery / send this many extra copies.
+    never: bool = False
+    duplicates: int = 0
+
+
+class Faults:
+    """Faults for the next calls of a kind, consumed in the order they were added."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._pending: list[Fault] = []
+
+    def add(self, call: str, *, times: int = 1, status: int | None = None,
+            ingress: bool = False, body: Any = None, retry_after: float | str | None = None,
+            create: bool = False, drop_response: bool = False, slow: float = 0.0,
+            never: bool = False, duplicates: int = 0) -> Fault:
+        if call not in CALLS:
+            raise ValueError(f"Unknown call {call!r}; use one of {CALLS}")
+        fault = Fault(call=call, times=times, status=status, ingress=ingress, body=body,
+                      retry_after=None if retry_after is None else str(retry_after),
+                      create=create, drop_response=drop_response, slow=slow, never=never,
+                      duplicates=duplicates)
+        with self._lock:
+            self._pending.append(fault)
+        return fault
+
+    def take(self, call: str) -> Fault | None:
+        with self._lock:
+            for fault in self._pending:
+                if fault.call == call:
+                    fault.times -= 1
+                    if fault.times <= 0:
+                        self._pending.remove(fault)
+                    return fault
+        return None
+
+    def clear(self) -> None:
+        with self._lock:
+            self._pending.clear()
+
+
+# Records -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How a job ends. Scripted with FalEmulator.script(); jobs default to ok()."""
+
+    kind: str = "ok"
+    seed: int = 42
+    http_status: int = 200
+    detail: Any = None
+    error: str = ""
+    error_type: str = ""
+
+    @classmethod
+    def ok(cls, seed: int = 42) -> Outcome:
+        return cls("ok", seed=seed)
+
+    @classmethod
+    def model_error(cls, detail: list | None = None, http_status: int = 422) -> Outcome:
+        detail = detail or DEFAULT_BODIES[422]["detail"]
+        return cls("model_error", http_status=http_status, detail=detail,
+                   error=f"Invalid status code: {http_status}")
+
+    @classmethod
+    def content_policy(cls) -> Outcome:
+        detail = [{"loc": ["body", "prompt"], "type": "content_policy_violation",
+                   "msg": "The prompt was flagged by a content checker.",
+                   "url": "https://docs.fal.ai/errors#content_policy_violation"}]
+        return cls.model_error(detail)
+
+    @classmethod
+    def runner_error(cls, error_type: str = "runner_disconnected",
+                     error: str = "Runner disconnected", http_status: int = 503) -> Outcome:
+        return cls("runner_error", http_status=http_status, detail=error, error=error,
+                   error_type=error_type)
+
+    @classmethod
+    def payload_error(cls) -> Outcome:
+        return cls("payload_error", error="Response payload is not JSON serializable. Either "
+                   "return a JSON serializable object or use the queue endpoint to retrieve "
+                   "the response.")
+
+
+@dataclass
+class EmulatedJob:
+    request_id: str
+    endpoint: str
+    app: str
+    input: dict
+    webhook_url: str | None
+    outcome: Outcome
+    # Index into the state list: queue positions first, then IN_PROGRESS, then COMPLETED.
+    step: int = 0
+    queue_ahead: int = 2
+    canceled: bool = False
+    logs: list[dict] = field(default_factory=list)
+
+    @property
+    def state(self) -> str:
+        if self.step < self.queue_ahead:
+            return "IN_QUEUE"
+        return "IN_PROGRESS" if self.step == self.queue_ahead else "COMPLETED"
+
+    @property
+    def queue_position(self) -> int:
+        return self.queue_ahead - self.step
+
+
+@dataclass
+class Call:
+    kind: str
+    method: str
+    path: str
+    status: int | None
+    headers: dict[str, str]
+    body: bytes
+
+
+@dataclass
+class Delivery:
+    request_id: str
+    url: str
+    status: int | None
+    headers: dict[str, str]
+    body: bytes
+    error: str = ""
+
+
+@dataclass
+class SubmitCounter:
+    """Paid submits as fal saw them: the number that must never exceed one per job."""
+
+    total: int = 0
+    accepted: int = 0
+    by_request_id: Counter = field(default_factory=Counter)
+    # Our webhook URL names our job, so this counts submits per job of ours.
+    by_webhook: Counter = field(default_factory=Counter)
+
+
+@dataclass
+class _Reply:
+    status: int
+    body: Any
+    headers: dict[str, str] = field(default_factory=dict)
+    content_type: str = "application/json"
+
+
+_DROP = object()
+
+
+# The emulator --------------------------------------------------------------------------
+
+
+class FalEmulator:
+    def __init__(self, *, key: str = "test-fal-key", user_id: str = "emu-user-1",
+                 video: bytes = DEFAULT_VIDEO, queue_ahead: int = 2, auto_advance: bool = True,
+                 instant: bool = False, clock: Callable[[], float] = time.time,
+                 token_ttl: float = 3600, webhook_attempts: int = 1,
+                 webhook_on_cancel: bool = False) -> None:
+        self.key = key
+        self.user_id = user_id
+        self.video = video
+        self.queue_ahead = queue_ahead
+        # Status polls move jobs on; off means only advance()/finish() do.
+        self.auto_advance = auto_advance
+        # Jobs complete (and webhook) as soon as they are submitted.
+        self.instant = instant
+        self.clock = clock
+        self.token_ttl = token_ttl
+        self.webhook_attempts = webhook_attempts
+        self.webhook_on_cancel = webhook_on_cancel
+        self.faults = Faults()
+        self.jobs: dict[str, EmulatedJob] = {}
+        self.submits = SubmitCounter()
+        self.calls: list[Call] = []
+        self.deliveries: list[Delivery] = []
+        self.uploads: dict[str, tuple[str, bytes]] = {}
+        self.tokens: set[str] = set()
+        self._outcomes: deque[Outcome] = deque()
+        self._signing_keys = [Ed25519PrivateKey.generate()]
+        self._lock = threading.RLock()
+        self._stopping = threading.Event()
+        self._senders: list[threading.Thread] = []
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    # Lifecycle
+
+    def start(self) -> FalEmulator:
+        handler = type("Handler", (_Handler,), {"emulator": self})
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever,
+                                        kwargs={"poll_interval": 0.01}, daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stopping.set()
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+        self.wait_for_deliveries(timeout=5)
+
+    def __enter__(self) -> FalEmulator:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    # Addresses
+
+    @property
+    def url(self) -> str:
+        assert self._server is not None, "start() the emulator first"
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    @property
+    def queue_url(self) -> str:
+        return f"{self.url}/queue"
+
+    @property
+    def rest_url(self) -> str:
+        return f"{self.url}/rest"
+
+    @property
+    def jwks_url(self) -> str:
+        return f"{self.url}/rest/.well-known/jwks.json"
+
+    def provider_options(self) -> dict[str, Any]:
+        """FalProvider OPTIONS that point every call at this emulator."""
+        return {"key": self.key, "user_id": self.user_id, "queue_url": self.queue_url,
+                "rest_url": self.rest_url, "jwks_url": self.jwks_url,
+                "cdn_hosts": ("127.0.0.1",), "clock": self.clock}
+
+    def video_url(self, request_id: str) -> str:
+        return f"{self.url}/cdn/output/{request_id}/video.mp4"
+
+    # Steering jobs
+
+    def script(self, *outcomes: Outcome) -> None:
+        """How the next submitted jobs end, in order; later jobs succeed."""
+        with self._lock:
+            self._outcomes.extend(outcomes)
+
+    def advance(self, request_id: str, steps: int = 1) -> EmulatedJob:
+        with self._lock:
+            job = self.jobs[request_id]
+            for _ in range(steps):
+                self._step(job)
+            return job
+
+    def finish(self, request_id: str) -> EmulatedJob:
+        with self._lock:
+            job = self.jobs[request_id]
+            while job.state != "COMPLETED":
+                self._step(job)
+            return job
+
+    def count(self, kind: str) -> int:
+        with self._lock:
+            return sum(1 for call in self.calls if call.kind == kind)
+
+    def wait_for_deliveries(self, count: int | None = None,
+                            timeout: float = 5.0) -> list[Delivery]:
+        """Wait until `count` deliveries were attempted (or every sender finished)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._lock:
+                senders = [t for t in self._senders if t.is_alive()]
+                done = len(self.deliveries)
+            if (count is None and not senders) or (count is not None and done >= count):
+                break
+            time.sleep(0.01)
+        with self._lock:
+            return list(self.deliveries)
+
+    # Keys and signatures
+
+    def rotate_key(self, *, keep_old: bool = False) -> None:
+        """Sign with a new key from now on; the JWKS lists it (and the old one if kept)."""
+        with self._lock:
+            new = Ed25519PrivateKey.generate()
+            self._signing_keys = [new, *self._signing_keys] if keep_old else [new]
+
+    def jwks(self) -> dict:
+        with self._lock:
+            keys = list(self._signing_keys)
+        return {"keys": [_jwk(key, index) for index, key in enumerate(keys)]}
+
+    def sign(self, body: bytes, *, request_id: str, user_id: str | None = None,
+             timestamp: int | str | None = None) -> dict[str, str]:
+        """The four X-Fal-Webhook-* headers for a delivery of `body`, signed as fal does."""
+        user = self.user_id if user_id is None else user_id
+        stamp = str(int(self.clock()) if timestamp is None else timestamp)
+        message = "\n".join([request_id, user, stamp, hashlib.sha256(body).hexdigest()])
+        with self._lock:
+            key = self._signing_keys[0]
+        return {
+            "Content-Type": "application/json",
+            "X-Fal-Webhook-Request-Id": request_id,
+            "X-Fal-Webhook-User-Id": user,
+            "X-Fal-Webhook-Timestamp": stamp,
+            "X-Fal-Webhook-Signature": key.sign(message.encode("utf-8")).hex(),
+        }
+
+    def webhook_body(self, request_id: str) -> bytes:
+        with self._lock:
+            return json.dumps(self._webhook_payload(self.jobs[request_id])).encode()
+
+    def deliver(self, request_id: str, url: str | None = None) -> Delivery:
+        """Send the job's webhook now, from this thread, to its URL (or `url`)."""
+        with self._lock:
+            job = self.jobs[request_id]
+            target = url or job.webhook_url
+        assert target, f"job {request_id} has no webhook URL"
+        return self._send(job, target)
+
+    # Request handling (called from server threads)
+
+    def handle(self, method: str, path: str, query: dict[str, list[str]],
+               headers: dict[str, str], raw: bytes) -> tuple[str, _Reply | object]:
+        kind, route = _route(method, path)
+        if kind == "unknown":
+            return kind, _Reply(404, {"detail": "Not found"})
+        refused = self._refused(kind, headers)
+        if refused is not None:
+            return kind, refused
+        fault = self.faults.take(kind)
+        if fault is not None and fault.status is not None and not fault.create:
+            if kind == "submit":
+                self._count_submit(query)
+            reply = _fault_reply(fault)
+        else:
+            reply = self._dispatch(kind, route, query, headers, raw)
+            if fault is not None and fault.status is not None:
+                reply = _fault_reply(fault)
+        if fault is not None and fault.slow:
+            self._stopping.wait(fault.slow)
+        if fault is not None and fault.drop_response:
+            return kind, _DROP
+        return kind, reply
+
+    def record(self, call: Call) -> None:
+        with self._lock:
+            self.calls.append(call)
+
+    def _dispatch(self, kind: str, route: str, query: dict[str, list[str]],
+                  headers: dict[str, str], raw: bytes) -> _Reply:
+        if kind == "submit":
+            return self._submit(route, query, raw)
+        if kind in ("status", "result", "cancel"):
+            app, request_id = route.split("|", 1)
+            return self._queue_call(kind, app, request_id, query)
+        if kind == "token":
+            return self._token(query)
+        if kind == "upload":
+            return self._upload(headers, raw)
+        if kind == "file":
+            return self._file(route)
+        return _Reply(200, self.jwks())
+
+    def _refused(self, kind: str, headers: dict[str, str]) -> _Reply | None:
+        given = headers.get("authorization", "")
+        keyed = kind in ("submit", "status", "result", "cancel", "token")
+        if keyed and given != f"Key {self.key}":
+            return _Reply(401, DEFAULT_BODIES[401])
+        if kind == "upload":
+            scheme, _, token = given.partition(" ")
+            with self._lock:
+                known = token in self.tokens
+            if scheme != "Bearer" or not known:
+                return _Reply(401, {"detail": "Invalid upload token"})
+        return None
+
+    def _count_submit(self, query: dict[str, list[str]]) -> None:
+        with self._lock:
+            self.submits.total += 1
+            webhook = query.get("fal_webhook", [None])[0]
+            if webhook:
+                self.submits.by_webhook[webhook] += 1
+
+    def _submit(self, endpoint: str, query: dict[str, list[str]], raw: bytes) -> _Reply:
+        self._count_submit(query)
+        app = _app_base(endpoint)
+        payload = _maybe_json(raw)
+        if app is None:
+            return _Reply(404, {"detail": f"Application '{endpoint}' not found"})
+        if not isinstance(payload, dict):
+            return _Reply(422, {"detail": [{"loc": ["body"], "msg": "Input should be a valid "
+                                            "dictionary", "type": "dict_type"}]})
+        job = self._create(endpoint, app, payload, query.get("fal_webhook", [None])[0])
+        base = f"{self.queue_url}/{app}/requests/{job.request_id}"
+        body = {"status": "IN_QUEUE", "request_id": job.request_id,
+                "gateway_request_id": job.request_id, "response_url": base,
+                "status_url": f"{base}/status", "cancel_url": f"{base}/cancel",
+                "queue_position": job.queue_position if job.state == "IN_QUEUE" else 0}
+        return _Reply(200, body, {"x-fal-request-id": job.request_id})
+
+    def _create(self, endpoint: str, app: str, payload: dict,
+                webhook: str | None) -> EmulatedJob:
+        with self._lock:
+            outcome = self._outcomes.popleft() if self._outcomes else Outcome.ok()
+            job = EmulatedJob(request_id=str(uuid.uuid4()), endpoint=endpoint, app=app,
+                              input=payload, webhook_url=webhook, outcome=outcome,
+                              queue_ahead=self.queue_ahead)
+            self.jobs[job.request_id] = job
+            self.submits.accepted += 1
+            self.submits.by_request_id[job.request_id] += 1
+            if self.instant:
+                while job.state != "COMPLETED":
+                    self._step(job)
+            return job
+
+    def _queue_call(self, kind: str, app: str, request_id: str,
+                    query: dict[str, list[str]]) -> _Reply:
+        with self._lock:
+            job = self.jobs.get(request_id)
+            # The subpath rule: only owner/alias addresses a request, never the full endpoint.
+            if job is None or job.app != app:
+                if kind == "cancel":
+                    return _Reply(404, {"status": "NOT_FOUND"})
+                return _Reply(404, {"detail": "Request not found"})
+            if kind == "status":
+                logs = query.get("logs", ["0"])[0] in ("1", "true", "True")
+                reply = _Reply(200 if job.state == "COMPLETED" else 202,
+                               self._status_body(job, logs=logs))
+                if self.auto_advance:
+                    self._step(job)
+                return reply
+            if kind == "result":
+                return self._result(job)
+            return self._cancel(job)
+
+    def _status_body(self, job: EmulatedJob, *, logs: bool) -> dict:
+        base = f"{self.queue_url}/{job.app}/requests/{job.request_id}"
+        body: dict[str, Any] = {"status": job.state, "request_id": job.request_id,
+                                "response_url": base, "status_url": f"{base}/status",
+                                "cancel_url": f"{base}/cancel"}
+        if job.state == "IN_QUEUE":
+            body["queue_position"] = job.queue_position
+            return body
+        body["logs"] = list(job.logs) if logs else None
+        body["metrics"] = {"inference_time": 1.5} if job.state == "COMPLETED" else {}
+        if job.state == "COMPLETED":
+            error, error_type = _status_error(job)
+            if error:
+                body["error"] = error
+            if error_type:
+                body["error_type"] = error_type
+        return body
+
+    def _result(self, job: EmulatedJob) -> _Reply:
+        stamp = {"x-fal-request-id": job.request_id}
+        if job.canceled:
+            return _Reply(400, {"detail": "Request was cancelled",
+                                "error_type": "client_cancelled"}, stamp)
+        if job.state != "COMPLETED":
+            return _Reply(400, {"detail": "Request is still in progress"}, stamp)
+        outcome = job.outcome
+        if outcome.kind == "ok":
+            return _Reply(200, self._output(job), stamp)
+        if outcome.kind == "model_error":
+            return _Reply(outcome.http_status, {"detail": outcome.detail}, stamp)
+        if outcome.kind == "runner_error":
+            return _Reply(outcome.http_status, {"detail": outcome.detail,
+                                                "error_type": outcome.error_type},
+                          {**stamp, "X-Fal-Error-Type": outcome.error_type})
+        return _Reply(500, {"detail": outcome.error}, stamp)
+
+    def _cancel(self, job: EmulatedJob) -> _Reply:
+        if job.state == "COMPLETED":
+            return _Reply(400, {"status": "ALREADY_COMPLETED"})
+        # A queued job is dropped at once; a running one is signalled and stops right away
+        # here (on fal it may still finish: the reply only says cancellation was requested).
+        job.canceled = True
+        while job.state != "COMPLETED":
+            job.step += 1
+        if self.webhook_on_cancel:
+            self._start_webhook(job)
+        return _Reply(202, {"status": "CANCELLATION_REQUESTED"})
+
+    def _token(self, query: dict[str, list[str]]) -> _Reply:
+        if query.get("storage_type", [""])[0] != "fal-cdn-v3":
+            return _Reply(400, {"detail": "Unsupported storage type"})
+        token = uuid.uuid4().hex
+        expires = datetime.fromtimestamp(self.clock() + self.token_ttl, tz=UTC)
+        with self._lock:
+            self.tokens.add(token)
+        return _Reply(200, {"token": token, "token_type": "Bearer",
+                            "base_url": f"{self.url}/cdn", "expires_at": expires.isoformat()})
+
+    def _upload(self, headers: dict[str, str], raw: bytes) -> _Reply:
+        name = headers.get("x-fal-file-name") or "upload.bin"
+        key = f"{uuid.uuid4().hex}/{quote(name, safe='')}"
+        with self._lock:
+            self.uploads[key] = (headers.get("content-type", "application/octet-stream"), raw)
+        return _Reply(200, {"access_url": f"{self.url}/cdn/files/{key}"})
+
+    def _file(self, route: str) -> _Reply:
+        if route.startswith("output/"):
+            return _Reply(200, self.video, content_type="video/mp4")
+        with self._lock:
+            found = self.uploads.get(route.removeprefix("files/"))
+        if found is None:
+            return _Reply(404, {"detail": "Not found"})
+        return _Reply(200, found[1], content_type=found[0])
+
+    def _step(self, job: EmulatedJob) -> None:
+        # Called with the lock held.
+        if job.state == "COMPLETED":
+            return
+        job.step += 1
+        now = datetime.fromtimestamp(self.clock(), tz=UTC).isoformat()
+        if job.state == "IN_PROGRESS":
+            job.logs.append({"message": "Loading model", "level": "INFO", "source": "user",
+                             "timestamp": now})
+        if job.state == "COMPLETED":
+            job.logs.append({"message": "Generated video", "level": "INFO", "source": "user",
+                             "timestamp": now})
+            self._start_webhook(job)
+
+    # Webhooks
+
+    def _output(self, job: EmulatedJob) -> dict:
+        return {"video": {"url": self.video_url(job.request_id), "content_type": "video/mp4",
+                          "file_name": "video.mp4", "file_size": len(self.video)},
+                "seed": job.outcome.seed}
+
+    def _webhook_payload(self, job: EmulatedJob) -> dict:
+        common = {"request_id": job.request_id, "gateway_request_id": job.request_id}
+        outcome = job.outcome
+        if job.canceled:
+            return {**common, "status": "ERROR", "error": "Request was cancelled",
+                    "payload": {"detail": "Request was cancelled",
+                                "error_type": "client_cancelled"}}
+        if outcome.kind == "ok":
+            return {**common, "status": "OK", "payload": self._output(job)}
+        if outcome.kind == "payload_error":
+            return {**common, "status": "OK", "payload": None, "payload_error": outcome.error}
+        payload: dict[str, Any] = {"detail": outcome.detail}
+        if outcome.error_type:
+            payload["error_type"] = outcome.error_type
+        return {**common, "status": "ERROR", "error": outcome.error, "payload": payload}
+
+    def _start_webhook(self, job: EmulatedJob) -> None:
+        # Called with the lock held; delivery happens on its own thread, as fal's would.
+        if not job.webhook_url:
+            return
+        fault = self.faults.take("webhook")
+        if fault is not None and fault.never:
+            return
+        copies = 1 + (fault.duplicates if fault is not None else 0)
+        sender = threading.Thread(target=self._send_copies, args=(job, copies), daemon=True)
+        self._senders.append(sender)
+        sender.start()
+
+    def _send_copies(self, job: EmulatedJob, copies: int) -> None:
+        for _ in range(copies):
+            if self._stopping.is_set():
+                return
+            assert job.webhook_url
+            self._send(job, job.webhook_url)
+
+    def _send(self, job: EmulatedJob, url: str) -> Delivery:
+        body = self.webhook_body(job.request_id)
+        headers = self.sign(body, request_id=job.request_id)
+        delivery = Delivery(job.request_id, url, None, headers, body)
+        for _ in range(max(1, self.webhook_attempts)):
+            status, error = _post(url, headers, body)
+            delivery = Delivery(job.request_id, url, status, headers, body, error)
+            if status is not None and 200 <= status < 300:
+                break
+        with self._lock:
+            self.deliveries.append(delivery)
+        return delivery
+
+
+class _Handler(BaseHTTPRequestHandler):
+    emulator: FalEmulator
+    protocol_version = "HTTP/1.1"
+    # Headers and body go out as separate writes; with Nagle on, each answer waits ~40 ms.
+    disable_nagle_algorithm = True
+
+    def do_GET(self) -> None:
+        self._serve("GET")
+
+    def do_POST(self) -> None:
+        self._serve("POST")
+
+    def do_PUT(self) -> None:
+        self._serve("PUT")
+
+    def _serve(self, method: str) -> None:
+        parts = urlsplit(self.path)
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length) if length else b""
+        headers = {name.lower(): value for name, value in self.headers.items()}
+        query = parse_qs(parts.query)
+        kind, reply = self.emulator.handle(method, parts.path, query, headers, raw)
+        status = reply.status if isinstance(reply, _Reply) else None
+        self.emulator.record(Call(kind, method, self.path, status, headers, raw))
+        if isinstance(reply, _Reply):
+            self._answer(reply)
+        else:
+            self._drop()
+
+    def _answer(self, reply: _Reply) -> None:
+        body = reply.body
+        payload = body if isinstance(body, bytes) else json.dumps(body).encode()
+        self.send_response(reply.status)
+        self.send_header("Content-Type", reply.content_type)
+        self.send_header("Content-Length", str(len(payload)))
+        for name, value in reply.headers.items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def _drop(self) -> None:
+        # The request was handled; the client sees the connection end with no answer.
+        self.close_connection = True
+        with contextlib.suppress(OSError):
+            self.connection.shutdown(socket.SHUT_RDWR)
+
+    def log_message(self, format: str, *args: object) -> None:
+        # Quiet: the calls log is the record.
+        return
+
+
+class WebhookSink:
+    """A receiver for webhook deliveries: records them and answers `respond(headers, body)`."""
+
+    def __init__(self, respond: Callable[[dict[str, str], bytes], int] | None = None) -> None:
+        self.respond = respond or (lambda headers, body: 200)
+        self.received: list[tuple[dict[str, str], bytes, int]] = []
+        self._lock = threading.Lock()
+        self._server: ThreadingHTTPServer | None = None
+
+    def __enter__(self) -> WebhookSink:
+        sink = self
+
+        class Receiver(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True
+
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length)
+                headers = dict(self.headers.items())
+                status = sink.respond(headers, body)
+                with sink._lock:
+                    sink.received.append((headers, body, status))
+                self.send_response(status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, format: str, *args: object) -> None:
+                return
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
+        self._server.daemon_threads = True
+        threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.01},
+                         daemon=True).start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        assert self._server is not None
+        self._server.shutdown()
+        self._server.server_close()
+
+    def url(self, path: str = "/hooks/fal/") -> str:
+        assert self._server is not None
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}{path}"
+
+
+# Helpers -------------------------------------------------------------------------------
+
+
+def _route(method: str, path: str) -> tuple[str, str]:
+    """(call kind, what it is about) for a request path."""
+    if path == "/rest/.well-known/jwks.json" and method == "GET":
+        return "jwks", ""
+    if path == "/rest/storage/auth/token" and method == "POST":
+        return "token", ""
+    if path == "/cdn/files/upload" and method == "POST":
+        return "upload", ""
+    if path.startswith("/cdn/") and method == "GET":
+        return "file", unquote(path.removeprefix("/cdn/"))
+    if not path.startswith("/queue/"):
+        return "unknown", ""
+    rest = path.removeprefix("/queue/")
+    if "/requests/" not in rest:
+        return ("submit", rest) if method == "POST" else ("unknown", "")
+    app, _, tail = rest.partition("/requests/")
+    request_id, _, action = unquote(tail).partition("/")
+    kinds = {("GET", ""): "result", ("GET", "status"): "status", ("PUT", "cancel"): "cancel"}
+    kind = kinds.get((method, action), "unknown")
+    return kind, f"{app}|{request_id}"
+
+
+def _app_base(endpoint: str) -> str | None:
+    # Written independently of the provider's, so a shared bug cannot hide.
+    parts = [p for p in endpoint.split("/") if p]
+    namespace = parts[:1] if parts and parts[0] in ("workflows", "comfy") else []
+    parts = parts[len(namespace):]
+    if len(parts) < 2:
+        return None
+    return "/".join(namespace + parts[:2])
+
+
+def _status_error(job: EmulatedJob) -> tuple[str, str]:
+    if job.canceled:
+        return "Request was cancelled", "client_cancelled"
+    if job.outcome.kind in ("model_error", "runner_error"):
+        return job.outcome.error, job.outcome.error_type
+    return "", ""
+
+
+def _fault_reply(fault: Fault) -> _Reply:
+    status = fault.status or 500
+    headers = {"Retry-After": fault.retry_after} if fault.retry_after is not None else {}
+    if fault.ingress:
+        # The load balancer answered: HTML, and no x-fal-request-id.
+        return _Reply(status, INGRESS_PAGE, headers, content_type="text/html")
+    body = fault.body if fault.body is not None else DEFAULT_BODIES.get(
+        status, {"detail": f"HTTP {status}"})
+    headers["x-fal-request-id"] = str(uuid.uuid4())
+    if isinstance(body, dict) and isinstance(body.get("error_type"), str):
+        headers["X-Fal-Error-Type"] = body["error_type"]
+    return _Reply(status, body, headers)
+
+
+def _jwk(key: Ed25519PrivateKey, index: int) -> dict:
+    raw = key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+    # Live fal keys carry "=" padding; keep it so the provider's tolerance is exercised.
+    return {"kty": "OKP", "crv": "Ed25519", "kid": f"emu-{index}",
+            "x": base64.urlsafe_b64encode(raw).decode("ascii")}
+
+
+def _post(url: str, headers: dict[str, str], body: bytes) -> tuple[int | None, str]:
+    parts = urlsplit(url)
+    kind = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
+    # fal's delivery timeout is said to be 15 s (third-party); shorter keeps tests snappy.
+    connection = kind(parts.hostname or "", parts.port, timeout=5)
+    target = parts.path or "/"
+    if parts.query:
+        target += f"?{parts.query}"
+    try:
+        connection.request("POST", target, body=body, headers=headers)
+        response = connection.getresponse()
+        response.read()
+        return response.status, ""
+    except (OSError, http.client.HTTPException) as exc:
+        return None, type(exc).__name__
+    finally:
+        connection.close()
+
+
+def _maybe_json(raw: bytes) -> Any:
+    try:
+        return json.loads(raw) if raw else None
+    except ValueError:
+        return None
