@@ -135,17 +135,32 @@ def _enqueue(take: Generation) -> None:
     run_generation.enqueue(take_id=take.pk)
 
 
-def cancel(*, take: Generation) -> bool:
-    """Cancel in any unfinished state; False if the take had already finished."""
+def cancel(*, take: Generation) -> None:
+    """Cancel in any unfinished state; raises GenerationRefused saying why it cannot."""
     if take.advance(State.CANCELED, expected=(State.PENDING, State.HELD),
                     error="Canceled before it started."):
         realtime.broadcast_take(take)
-        return True
-    # Already running: ask the worker to stop at its next progress report.
-    asked = Generation.objects.active().filter(pk=take.pk).update(cancel_requested=True)
+        return
+    if take.is_terminal:
+        raise GenerationRefused("This take has already finished.")
+    provider = get_provider(take.provider)
+    if provider.inline:
+        # Rendering here: the worker stops at its next progress report.
+        Generation.objects.active().filter(pk=take.pk).update(cancel_requested=True)
+    elif not take.request_id:
+        raise GenerationRefused("The provider has not confirmed this request yet; try again "
+                                "in a moment.")
+    else:
+        try:
+            stopped = provider.cancel(endpoint=take.endpoint, request_id=take.request_id)
+        except ProviderError as e:
+            raise GenerationRefused(f"{provider.label} did not accept the cancel: "
+                                    f"{e.message}") from e
+        if not stopped:
+            raise GenerationRefused("The provider had already finished this take.")
+        take.advance(State.CANCELED, expected=WAITING, error="Canceled.")
     take.refresh_from_db()
     realtime.broadcast_take(take)
-    return bool(asked)
 
 
 def arguments_for(shot: Shot) -> dict:
@@ -401,8 +416,13 @@ def _poll(take: Generation, provider) -> None:
     apply_status(take, status)
 
 
-def apply_status(take: Generation, status: Status, *, result: Result | None = None) -> None:
-    """Move a waiting take according to what the provider says (a poll or a webhook)."""
+def apply_status(take: Generation, status: Status, *, result: Result | None = None,
+                 download_now: bool = True) -> None:
+    """Move a waiting take according to what the provider says (a poll or a webhook).
+
+    A worker that polled downloads at once; a webhook only queues the download, so the
+    provider gets its answer within its delivery timeout.
+    """
     if status.logs:
         fresh = [line for line in status.logs if line not in take.logs[-len(status.logs):]]
         if fresh:
@@ -424,7 +444,10 @@ def apply_status(take: Generation, status: Status, *, result: Result | None = No
         if take.advance(State.DOWNLOADING, expected=WAITING, queue_position=None,
                         progress=0.92, attempts=0):
             realtime.broadcast_take(take)
-            _download(take, get_provider(take.provider), result=result)
+            if download_now:
+                _download(take, get_provider(take.provider), result=result)
+            else:
+                transaction.on_commit(lambda: _enqueue(take))
         return
     elif status.state == "failed":
         moved = take.advance(State.FAILED, expected=WAITING,
@@ -514,7 +537,7 @@ def apply_webhook(*, take: Generation, event: WebhookEvent) -> bool:
     elif take.request_id != event.request_id:
         return False
     if take.state in WAITING:
-        apply_status(take, event.status, result=event.result)
+        apply_status(take, event.status, result=event.result, download_now=False)
     return True
 
 

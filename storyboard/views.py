@@ -433,8 +433,10 @@ def shot_generate(request: HttpRequest, shot_id: int) -> HttpResponse:
 @require_POST
 def take_cancel(request: HttpRequest, take_uid: str) -> HttpResponse:
     take = get_take_for_user(request, take_uid, write=True)
-    if not generation.cancel(take=take):
-        return _refuse("This take has already finished.")
+    try:
+        generation.cancel(take=take)
+    except generation.GenerationRefused as e:
+        return _refuse(e.message)
     return _editor_response(request, take.shot)
 
 

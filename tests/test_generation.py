@@ -135,7 +135,7 @@ def test_a_second_drive_changes_nothing(cast):
 
 def test_it_cancels_a_waiting_take_at_once(cast):
     take = generation.start_generation(shot=_quick_shot(cast.project), user=cast.editor)
-    assert generation.cancel(take=take)
+    generation.cancel(take=take)
     generation.drive(take_id=take.pk)
     take.refresh_from_db()
     assert take.state == State.CANCELED
@@ -159,7 +159,8 @@ def test_it_cancels_a_render_in_progress(cast, monkeypatch):
 
 def test_it_will_not_cancel_a_finished_take(cast):
     take = _render(cast)
-    assert not generation.cancel(take=take)
+    with pytest.raises(generation.GenerationRefused, match="already finished"):
+        generation.cancel(take=take)
     take.refresh_from_db()
     assert take.state == State.COMPLETED
 

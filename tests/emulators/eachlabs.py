@@ -29,6 +29,8 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
 
+from tests.emulators import tls
+
 # The Seedance slugs eachlabs lists; a create for any other model is a 404, as on eachlabs.
 SEEDANCE_MODELS = frozenset({
     "bytedance-seedance-2-0-text-to-video",
@@ -161,6 +163,13 @@ DROP = object()
 
 
 class EachlabsEmulator:
+    # Set before start() to serve https with the test CA (see tests.emulators.tls).
+    tls = False
+
+    @property
+    def scheme(self) -> str:
+        return "https" if self.tls else "http"
+
     def __init__(self, *, key: str = "test-key", video: bytes = DEFAULT_VIDEO,
                  steps: tuple[str, ...] = ("starting", "processing", "success"),
                  webhook_attempts: int = 3, webhook_interval: float = 10.0,
@@ -196,6 +205,9 @@ class EachlabsEmulator:
     def start(self) -> EachlabsEmulator:
         handler = type("Handler", (_Handler,), {"emulator": self})
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        if self.tls:
+            # Real https, as the downloader requires; trust comes from tests.emulators.tls.
+            tls.wrap(self._server)
         # A short poll interval keeps stop() (and so every test's teardown) quick.
         thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
                                   name="eachlabs-emulator", daemon=True)
@@ -219,7 +231,7 @@ class EachlabsEmulator:
     @property
     def url(self) -> str:
         assert self._server is not None, "start() the emulator first"
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
+        return f"{self.scheme}://127.0.0.1:{self._server.server_address[1]}"
 
     def file_url(self, prediction_id: str) -> str:
         return f"{self.url}/files/{prediction_id}.mp4"

@@ -42,6 +42,8 @@ from urllib.parse import parse_qs, quote, unquote, urlsplit
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
+from tests.emulators import tls
+
 CALLS = ("submit", "status", "result", "cancel", "token", "upload", "file", "jwks", "webhook")
 # What nginx in front of fal answers when the queue itself cannot be reached.
 INGRESS_PAGE = (b"<html><head><title>503 Service Temporarily Unavailable</title></head><body>"
@@ -241,6 +243,13 @@ _DROP = object()
 
 
 class FalEmulator:
+    # Set before start() to serve https with the test CA (see tests.emulators.tls).
+    tls = False
+
+    @property
+    def scheme(self) -> str:
+        return "https" if self.tls else "http"
+
     def __init__(self, *, key: str = "test-fal-key", user_id: str = "emu-user-1",
                  video: bytes = DEFAULT_VIDEO, queue_ahead: int = 2, auto_advance: bool = True,
                  instant: bool = False, clock: Callable[[], float] = time.time,
@@ -279,6 +288,9 @@ class FalEmulator:
         handler = type("Handler", (_Handler,), {"emulator": self})
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self._server.daemon_threads = True
+        if self.tls:
+            # Real https, as the downloader requires; trust comes from tests.emulators.tls.
+            tls.wrap(self._server)
         self._thread = threading.Thread(target=self._server.serve_forever,
                                         kwargs={"poll_interval": 0.01}, daemon=True)
         self._thread.start()
@@ -303,7 +315,7 @@ class FalEmulator:
     def url(self) -> str:
         assert self._server is not None, "start() the emulator first"
         host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"{self.scheme}://{host}:{port}"
 
     @property
     def queue_url(self) -> str:
