@@ -80,6 +80,9 @@ def main() -> None:
                               stderr=subprocess.DEVNULL)
     try:
         os.environ.update(env)
+        # Playwright's sync API keeps an event loop in this thread; the ORM reads here are
+        # plain blocking reads of the bench's own database.
+        os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
         import django
 
         django.setup()
