@@ -166,9 +166,17 @@ VIDEO_PROVIDERS = {
     },
 }
 if os.getenv("FAL_KEY"):
+    # Base URLs can point elsewhere (a local emulator, a proxy); the defaults are fal's own.
     VIDEO_PROVIDERS["fal"] = {
         "BACKEND": "storyboard.providers.fal.FalProvider",
-        "OPTIONS": {"key": os.environ["FAL_KEY"], "user_id": os.getenv("FAL_USER_ID", "")},
+        "OPTIONS": {
+            "key": os.environ["FAL_KEY"], "user_id": os.getenv("FAL_USER_ID", ""),
+            **{option: os.environ[var] for option, var in (
+                ("queue_url", "FAL_QUEUE_URL"), ("rest_url", "FAL_REST_URL"),
+                ("jwks_url", "FAL_JWKS_URL"), ("ca_file", "FAL_CA_FILE"),
+            ) if os.getenv(var)},
+            **({"cdn_hosts": envlist("FAL_CDN_HOSTS")} if os.getenv("FAL_CDN_HOSTS") else {}),
+        },
     }
 if os.getenv("EACHLABS_KEY"):
     VIDEO_PROVIDERS["eachlabs"] = {
@@ -184,6 +192,9 @@ WEBHOOK_BASE_URL = os.getenv("WEBHOOK_BASE_URL", "").rstrip("/")
 DOWNLOADS = {
     "max_bytes": envint("DOWNLOAD_MAX_BYTES", 500 * 1024 * 1024),
     "deadline": float(os.getenv("DOWNLOAD_DEADLINE", "300")),
+    # Escape hatches for a local emulator only: private networks to allow, a CA to trust.
+    "extra_networks": envlist("DOWNLOAD_EXTRA_NETWORKS"),
+    "verify": os.getenv("DOWNLOAD_CA_FILE") or True,
 }
 
 LANGUAGE_CODE = "en-us"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import random
+import ssl
 import threading
 import time
 from collections.abc import Callable
@@ -145,8 +146,11 @@ class HttpProvider(VideoProvider):
     def __init__(self, *, name: str, transport: httpx.BaseTransport | None = None,
                  timeout: float | httpx.Timeout | None = None,
                  sleep: Callable[[float], None] | None = None,
-                 random: Any = None, **options: Any) -> None:
+                 random: Any = None, ca_file: str = "", **options: Any) -> None:
         super().__init__(name=name, **options)
+        if transport is None and ca_file:
+            # A private CA (a local emulator, a corporate proxy): trust it and nothing else.
+            transport = httpx.HTTPTransport(verify=ssl.create_default_context(cafile=ca_file))
         self.transport = transport
         self.timeout = httpx.Timeout(timeout) if timeout is not None else DEFAULT_TIMEOUT
         self.sleep = sleep or time.sleep
