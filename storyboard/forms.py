@@ -92,13 +92,16 @@ class ShotForm(forms.ModelForm):
         model = Shot
         fields = ("title", "scene", "prompt", "notes", "mode", "endpoint", "resolution",
                   "aspect_ratio", "duration", "generate_audio", "seed", "camera_fixed",
+                  "num_frames", "safety_checker",
                   "start_frame", "end_frame", "references", "chained")
         widgets = {
             "prompt": forms.Textarea(attrs={"rows": 5}),
             "notes": forms.Textarea(attrs={"rows": 2}),
             "references": forms.CheckboxSelectMultiple,
         }
-        labels = {"chained": "Start from the previous shot's last frame"}
+        labels = {"chained": "Start from the previous shot's last frame",
+                  "num_frames": "Frames (1.0 only)", "safety_checker": "Safety checker (1.0)"}
+        help_texts = {"num_frames": "29–289 at 24 fps; overrides the duration."}
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
@@ -127,6 +130,13 @@ class ShotForm(forms.ModelForm):
                                f"{Shot.Mode(data['mode']).label.lower()} endpoint.")
             if data.get("end_frame") and not endpoint.supports_end_frame:
                 self.add_error("end_frame", f"{endpoint.label} does not take an end frame.")
+            frames = data.get("num_frames")
+            if frames is not None:
+                if "num_frames" not in endpoint.extra:
+                    self.add_error("num_frames", "Only Seedance 1.0 takes a frame count; "
+                                   "clear it or pick a 1.0 endpoint.")
+                elif not 29 <= frames <= 289:
+                    self.add_error("num_frames", "Seedance 1.0 takes 29 to 289 frames.")
         refs = list(data.get("references") or [])
         self._check_references(refs)
         return data
@@ -144,6 +154,17 @@ class ShotForm(forms.ModelForm):
             problems.append(f"{len(refs)} files in all; at most {MAX_REFERENCE_FILES}.")
         if counts["audio"] and not (counts["image"] or counts["video"]):
             problems.append("Audio references need at least one image or video reference.")
+        videos = [a for a in refs if a.kind == "video"]
+        video_seconds = sum(a.duration or 0 for a in videos)
+        if videos and not 2 <= video_seconds <= 15:
+            problems.append(f"Reference videos run {video_seconds:.1f} s together; "
+                            "Seedance takes 2–15 s.")
+        if sum(a.size for a in videos) > 50 * 1024 * 1024:
+            problems.append("Reference videos must be under 50 MB together.")
+        audio_seconds = sum(a.duration or 0 for a in refs if a.kind == "audio")
+        if audio_seconds > 15:
+            problems.append(f"Reference audio runs {audio_seconds:.1f} s together; "
+                            "at most 15 s.")
         for problem in problems:
             self.add_error("references", problem)
 
@@ -157,16 +178,10 @@ class ShotForm(forms.ModelForm):
         return shot
 
     def warnings(self) -> list[str]:
-        """Things the shot needs before it can be generated; saving a draft is still fine."""
-        shot = self.instance
-        notes = []
-        if not shot.prompt.strip():
-            notes.append("Write a prompt before generating.")
-        if shot.mode == Shot.Mode.IMAGE and not shot.start_frame_id and not shot.chained:
-            notes.append("Image to video needs a start frame (or chain it to the previous shot).")
-        if shot.mode == Shot.Mode.REFERENCE and not shot.references.exists():
-            notes.append("Reference to video needs at least one reference file.")
-        return notes
+        """What stops the saved shot from being generated (drafts may still be saved)."""
+        from storyboard.generation import problems
+
+        return problems(self.instance) if self.instance.pk else []
 
 
 class NewShotForm(forms.Form):

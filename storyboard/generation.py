@@ -148,19 +148,25 @@ def cancel(*, take: Generation) -> None:
         # Rendering here: the worker stops at its next progress report.
         Generation.objects.active().filter(pk=take.pk).update(cancel_requested=True)
     elif not take.request_id:
-        raise GenerationRefused("The provider has not confirmed this request yet; try again "
-                                "in a moment.")
+        # Nothing to cancel at the provider until it tells us the request id (by webhook);
+        # apply_webhook cancels it then.
+        Generation.objects.active().filter(pk=take.pk).update(cancel_requested=True)
     else:
-        try:
-            stopped = provider.cancel(endpoint=take.endpoint, request_id=take.request_id)
-        except ProviderError as e:
-            raise GenerationRefused(f"{provider.label} did not accept the cancel: "
-                                    f"{e.message}") from e
-        if not stopped:
-            raise GenerationRefused("The provider had already finished this take.")
-        take.advance(State.CANCELED, expected=WAITING, error="Canceled.")
+        _cancel_remote(take)
     take.refresh_from_db()
     realtime.broadcast_take(take)
+
+
+def _cancel_remote(take: Generation) -> None:
+    provider = get_provider(take.provider)
+    try:
+        stopped = provider.cancel(endpoint=take.endpoint, request_id=take.request_id)
+    except ProviderError as e:
+        raise GenerationRefused(f"{provider.label} did not accept the cancel: "
+                                f"{e.message}") from e
+    if not stopped:
+        raise GenerationRefused("The provider had already finished this take.")
+    take.advance(State.CANCELED, expected=WAITING, error="Canceled.")
 
 
 def arguments_for(shot: Shot) -> dict:
@@ -174,6 +180,9 @@ def arguments_for(shot: Shot) -> dict:
         args["seed"] = shot.seed
     if "camera_fixed" in spec.extra:
         args["camera_fixed"] = shot.camera_fixed
+        args["enable_safety_checker"] = shot.safety_checker
+        if shot.num_frames:
+            args["num_frames"] = shot.num_frames
     return args
 
 
@@ -534,6 +543,9 @@ def apply_webhook(*, take: Generation, event: WebhookEvent) -> bool:
             return False
         if take.state == State.SUBMITTING:
             take.advance(State.SUBMITTED, expected=(State.SUBMITTING,))
+        if take.cancel_requested and event.status.state not in ("completed", "failed"):
+            _cancel_remote(take)
+            return True
     elif take.request_id != event.request_id:
         return False
     if take.state in WAITING:

@@ -172,6 +172,10 @@ class Shot(models.Model):
     generate_audio = models.BooleanField(default=True)
     seed = models.BigIntegerField(null=True, blank=True)
     camera_fixed = models.BooleanField(default=False)
+    # Seedance 1.0 only: an exact frame count (29–289) instead of whole seconds, and the
+    # provider's safety checker.
+    num_frames = models.PositiveIntegerField(null=True, blank=True)
+    safety_checker = models.BooleanField(default=True)
     start_frame = models.ForeignKey("Asset", models.SET_NULL, null=True, blank=True,
                                     related_name="+")
     end_frame = models.ForeignKey("Asset", models.SET_NULL, null=True, blank=True,
@@ -230,9 +234,11 @@ class Shot(models.Model):
         video_refs = self.mode == Shot.Mode.REFERENCE and self.references.filter(
             kind=Asset.Kind.VIDEO
         ).exists()
+        num_frames = self.num_frames if "num_frames" in getattr(
+            self.endpoint_spec, "extra", ()) else None
         return catalogue.estimate(endpoint=self.endpoint, resolution=self.resolution,
                                   aspect_ratio=self.aspect_ratio, duration=self.duration,
-                                  video_references=video_refs)
+                                  num_frames=num_frames, video_references=video_refs)
 
     def insert(self, *, after: Shot | None = None) -> None:
         """Save a new shot at the end of the board, or right after `after`."""

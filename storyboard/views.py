@@ -246,7 +246,8 @@ def shot_edit(request: HttpRequest, shot_id: int) -> HttpResponse:
     ctx = {"shot": form.instance, "project": project, "form": form, "saved": saved,
            "conflict": conflict, "membership": project.membership,
            "warnings": form.warnings(), "in_panel": _in_panel(request),
-           "estimate": form.instance.estimate(), "estimate_errors": []}
+           "estimate": form.instance.estimate(), "estimate_errors": [],
+           "provider": get_provider(settings.DEFAULT_VIDEO_PROVIDER)}
     status = 409 if conflict else INVALID if form.errors else 200
     if request.htmx:
         return render(request, "storyboard/shot.html#editor", ctx, status=status)
@@ -477,7 +478,8 @@ def _editor_response(request: HttpRequest, shot: Shot) -> HttpResponse:
     shot = Shot.objects.select_related("project__team").get(pk=shot.pk)
     form = ShotForm(instance=shot)
     ctx = {"shot": shot, "project": shot.project, "form": form, "saved": False,
-           "membership": membership, "in_panel": _in_panel(request), "warnings": form.warnings(),
+           "membership": membership, "in_panel": _in_panel(request),
+           "provider": get_provider(settings.DEFAULT_VIDEO_PROVIDER), "warnings": form.warnings(),
            "estimate": shot.estimate(), "estimate_errors": []}
     return render(request, "storyboard/shot.html#editor", ctx)
 

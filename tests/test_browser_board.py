@@ -123,17 +123,25 @@ class TestLiveBoard(ChannelsLiveServerTestCase):
         emma.locator("#id_duration").select_option("10")
         expect(emma.locator("#estimate")).to_contain_text("$2.42")
 
-        # An invalid combination is explained in the editor and changes nothing anywhere.
-        emma.locator("#id_resolution").select_option("1080p")
-        expect(emma.locator("#estimate")).to_contain_text("1080p needs the standard tier")
+        # The editor offers only what the endpoint takes: no 1080p on the fast tier…
+        fast_1080 = emma.locator("#id_resolution option[value='1080p']")
+        expect(fast_1080).to_be_disabled()
+        emma.locator("#id_endpoint").select_option("bytedance/seedance-2.0/text-to-video")
+        expect(fast_1080).to_be_enabled()
+        emma.locator("#id_endpoint").select_option("bytedance/seedance-2.0/fast/text-to-video")
+        expect(fast_1080).to_be_disabled()
+        # Input the editor cannot rule out is refused with the reason and changes nothing
+        # anywhere (Seedance 1.0 takes 29–289 frames).
+        emma.locator("#id_endpoint").select_option(
+            "fal-ai/bytedance/seedance/v1/lite/text-to-video")
+        emma.locator("#id_num_frames").fill("300")
         emma.locator("#id_title").fill("Should not stick")
         emma.get_by_role("button", name="Save shot").click()
         expect(emma.locator("#editor .notice.error")).to_contain_text("Nothing was saved")
-        expect(emma.locator("#id_resolution + .field-error")).to_contain_text(
-            "1080p needs the standard tier")
+        expect(emma.locator("#id_num_frames + .field-error")).to_contain_text("29 to 289")
         expect(rita.locator(f"#shot-{first.pk} .shot-title")).to_have_text("Cliff at first light")
         first.refresh_from_db()
-        assert (first.title, first.resolution) == ("Cliff at first light", "720p")
+        assert (first.title, first.num_frames) == ("Cliff at first light", None)
 
         # Emma adds a shot; it appears on Rita's board.
         emma.locator("#add-shot").click()
@@ -194,12 +202,12 @@ class TestLiveBoard(ChannelsLiveServerTestCase):
 
         take = rita.locator(".take").first
         expect(take.locator(".badge").first).to_have_text("Generating", timeout=15_000)
-        bar = take.locator(".progress")
         seen = set()
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline and take.locator("video").count() == 0:
-            if bar.count():
-                seen.add(bar.get_attribute("aria-valuenow"))
+            # Read in one step in the page: the bar may vanish between two Playwright calls.
+            seen.add(rita.evaluate("() => document.querySelector('.take .progress')"
+                                   "?.getAttribute('aria-valuenow') ?? null"))
             rita.wait_for_timeout(50)
         expect(take.locator("video")).to_be_visible()
         expect(take.locator(".badge").first).to_have_text("Done")

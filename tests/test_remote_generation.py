@@ -336,3 +336,28 @@ def _house_clip() -> bytes:
         previz.render(previz.RenderSpec(width=64, height=36, frames=24, prompt="static",
                                         seed=1, audio=False), out)
         return out.read_bytes()
+
+
+@pytest.mark.django_db
+def test_a_cancel_while_the_outcome_is_unknown_waits_for_the_provider(cast, fal):
+    fal.faults.add("submit", drop_response=True)
+    take = generation.start_generation(shot=_shot(cast), user=cast.editor)
+    generation.drive(take_id=take.pk)
+    take.refresh_from_db()
+    assert take.state == State.OUTCOME_UNKNOWN
+    generation.cancel(take=take)
+    take.refresh_from_db()
+    # Accepted, but nothing can be sent to fal before it names the request.
+    assert take.cancel_requested
+    assert take.state == State.OUTCOME_UNKNOWN
+    (request_id,) = fal.jobs
+    fal.finish(request_id)
+    body = fal.webhook_body(request_id)
+    event = get_provider("fal").parse_webhook(
+        headers=fal.sign(body, request_id=request_id), body=body)
+    assert generation.apply_webhook(take=take, event=event)
+    take.refresh_from_db()
+    # fal had finished (and billed) it already: the take is kept, not thrown away.
+    assert take.request_id == request_id
+    assert take.state == State.DOWNLOADING
+    assert fal.count("cancel") == 0

@@ -28,3 +28,56 @@
     toast("Cannot reach the server. Check your connection; nothing was saved.");
   });
 })();
+
+// The shot editor offers only what the chosen Seedance endpoint accepts: options it does not
+// take are disabled, and a value that stopped being valid moves to the endpoint's default.
+(function () {
+  "use strict";
+
+  function specs() {
+    var el = document.getElementById("endpoint-options");
+    return el ? JSON.parse(el.textContent) : null;
+  }
+
+  function allow(select, values, fallback) {
+    if (!select) return;
+    Array.prototype.forEach.call(select.options, function (option) {
+      option.disabled = values.indexOf(option.value) === -1;
+    });
+    if (select.selectedOptions[0] && select.selectedOptions[0].disabled) {
+      select.value = values.indexOf(fallback) !== -1 ? fallback : values[0];
+      // Let the live price (and anything else listening) follow the corrected value.
+      select.dispatchEvent(new Event("change", {bubbles: true}));
+    }
+  }
+
+  function constrain() {
+    var all = specs();
+    var endpoint = document.getElementById("id_endpoint");
+    var mode = document.getElementById("id_mode");
+    if (!all || !endpoint) return;
+    if (mode) {
+      Array.prototype.forEach.call(endpoint.options, function (option) {
+        option.disabled = all[option.value] && all[option.value].mode !== mode.value;
+      });
+      if (endpoint.selectedOptions[0] && endpoint.selectedOptions[0].disabled) {
+        var first = Array.prototype.find.call(endpoint.options, function (o) { return !o.disabled; });
+        if (first) {
+          endpoint.value = first.value;
+          endpoint.dispatchEvent(new Event("change", {bubbles: true}));
+        }
+      }
+    }
+    var spec = all[endpoint.value];
+    if (!spec) return;
+    allow(document.getElementById("id_resolution"), spec.resolutions, "720p");
+    allow(document.getElementById("id_duration"), spec.durations, spec.default_duration);
+    var frames = document.getElementById("id_num_frames");
+    if (frames) frames.disabled = spec.extra.indexOf("num_frames") === -1;
+  }
+
+  document.body.addEventListener("change", function (event) {
+    if (event.target.id === "id_endpoint" || event.target.id === "id_mode") constrain();
+  });
+  htmx.onLoad(constrain);
+})();

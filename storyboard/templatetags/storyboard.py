@@ -1,6 +1,9 @@
 from __future__ import annotations
 
 from django import template
+from django.utils.html import json_script
+
+from storyboard import catalogue
 
 register = template.Library()
 
@@ -18,3 +21,14 @@ def money(micros: int | None) -> str:
         return "—"
     cents = (int(micros) + 5_000) // 10_000
     return f"${cents // 100:,}.{cents % 100:02d}"
+
+
+@register.simple_tag
+def endpoint_options() -> str:
+    """What each endpoint accepts, for the editor to offer only valid combinations."""
+    specs = {e.id: {"mode": e.mode, "resolutions": list(e.resolutions),
+                    "durations": list(e.durations), "default_duration": e.default_duration,
+                    "extra": list(e.extra), "audio": e.supports_audio,
+                    "end_frame": e.supports_end_frame}
+             for e in catalogue.ENDPOINTS.values()}
+    return json_script(specs, "endpoint-options")
