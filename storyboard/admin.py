@@ -2,7 +2,16 @@ from __future__ import annotations
 
 from django.contrib import admin
 
-from storyboard.models import Asset, Generation, Presence, Project, Scene, Shot
+from storyboard.models import (
+    Asset,
+    Budget,
+    Generation,
+    LedgerEntry,
+    Presence,
+    Project,
+    Scene,
+    Shot,
+)
 
 
 @admin.register(Project)
@@ -51,3 +60,25 @@ class GenerationAdmin(admin.ModelAdmin):
     search_fields = ("uid", "request_id")
     raw_id_fields = ("shot", "project", "created_by", "upstream")
     readonly_fields = ("uid", "input", "logs", "request_id")
+
+
+@admin.register(Budget)
+class BudgetAdmin(admin.ModelAdmin):
+    list_display = ("team", "limit_micros", "held_micros", "spent_micros", "simulated_micros",
+                    "period_start")
+    raw_id_fields = ("team",)
+    # Counters move only through holds, captures and releases (with ledger rows).
+    readonly_fields = ("held_micros", "spent_micros", "simulated_micros")
+
+
+@admin.register(LedgerEntry)
+class LedgerEntryAdmin(admin.ModelAdmin):
+    list_display = ("created", "budget", "kind", "amount_micros", "simulated", "take", "user")
+    list_filter = ("kind", "simulated")
+    raw_id_fields = ("budget", "take", "user")
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False  # append-only
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False

@@ -15,7 +15,7 @@ from django.db import transaction
 from PIL import Image, ImageDraw, ImageFilter
 
 from accounts.models import Role, Team, User
-from storyboard.models import Asset, Project, Scene, Shot
+from storyboard.models import Asset, Budget, Project, Scene, Shot
 
 DEMO_PASSWORD = "storyboard-demo"  # noqa: S105 - printed in the README on purpose
 DEMO_TEAM = "Northlight Studio"
@@ -104,6 +104,7 @@ def load_demo() -> tuple[Team, Project, bool]:
     if team is not None:
         return team, team.projects.order_by("pk").first(), False
     team = Team.objects.create(name=DEMO_TEAM)
+    Budget.objects.create(team=team, limit_micros=200_000_000)
     users = {}
     for username, name, role in DEMO_PEOPLE:
         first, last = name.split(" ", 1)

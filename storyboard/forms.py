@@ -197,3 +197,14 @@ class SceneForm(forms.ModelForm):
     class Meta:
         model = Scene
         fields = ("title",)
+
+
+class BudgetForm(forms.Form):
+    limit = forms.DecimalField(min_value=0, max_value=10_000_000, decimal_places=2,
+                               label="Monthly limit (USD)")
+
+    def clean(self) -> dict:
+        data = super().clean()
+        if data.get("limit") is not None:
+            data["limit_micros"] = int(data["limit"] * 1_000_000)
+        return data

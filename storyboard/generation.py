@@ -31,7 +31,7 @@ from PIL import Image
 
 from accounts.models import User
 from storyboard import catalogue, house, previz, realtime
-from storyboard.models import Asset, Generation, Shot
+from storyboard.models import Asset, Budget, BudgetRefused, Generation, Shot
 from storyboard.providers import (
     Canceled,
     Job,
@@ -113,14 +113,20 @@ def start_generation(*, shot: Shot, user: User) -> Generation:
         raise GenerationRefused(" ".join(found))
     provider = get_provider(_default_provider())
     estimate = shot.estimate()
-    with transaction.atomic():
-        take = Generation.objects.create(
-            shot=shot, project=shot.project, created_by=user, provider=provider.name,
-            endpoint=shot.endpoint, seed=shot.seed, estimated_micros=estimate.micros,
-            simulated=provider.simulated, input=arguments_for(shot),
-            upstream=previous_take(shot) if shot.chained else None,
-        )
-        transaction.on_commit(lambda: _enqueue(take))
+    try:
+        with transaction.atomic():
+            take = Generation.objects.create(
+                shot=shot, project=shot.project, created_by=user, provider=provider.name,
+                endpoint=shot.endpoint, seed=shot.seed, estimated_micros=estimate.micros,
+                simulated=provider.simulated, input=arguments_for(shot),
+                upstream=previous_take(shot) if shot.chained else None, state=State.HELD,
+            )
+            # The worst case is reserved before anything is sent; no budget, no take.
+            Budget.for_team(shot.project.team_id).hold(take=take, amount=estimate.micros,
+                                                       user=user)
+            transaction.on_commit(lambda: _enqueue(take))
+    except BudgetRefused as e:
+        raise GenerationRefused(e.message) from e
     realtime.broadcast_take(take)
     return take
 

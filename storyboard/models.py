@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.core.files.base import ContentFile
@@ -541,11 +541,16 @@ class Generation(models.Model):
             fields.setdefault("started_at", now)
         if to in self.TERMINAL:
             fields.setdefault("finished_at", now)
-        moved = Generation.objects.filter(pk=self.pk, state__in=expected).update(**fields)
-        if moved:
-            for name, value in fields.items():
-                setattr(self, name, value)
-        else:
+        with transaction.atomic():
+            moved = Generation.objects.filter(pk=self.pk, state__in=expected).update(**fields)
+            if moved:
+                for name, value in fields.items():
+                    setattr(self, name, value)
+                if to in self.TERMINAL:
+                    # Money follows the take's fate in the same transaction: captured when it
+                    # completed, released when it failed or was canceled — exactly once.
+                    Budget.for_team(self.project.team_id).settle(take=self)
+        if not moved:
             self.refresh_from_db()
         return bool(moved)
 
@@ -565,3 +570,170 @@ class Generation(models.Model):
             for name, value in fields.items():
                 setattr(self, name, value)
         return bool(moved)
+
+
+# ---------------------------------------------------------------------------------------------
+# Money. Integer micro-dollars; every change is a conditional UPDATE plus a ledger row in one
+# transaction, and CHECK constraints make `held + spent ≤ limit` impossible to break.
+
+
+class BudgetRefused(Exception):
+    """A hold the budget cannot cover; the message names the shortfall and who can help."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+def _next_period_start(after: datetime, reset_day: int) -> datetime:
+    year, month = after.year, after.month + 1
+    if month == 13:
+        year, month = year + 1, 1
+    return after.replace(year=year, month=month, day=reset_day, hour=0, minute=0, second=0,
+                         microsecond=0)
+
+
+class Budget(models.Model):
+    team = models.OneToOneField(Team, models.CASCADE, related_name="budget")
+    limit_micros = models.BigIntegerField(default=50_000_000)
+    held_micros = models.BigIntegerField(default=0)
+    spent_micros = models.BigIntegerField(default=0)
+    # Of the spend, what local previews charged at the endpoint's price (shown separately).
+    simulated_micros = models.BigIntegerField(default=0)
+    reset_day = models.PositiveSmallIntegerField(default=1)
+    period_start = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=Q(limit_micros__gte=0), name="budget_limit_gte_0"),
+            models.CheckConstraint(condition=Q(held_micros__gte=0), name="budget_held_gte_0"),
+            models.CheckConstraint(condition=Q(spent_micros__gte=0), name="budget_spent_gte_0"),
+            models.CheckConstraint(
+                condition=Q(held_micros__lte=models.F("limit_micros") - models.F("spent_micros")),
+                name="budget_never_overspent"),
+            models.CheckConstraint(condition=Q(reset_day__gte=1) & Q(reset_day__lte=28),
+                                   name="budget_reset_day_in_month"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Budget of {self.team}"
+
+    @property
+    def remaining_micros(self) -> int:
+        return self.limit_micros - self.held_micros - self.spent_micros
+
+    def ledger_totals(self) -> dict[str, int]:
+        """Counters recomputed from the ledger; they must always equal the stored ones."""
+        sums = dict(self.entries.values_list("kind").annotate(total=models.Sum("amount_micros")))
+        held = sums.get("hold", 0) - sums.get("capture", 0) - sums.get("release", 0)
+        return {"held_micros": held, "spent_micros": sums.get("capture", 0)}
+
+    @property
+    def period_end(self) -> datetime:
+        return _next_period_start(self.period_start, self.reset_day)
+
+    @classmethod
+    def for_team(cls, team: Team | int) -> Budget:
+        team_id = team if isinstance(team, int) else team.pk
+        budget, _ = cls.objects.get_or_create(team_id=team_id)
+        return budget
+
+    def hold(self, *, take: Generation | None, amount: int, user: User | None) -> None:
+        """Reserve `amount` for a take in one conditional statement, or raise BudgetRefused."""
+        with transaction.atomic():
+            granted = Budget.objects.filter(
+                pk=self.pk,
+                held_micros__lte=models.F("limit_micros") - models.F("spent_micros") - amount,
+            ).update(held_micros=models.F("held_micros") + amount)
+            if not granted:
+                self.refresh_from_db()
+                raise BudgetRefused(self._refusal(amount))
+            LedgerEntry.objects.create(budget=self, take=take, user=user, amount_micros=amount,
+                                       kind=LedgerEntry.Kind.HOLD,
+                                       simulated=bool(take and take.simulated))
+
+    def settle(self, *, take: Generation) -> None:
+        """Resolve a take's hold once: capture what it cost, release the rest.
+
+        Called in the same transaction as the take's move to a terminal state; the ledger's
+        unique (take, kind) rows make a second call a no-op.
+        """
+        hold = LedgerEntry.objects.filter(take=take, kind=LedgerEntry.Kind.HOLD).first()
+        if hold is None or LedgerEntry.objects.filter(
+                take=take, kind__in=(LedgerEntry.Kind.CAPTURE, LedgerEntry.Kind.RELEASE)).exists():
+            return
+        cost = 0
+        if take.state == Generation.State.COMPLETED:
+            # The hold was the worst case, so the actual cost fits inside it.
+            cost = min(take.actual_micros or 0, hold.amount_micros)
+        rest = hold.amount_micros - cost
+        Budget.objects.filter(pk=self.pk).update(
+            held_micros=models.F("held_micros") - hold.amount_micros,
+            spent_micros=models.F("spent_micros") + cost,
+            simulated_micros=models.F("simulated_micros") + (cost if take.simulated else 0),
+        )
+        if cost:
+            LedgerEntry.objects.create(budget=self, take=take, user=hold.user,
+                                       amount_micros=cost, kind=LedgerEntry.Kind.CAPTURE,
+                                       simulated=take.simulated)
+        if rest or not cost:
+            LedgerEntry.objects.create(budget=self, take=take, user=hold.user,
+                                       amount_micros=rest, kind=LedgerEntry.Kind.RELEASE,
+                                       simulated=take.simulated)
+
+    def set_limit(self, *, limit: int, user: User) -> bool:
+        """Change the limit; False (nothing changed) if it is below what is held and spent."""
+        with transaction.atomic():
+            old = Budget.objects.select_for_update().get(pk=self.pk)
+            changed = Budget.objects.filter(
+                pk=self.pk, held_micros__lte=limit - models.F("spent_micros")
+            ).update(limit_micros=limit)
+            if changed:
+                LedgerEntry.objects.create(budget=self, user=user,
+                                           amount_micros=limit - old.limit_micros,
+                                           kind=LedgerEntry.Kind.ADJUSTMENT,
+                                           note=f"Limit {old.limit_micros} → {limit}")
+        self.refresh_from_db()
+        return bool(changed)
+
+    def _refusal(self, amount: int) -> str:
+        from storyboard.templatetags.storyboard import money
+
+        who = ", ".join(m.user.label for m in self.team.memberships.filter(
+            role__in=("owner", "producer")).select_related("user")[:3])
+        return (f"This take needs up to {money(amount)}, but the team has only "
+                f"{money(max(0, self.remaining_micros))} left this month "
+                f"(short by {money(amount - max(0, self.remaining_micros))}). "
+                f"{who or 'An owner or producer'} can raise the budget.")
+
+
+class LedgerEntry(models.Model):
+    """Append-only: every hold, capture, release and limit change, with who caused it."""
+
+    class Kind(models.TextChoices):
+        HOLD = "hold", "Hold"
+        CAPTURE = "capture", "Capture"
+        RELEASE = "release", "Release"
+        ADJUSTMENT = "adjustment", "Adjustment"
+
+    budget = models.ForeignKey(Budget, models.CASCADE, related_name="entries")
+    take = models.ForeignKey("Generation", models.SET_NULL, null=True, blank=True,
+                             related_name="ledger")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, models.SET_NULL, null=True, blank=True,
+                             related_name="+")
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    amount_micros = models.BigIntegerField()
+    simulated = models.BooleanField(default=False)
+    note = models.CharField(max_length=200, blank=True)
+    created = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        ordering = ["-created", "-pk"]
+        constraints = [
+            # Each take is held once and resolved once: never both captured and re-released.
+            models.UniqueConstraint(fields=["take", "kind"], condition=~Q(kind="adjustment"),
+                                    name="ledger_one_entry_per_take_and_kind"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.amount_micros}"

@@ -121,7 +121,7 @@ def broadcast_take(take) -> None:
     def render() -> str:
         fresh = Generation.objects.select_related("shot").get(pk=take.pk)
         shot = fresh.shot
-        if fresh.state == Generation.State.PENDING or fresh.is_terminal:
+        if fresh.state in (Generation.State.PENDING, Generation.State.HELD) or fresh.is_terminal:
             # New or finished: the whole list, so open editors gain or reorder the row.
             html = render_to_string("storyboard/shot.html#take-list",
                                     {"shot": shot, "oob": True})

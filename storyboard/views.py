@@ -30,9 +30,10 @@ from storyboard.access import (
     get_shot_for_user,
     get_take_for_user,
 )
-from storyboard.forms import NewShotForm, ProjectForm, SceneForm, ShotForm
-from storyboard.models import Asset, Generation, Presence, Project, Shot
+from storyboard.forms import BudgetForm, NewShotForm, ProjectForm, SceneForm, ShotForm
+from storyboard.models import Asset, Budget, Generation, Presence, Project, Shot
 from storyboard.providers import WebhookRejected, get_provider
+from storyboard.templatetags.storyboard import money
 
 logger = logging.getLogger(__name__)
 
@@ -111,6 +112,32 @@ def projects(request: HttpRequest, team_id: int) -> HttpResponse:
     return render(request, "storyboard/projects.html", {
         "team": membership.team, "membership": membership, "projects": team_projects,
     })
+
+
+@login_required
+def budget(request: HttpRequest, team_id: int) -> HttpResponse:
+    """The team's money this period: limit, held, spent, the ledger; producers set the limit."""
+    membership = _get_membership(request, team_id)
+    team_budget = Budget.for_team(membership.team)
+    error = ""
+    if request.method == "POST":
+        if not membership.can_budget:
+            raise PermissionDenied("Only owners and producers can change the budget.")
+        form = BudgetForm(request.POST)
+        if not form.is_valid():
+            error = "; ".join(e for errors in form.errors.values() for e in errors)
+        elif not team_budget.set_limit(limit=form.cleaned_data["limit_micros"],
+                                       user=request.user):
+            error = ("The limit cannot go below what is already held and spent this period "
+                     f"({money(team_budget.held_micros + team_budget.spent_micros)}).")
+        else:
+            messages.success(request, f"Budget set to {money(team_budget.limit_micros)}.")
+            return redirect("sb:budget", team_id)
+    entries = team_budget.entries.select_related("user", "take__shot")[:100]
+    return render(request, "storyboard/budget.html", {
+        "team": membership.team, "membership": membership, "budget": team_budget,
+        "entries": entries, "error": error,
+    }, status=INVALID if error else 200)
 
 
 @login_required

@@ -7,7 +7,7 @@ import pytest
 from django.test import Client
 
 from accounts.models import Role, Team, User
-from storyboard.models import Project, Shot
+from storyboard.models import Budget, Project, Shot
 from tests.factories import ProjectFactory, ShotFactory, TeamFactory, UserFactory
 
 # CI sets this: a test that needs a service it cannot find must fail there, never skip.
@@ -62,6 +62,8 @@ def cast(db) -> Cast:
     other_team = TeamFactory(name="Bravo")
     outsider = UserFactory(username="charlie")
     other_team.add_member(outsider, Role.OWNER)
+    # Generous, so tests about other things never meet the budget by accident.
+    Budget.objects.create(team=team, limit_micros=10_000_000_000)
     project = ProjectFactory(team=team, name="Spot")
     shot = ShotFactory(project=project, title="Opening")
     return Cast(team=team, other_team=other_team, outsider=outsider, project=project, shot=shot,

@@ -23,7 +23,7 @@ from django.urls import URLPattern, URLResolver, get_resolver, reverse
 from accounts.models import Invitation, Membership, Role, Team, User
 from storyboard.catalogue import DEFAULT_ENDPOINT
 from storyboard.generation import sign_input
-from storyboard.models import Asset, Generation, Project, Scene, Shot
+from storyboard.models import Asset, Budget, Generation, LedgerEntry, Project, Scene, Shot
 from tests.conftest import Cast, client_for
 from tests.factories import (
     AssetFactory,
@@ -129,6 +129,7 @@ def payload(cast: Cast) -> dict:
     shots = project.shots.order_by("-position", "-pk") if project else []
     return {
         "name": "x", "title": "x", "note": "x", "prompt": "x", "role": Role.VIEWER,
+        "limit": "123.45",
         "confirm": cast.project.name,
         # The whole board in reverse, into the scene if there is one.
         "item": [f"{scene.pk if scene else ''}:{shot.pk}" for shot in shots],
@@ -147,7 +148,8 @@ def payload(cast: Cast) -> dict:
 # What a request may change
 
 
-BOARD_MODELS = (Project, Scene, Shot, Shot.references.through, Asset, Generation)
+BOARD_MODELS = (Project, Scene, Shot, Shot.references.through, Asset, Generation, Budget,
+                LedgerEntry)
 PEOPLE_MODELS = (Team, Membership, Invitation, User)
 
 

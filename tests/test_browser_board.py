@@ -224,3 +224,36 @@ class TestLiveBoard(ChannelsLiveServerTestCase):
         rita.screenshot(path=str(ARTIFACTS / "take-reviewer.png"), full_page=True)
         emma.context.close()
         rita.context.close()
+
+    def test_a_lowered_budget_refuses_generate_with_the_reason(self) -> None:
+        from playwright.sync_api import expect
+
+        from storyboard.models import Budget
+
+        paul = UserFactory(username="paul", first_name="Paul", last_name="Producer")
+        self.project.team.add_member(paul, Role.PRODUCER)
+        Budget.objects.create(team=self.project.team, limit_micros=100_000_000)
+        producer = self._open_board(paul)
+        producer.goto(f"{self.live_server_url}/teams/{self.project.team_id}/budget/")
+        producer.locator("#id_limit").fill("0.50")
+        producer.get_by_role("button", name="Set limit").click()
+        expect(producer.locator("#budget-limit")).to_have_text("$0.50")
+        before = {key: producer.locator(f"#budget-{key}").inner_text()
+                  for key in ("spent", "held", "remaining")}
+
+        emma = self._open_board(self.emma)
+        shot = self.shots[0]
+        emma.locator(f"#shot-{shot.pk} .shot-actions a").click()
+        emma.locator("#generate").click()
+        toast = emma.locator("#toast")
+        expect(toast).to_be_visible()
+        expect(toast).to_contain_text("needs up to $1.21")
+        expect(toast).to_contain_text("Paul Producer can raise the budget")
+        expect(emma.locator(".take")).to_have_count(0)
+
+        producer.reload()
+        after = {key: producer.locator(f"#budget-{key}").inner_text()
+                 for key in ("spent", "held", "remaining")}
+        assert after == before
+        producer.context.close()
+        emma.context.close()

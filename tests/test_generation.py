@@ -71,7 +71,7 @@ def test_it_queues_the_take_after_commit(cast, django_capture_on_commit_callback
     shot = _quick_shot(cast.project)
     with django_capture_on_commit_callbacks(execute=True):
         take = generation.start_generation(shot=shot, user=cast.editor)
-    assert take.state == State.PENDING
+    assert take.state == State.HELD
     assert take.estimated_micros == shot.estimate().micros
     assert take.input["prompt"] == shot.prompt
     queued = DBTaskResult.objects.get()

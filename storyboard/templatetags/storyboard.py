@@ -23,6 +23,13 @@ def money(micros: int | None) -> str:
     return f"${cents // 100:,}.{cents % 100:02d}"
 
 
+@register.filter
+def dollars(micros: int) -> str:
+    """Micro-dollars as a plain decimal for number inputs: 12_500_000 → "12.50"."""
+    cents = (int(micros) + 5_000) // 10_000
+    return f"{cents // 100}.{cents % 100:02d}"
+
+
 @register.simple_tag
 def endpoint_options() -> str:
     """What each endpoint accepts, for the editor to offer only valid combinations."""
