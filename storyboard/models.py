@@ -623,10 +623,17 @@ class Budget(models.Model):
         return self.limit_micros - self.held_micros - self.spent_micros
 
     def ledger_totals(self) -> dict[str, int]:
-        """Counters recomputed from the ledger; they must always equal the stored ones."""
-        sums = dict(self.entries.values_list("kind").annotate(total=models.Sum("amount_micros")))
+        """Counters recomputed from the ledger; they must always equal the stored ones.
+
+        Spend counts this period's captures; holds count whenever they were made.
+        """
+        entries = self.entries.all()
+        sums = dict(entries.values_list("kind").annotate(total=models.Sum("amount_micros")))
+        spent = entries.filter(kind=LedgerEntry.Kind.CAPTURE,
+                               created__gte=self.period_start).aggregate(
+            total=models.Sum("amount_micros"))["total"] or 0
         held = sums.get("hold", 0) - sums.get("capture", 0) - sums.get("release", 0)
-        return {"held_micros": held, "spent_micros": sums.get("capture", 0)}
+        return {"held_micros": held, "spent_micros": spent}
 
     @property
     def period_end(self) -> datetime:
@@ -636,7 +643,29 @@ class Budget(models.Model):
     def for_team(cls, team: Team | int) -> Budget:
         team_id = team if isinstance(team, int) else team.pk
         budget, _ = cls.objects.get_or_create(team_id=team_id)
+        budget.roll_over()
         return budget
+
+    def roll_over(self, *, now: datetime | None = None) -> bool:
+        """Start a new period if this one has ended: spend resets, holds carry over.
+
+        Conditional on the period it read, so two processes noticing at once roll it once.
+        """
+        now = now or timezone.now()
+        start = self.period_start
+        while _next_period_start(start, self.reset_day) <= now:
+            start = _next_period_start(start, self.reset_day)
+        if start == self.period_start:
+            return False
+        with transaction.atomic():
+            rolled = Budget.objects.filter(pk=self.pk, period_start=self.period_start).update(
+                period_start=start, spent_micros=0, simulated_micros=0)
+            if rolled:
+                LedgerEntry.objects.create(budget=self, kind=LedgerEntry.Kind.ADJUSTMENT,
+                                           amount_micros=0,
+                                           note=f"New period from {start:%Y-%m-%d}")
+        self.refresh_from_db()
+        return bool(rolled)
 
     def hold(self, *, take: Generation | None, amount: int, user: User | None) -> None:
         """Reserve `amount` for a take in one conditional statement, or raise BudgetRefused."""

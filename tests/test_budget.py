@@ -204,3 +204,19 @@ def test_random_amounts_never_exceed_the_limit():
     assert errors == []
     _assert_books_balance(budget)
     assert budget.held_micros > 0
+
+
+@pytest.mark.django_db
+def test_a_new_period_resets_spend_and_keeps_holds(cast):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    take = generation.start_generation(shot=_shot(cast), user=cast.editor)
+    budget = Budget.for_team(cast.team)
+    Budget.objects.filter(pk=budget.pk).update(spent_micros=3_000_000)
+    budget.refresh_from_db()
+    assert budget.roll_over(now=timezone.now() + timedelta(days=40))
+    assert (budget.spent_micros, budget.held_micros) == (0, take.estimated_micros)
+    assert not budget.roll_over(now=timezone.now() + timedelta(days=40))
+    assert LedgerEntry.objects.filter(kind="adjustment", note__startswith="New period").count() == 1
