@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import hmac
-import http.client
 import json
 import socket
 import threading
@@ -29,7 +28,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
 
-from tests.emulators import tls
+from tests.emulators import tls, wire
 
 # The Seedance slugs eachlabs lists; a create for any other model is a 404, as on eachlabs.
 SEEDANCE_MODELS = frozenset({
@@ -425,7 +424,7 @@ class EachlabsEmulator:
             body = json.dumps(_webhook_payload(prediction)).encode()
             headers = self._webhook_headers(prediction.webhook_secret, body)
         for attempt in range(1, self.webhook_attempts + 1):
-            status, error = _post(url, headers, body)
+            status, error = wire.post(url, headers, body)
             with self._lock:
                 self.deliveries.append(Delivery(prediction_id, attempt, status, error,
                                                 headers, body))
@@ -471,7 +470,7 @@ class _Handler(BaseHTTPRequestHandler):
         headers = {name.lower(): value for name, value in self.headers.items()}
         reply = self.emulator.handle(method, self.path, headers, raw)
         status = None if reply is DROP else reply.status
-        self.emulator.record(Call(method, self.path, status, headers, _maybe_json(raw)))
+        self.emulator.record(Call(method, self.path, status, headers, wire.maybe_json(raw)))
         if reply is DROP:
             self._drop()
             return
@@ -536,26 +535,5 @@ def _webhook_payload(prediction: Prediction) -> dict:
             "error": ""}
 
 
-def _post(url: str, headers: dict[str, str], body: bytes) -> tuple[int | None, str]:
-    parts = urlsplit(url)
-    kind = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
-    connection = kind(parts.hostname or "", parts.port, timeout=5)
-    target = parts.path or "/"
-    if parts.query:
-        target += f"?{parts.query}"
-    try:
-        connection.request("POST", target, body=body, headers=headers)
-        response = connection.getresponse()
-        response.read()
-        return response.status, ""
-    except (OSError, http.client.HTTPException) as exc:
-        return None, type(exc).__name__
-    finally:
-        connection.close()
 
 
-def _maybe_json(raw: bytes) -> object:
-    try:
-        return json.loads(raw) if raw else None
-    except ValueError:
-        return None

@@ -25,7 +25,6 @@ from __future__ import annotations
 import base64
 import contextlib
 import hashlib
-import http.client
 import json
 import socket
 import threading
@@ -42,7 +41,7 @@ from urllib.parse import parse_qs, quote, unquote, urlsplit
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from tests.emulators import tls
+from tests.emulators import tls, wire
 
 CALLS = ("submit", "status", "result", "cancel", "token", "upload", "file", "jwks", "webhook")
 # What nginx in front of fal answers when the queue itself cannot be reached.
@@ -485,7 +484,7 @@ class FalEmulator:
     def _submit(self, endpoint: str, query: dict[str, list[str]], raw: bytes) -> _Reply:
         self._count_submit(query)
         app = _app_base(endpoint)
-        payload = _maybe_json(raw)
+        payload = wire.maybe_json(raw)
         if app is None:
             return _Reply(404, {"detail": f"Application '{endpoint}' not found"})
         if not isinstance(payload, dict):
@@ -669,7 +668,7 @@ class FalEmulator:
         headers = self.sign(body, request_id=job.request_id)
         delivery = Delivery(job.request_id, url, None, headers, body)
         for _ in range(max(1, self.webhook_attempts)):
-            status, error = _post(url, headers, body)
+            status, error = wire.post(url, headers, body)
             delivery = Delivery(job.request_id, url, status, headers, body, error)
             if status is not None and 200 <= status < 300:
                 break
@@ -840,27 +839,5 @@ def _jwk(key: Ed25519PrivateKey, index: int) -> dict:
             "x": base64.urlsafe_b64encode(raw).decode("ascii")}
 
 
-def _post(url: str, headers: dict[str, str], body: bytes) -> tuple[int | None, str]:
-    parts = urlsplit(url)
-    kind = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
-    # fal's delivery timeout is said to be 15 s (third-party); shorter keeps tests snappy.
-    connection = kind(parts.hostname or "", parts.port, timeout=5)
-    target = parts.path or "/"
-    if parts.query:
-        target += f"?{parts.query}"
-    try:
-        connection.request("POST", target, body=body, headers=headers)
-        response = connection.getresponse()
-        response.read()
-        return response.status, ""
-    except (OSError, http.client.HTTPException) as exc:
-        return None, type(exc).__name__
-    finally:
-        connection.close()
 
 
-def _maybe_json(raw: bytes) -> Any:
-    try:
-        return json.loads(raw) if raw else None
-    except ValueError:
-        return None
