@@ -8,6 +8,7 @@ from django.core.files.base import ContentFile
 from django.core.files.uploadedfile import UploadedFile
 from django.db import models, transaction
 from django.db.models import Max, Q
+from django.db.models.functions import TruncDate
 from django.utils import timezone
 
 from accounts.models import Team, User
@@ -736,6 +737,23 @@ class Budget(models.Model):
                 f"{who or 'An owner or producer'} can raise the budget.")
 
 
+class LedgerQuerySet(models.QuerySet):
+    def in_period(self, budget: Budget) -> LedgerQuerySet:
+        return self.filter(created__gte=budget.period_start)
+
+    def captures(self) -> LedgerQuerySet:
+        return self.filter(kind=LedgerEntry.Kind.CAPTURE)
+
+    def totals_by(self, *fields: str) -> list[dict]:
+        """Sums of amount per value of `fields`, largest first (for the dashboard's bars)."""
+        return list(self.values(*fields).annotate(total=models.Sum("amount_micros"))
+                    .order_by("-total"))
+
+    def daily(self) -> list[dict]:
+        return list(self.annotate(day=TruncDate("created")).values("day")
+                    .annotate(total=models.Sum("amount_micros")).order_by("day"))
+
+
 class LedgerEntry(models.Model):
     """Append-only: every hold, capture, release and limit change, with who caused it."""
 
@@ -755,6 +773,8 @@ class LedgerEntry(models.Model):
     simulated = models.BooleanField(default=False)
     note = models.CharField(max_length=200, blank=True)
     created = models.DateTimeField(default=timezone.now, db_index=True)
+
+    objects = LedgerQuerySet.as_manager()
 
     class Meta:
         ordering = ["-created", "-pk"]

@@ -10,6 +10,7 @@ sb = [
     path("teams/<int:team_id>/projects/", views.projects, name="projects"),
     path("teams/<int:team_id>/projects/new/", views.project_create, name="project-create"),
     path("teams/<int:team_id>/budget/", views.budget, name="budget"),
+    path("teams/<int:team_id>/budget/ledger.csv", views.ledger_csv, name="ledger-csv"),
     path("projects/<int:project_id>/", views.board, name="board"),
     path("projects/<int:project_id>/settings/", views.project_settings, name="project-settings"),
     path("projects/<int:project_id>/delete/", views.project_delete, name="project-delete"),

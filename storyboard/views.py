@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import csv
 import json
 import logging
 
@@ -18,6 +19,7 @@ from django.http import (
 )
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
@@ -31,7 +33,15 @@ from storyboard.access import (
     get_take_for_user,
 )
 from storyboard.forms import BudgetForm, NewShotForm, ProjectForm, SceneForm, ShotForm
-from storyboard.models import Asset, Budget, Generation, Presence, Project, Shot
+from storyboard.models import (
+    Asset,
+    Budget,
+    Generation,
+    LedgerEntry,
+    Presence,
+    Project,
+    Shot,
+)
 from storyboard.providers import WebhookRejected, get_provider
 from storyboard.templatetags.storyboard import money
 
@@ -133,11 +143,85 @@ def budget(request: HttpRequest, team_id: int) -> HttpResponse:
         else:
             messages.success(request, f"Budget set to {money(team_budget.limit_micros)}.")
             return redirect("sb:budget", team_id)
-    entries = team_budget.entries.select_related("user", "take__shot")[:100]
+    entries = _filtered_ledger(request, team_budget)
     return render(request, "storyboard/budget.html", {
         "team": membership.team, "membership": membership, "budget": team_budget,
-        "entries": entries, "error": error,
+        "entries": entries[:200], "error": error, **_spend_report(team_budget),
+        "filters": {k: request.GET.get(k, "") for k in ("kind", "user", "project")},
+        "kinds": LedgerEntry.Kind.choices, "people": membership.team.memberships.select_related(
+            "user"), "projects": membership.team.projects.all(),
     }, status=INVALID if error else 200)
+
+
+def _filtered_ledger(request: HttpRequest, team_budget: Budget):
+    entries = team_budget.entries.select_related("user", "take__shot", "take__project")
+    kind, user, project = (request.GET.get(k, "") for k in ("kind", "user", "project"))
+    if kind in LedgerEntry.Kind.values:
+        entries = entries.filter(kind=kind)
+    if user.isdigit():
+        entries = entries.filter(user_id=int(user))
+    if project.isdigit():
+        entries = entries.filter(take__project_id=int(project))
+    return entries
+
+
+def _spend_report(team_budget: Budget) -> dict:
+    """Where this period's money went, as bars the template draws (no chart library)."""
+    captures = LedgerEntry.objects.filter(budget=team_budget).in_period(team_budget).captures()
+    daily = captures.daily()
+    peak = max((d["total"] for d in daily), default=0) or 1
+    for index, day in enumerate(daily):
+        day["height"] = max(1, round(100 * day["total"] / peak))
+        day["x"], day["y"] = index * 100 + 10, 105 - day["height"]
+    report = {
+        "daily": daily, "chart_width": max(1, len(daily)) * 100,
+        "last_day": daily[-1]["day"] if daily else None,
+        "by_project": captures.totals_by("take__project__name"),
+        "by_person": captures.totals_by("user__username", "user__first_name", "user__last_name"),
+        "by_endpoint": captures.totals_by("take__endpoint", "take__input__resolution"),
+    }
+    for key in ("by_project", "by_person", "by_endpoint"):
+        top = max((row["total"] for row in report[key]), default=0) or 1
+        for row in report[key]:
+            row["width"] = round(100 * row["total"] / top)
+    # Waste: what each second on the board cost, against each second generated.
+    takes = Generation.objects.filter(project__team_id=team_budget.team_id,
+                                      state=Generation.State.COMPLETED,
+                                      finished_at__gte=team_budget.period_start)
+    generated = sum(t.duration or 0 for t in takes)
+    approved = sum(
+        s.selected_take.duration or 0 for s in Shot.objects.filter(
+            project__team_id=team_budget.team_id, review=Shot.Review.APPROVED,
+            selected_take__in=takes).select_related("selected_take"))
+    spent = team_budget.spent_micros
+    report["per_generated_second"] = round(spent / generated) if generated else None
+    report["per_approved_second"] = round(spent / approved) if approved else None
+    report["generated_seconds"], report["approved_seconds"] = generated, approved
+    return report
+
+
+@login_required
+@require_GET
+def ledger_csv(request: HttpRequest, team_id: int) -> HttpResponse:
+    membership = _get_membership(request, team_id)
+    team_budget = Budget.for_team(membership.team)
+    response = HttpResponse(content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = (
+        f'attachment; filename="ledger-team-{team_id}-{timezone.now():%Y-%m-%d}.csv"')
+    writer = csv.writer(response)
+    writer.writerow(["time", "kind", "amount_usd", "amount_micros", "simulated", "project",
+                     "shot", "take", "endpoint", "person", "note"])
+    for e in _filtered_ledger(request, team_budget).iterator():
+        take = e.take
+        writer.writerow([
+            e.created.isoformat(), e.kind, f"{e.amount_micros / 1_000_000:.6f}",
+            e.amount_micros, e.simulated, take.project.name if take else "",
+            take.shot.display_title if take else "", take.uid if take else "",
+            take.endpoint if take else "", e.user.username if e.user else "",
+            # A spreadsheet must not run a formula someone typed as a note.
+            ("'" + e.note) if e.note[:1] in ("=", "+", "-", "@") else e.note,
+        ])
+    return response
 
 
 @login_required

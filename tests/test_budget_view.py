@@ -59,3 +59,61 @@ def test_it_hides_another_teams_budget(cast):
 
 def test_it_sends_anonymous_to_login(cast):
     assert client_for(None).get(_url(cast)).status_code == 302
+
+
+def _spend(cast, *, approved: bool):
+    from storyboard import generation
+    from tests.factories import ShotFactory
+
+    shot = ShotFactory(project=cast.project, mode="text", resolution="480p", duration="2",
+                       endpoint="fal-ai/bytedance/seedance/v1/lite/text-to-video",
+                       generate_audio=False, prompt="Static.",
+                       review="approved" if approved else "draft")
+    take = generation.start_generation(shot=shot, user=cast.editor)
+    generation.drive(take_id=take.pk)
+    take.refresh_from_db()
+    return take
+
+
+def test_the_dashboard_shows_where_the_money_went(cast):
+    kept = _spend(cast, approved=True)
+    _spend(cast, approved=False)
+    response = client_for(cast.producer).get(_url(cast))
+    html = response.content.decode()
+    assert '<rect x="10"' in html  # one day, one bar
+    assert cast.project.name in html
+    assert f"{cast.editor.first_name} {cast.editor.last_name}" in html
+    assert "fal-ai/bytedance/seedance/v1/lite/text-to-video · 480p" in html
+    budget = Budget.for_team(cast.team)
+    # Two 2 s takes generated, one of them on an approved shot.
+    assert budget.spent_micros == 2 * kept.actual_micros
+    per_generated = round(budget.spent_micros / 4)
+    per_approved = round(budget.spent_micros / 2)
+    from storyboard.templatetags.storyboard import money
+
+    assert f"<strong>{money(per_approved)}</strong>" in html
+    assert f"<strong>{money(per_generated)}</strong>" in html
+
+
+def test_the_ledger_filters_and_exports(cast):
+    _spend(cast, approved=False)
+    response = client_for(cast.viewer).get(_url(cast), {"kind": "capture"})
+    assert response.content.decode().count("<td>Capture") == 1
+    assert "<td>Hold" not in response.content.decode()
+    csv_response = client_for(cast.viewer).get(
+        reverse("sb:ledger-csv", args=[cast.team.pk]), {"kind": "hold"})
+    assert csv_response["Content-Type"].startswith("text/csv")
+    rows = csv_response.content.decode().strip().splitlines()
+    assert rows[0].startswith("time,kind,amount_usd")
+    assert len(rows) == 2
+    assert ",hold," in rows[1]
+    assert client_for(cast.outsider).get(
+        reverse("sb:ledger-csv", args=[cast.team.pk])).status_code == 404
+
+
+def test_a_note_cannot_become_a_spreadsheet_formula(cast):
+    budget = Budget.for_team(cast.team)
+    LedgerEntry.objects.create(budget=budget, kind="adjustment", amount_micros=0,
+                               note='=HYPERLINK("http://evil")')
+    body = client_for(cast.owner).get(reverse("sb:ledger-csv", args=[cast.team.pk])).content
+    assert b"'=HYPERLINK" in body
