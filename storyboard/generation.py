@@ -122,11 +122,16 @@ def start_generation(*, shot: Shot, user: User) -> Generation:
                 upstream=previous_take(shot) if shot.chained else None, state=State.HELD,
             )
             # The worst case is reserved before anything is sent; no budget, no take.
-            Budget.for_team(shot.project.team_id).hold(take=take, amount=estimate.micros,
-                                                       user=user)
+            budget = Budget.for_team(shot.project.team_id)
+            before = budget.committed_percent
+            budget.hold(take=take, amount=estimate.micros, user=user)
             transaction.on_commit(lambda: _enqueue(take))
     except BudgetRefused as e:
         raise GenerationRefused(e.message) from e
+    budget.refresh_from_db()
+    threshold = budget.threshold_crossed(before)
+    if threshold:
+        realtime.broadcast_budget_notice(budget=budget, threshold=threshold)
     realtime.broadcast_take(take)
     return take
 

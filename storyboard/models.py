@@ -594,6 +594,10 @@ def _next_period_start(after: datetime, reset_day: int) -> datetime:
                          microsecond=0)
 
 
+# Producers are told live on the board when commitments pass these shares of the limit.
+BUDGET_THRESHOLDS = (80, 100)
+
+
 class Budget(models.Model):
     team = models.OneToOneField(Team, models.CASCADE, related_name="budget")
     limit_micros = models.BigIntegerField(default=50_000_000)
@@ -622,6 +626,17 @@ class Budget(models.Model):
     @property
     def remaining_micros(self) -> int:
         return self.limit_micros - self.held_micros - self.spent_micros
+
+    @property
+    def committed_percent(self) -> int:
+        if not self.limit_micros:
+            return 100
+        return (self.held_micros + self.spent_micros) * 100 // self.limit_micros
+
+    def threshold_crossed(self, before_percent: int) -> int | None:
+        """The highest notice threshold passed since `before_percent`, if any."""
+        crossed = [t for t in BUDGET_THRESHOLDS if before_percent < t <= self.committed_percent]
+        return max(crossed, default=None)
 
     def ledger_totals(self) -> dict[str, int]:
         """Counters recomputed from the ledger; they must always equal the stored ones.

@@ -133,3 +133,15 @@ def broadcast_take(take) -> None:
         return html + render_region("shot-status", {"shot": shot})
 
     on_commit(take.project_id, render)
+
+
+def broadcast_budget_notice(*, budget, threshold: int) -> None:
+    """Tell producers on every board of the team that the budget passed a threshold."""
+    from storyboard.models import Project
+
+    def render() -> str:
+        return render_region("budget-notice", {"budget": budget, "threshold": threshold,
+                                               "team": budget.team, "oob": True})
+
+    for project_id in Project.objects.filter(team_id=budget.team_id).values_list("pk", flat=True):
+        on_commit(project_id, render)

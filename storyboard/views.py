@@ -288,6 +288,9 @@ def board(request: HttpRequest, project_id: int) -> HttpResponse:
     ctx = board_context(project)
     ctx["membership"] = project.membership
     ctx["viewers"] = Presence.objects.viewers(project.pk)
+    team_budget = Budget.for_team(project.team_id)
+    ctx.update(budget=team_budget, team=project.team,
+               threshold=team_budget.threshold_crossed(0))
     return render(request, f"{BOARD}#board" if request.htmx else BOARD, ctx)
 
 

@@ -117,3 +117,13 @@ def test_a_note_cannot_become_a_spreadsheet_formula(cast):
                                note='=HYPERLINK("http://evil")')
     body = client_for(cast.owner).get(reverse("sb:ledger-csv", args=[cast.team.pk])).content
     assert b"'=HYPERLINK" in body
+
+
+@pytest.mark.parametrize(("role", "shown"), [("producer", True), ("editor", False)])
+def test_the_board_warns_producers_of_a_nearly_spent_budget(cast, role, shown):
+    Budget.objects.filter(team=cast.team).update(limit_micros=10_000_000,
+                                                 spent_micros=9_000_000)
+    html = client_for(cast.member(role)).get(reverse("sb:board", args=[cast.project.pk])
+                                             ).content.decode()
+    assert "committed 90%" in html
+    assert ("may-budget" in html) == shown

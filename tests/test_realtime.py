@@ -288,3 +288,25 @@ async def test_an_edit_that_changes_the_scene_moves_the_card_for_everyone(cast_a
     assert f'id="shot-{cast.shot.pk}"' in after_heading
     assert "$2.42" in html
     await ws.disconnect()
+
+
+async def test_producers_hear_when_the_budget_passes_eighty_percent(cast_async):
+    from storyboard.models import Budget
+
+    cast = cast_async
+    await sync_to_async(Budget.objects.filter(team=cast.team).update)(limit_micros=1_400_000)
+    shot = await sync_to_async(ShotFactory)(
+        project=cast.project, mode="text", endpoint="bytedance/seedance-2.0/fast/text-to-video",
+        resolution="720p", aspect_ratio="16:9", duration="5", prompt="Static.")
+    ws = await _socket(cast.producer, cast.project.pk)
+    assert (await ws.connect())[0]
+    await _drain(ws)
+    editor = await sync_to_async(client_for)(cast.editor)
+    response = await sync_to_async(editor.post)(reverse("sb:shot-generate", args=[shot.pk]),
+                                                HTTP_HX_REQUEST="true")
+    assert response.status_code == 200
+    html = await _receive_until(ws, 'id="budget-notice"')
+    # $1.21 held of $1.40: 86% committed.
+    assert "86%" in html
+    assert 'class="budget-only"' in html
+    await ws.disconnect()
