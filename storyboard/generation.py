@@ -124,6 +124,7 @@ def start_generation(*, shot: Shot, user: User) -> Generation:
             # The worst case is reserved before anything is sent; no budget, no take.
             budget = Budget.for_team(shot.project.team_id)
             before = budget.committed_percent
+            shot.project.check_cap(amount=estimate.micros, since=budget.period_start)
             budget.hold(take=take, amount=estimate.micros, user=user)
             transaction.on_commit(lambda: _enqueue(take))
     except BudgetRefused as e:

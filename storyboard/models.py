@@ -67,6 +67,32 @@ class Project(models.Model):
         """
         return Project.objects.select_for_update().get(pk=self.pk)
 
+    def committed_micros(self, *, since: datetime) -> int:
+        """Held for this project's takes in flight, plus what its takes cost since `since`."""
+        entries = LedgerEntry.objects.filter(take__project=self)
+        sums = dict(entries.values_list("kind").annotate(total=models.Sum("amount_micros")))
+        held = sums.get("hold", 0) - sums.get("capture", 0) - sums.get("release", 0)
+        spent = entries.filter(kind=LedgerEntry.Kind.CAPTURE, created__gte=since).aggregate(
+            total=models.Sum("amount_micros"))["total"] or 0
+        return held + spent
+
+    def check_cap(self, *, amount: int, since: datetime) -> None:
+        """Raise BudgetRefused if `amount` more would pass the project's own spend cap.
+
+        Runs under the project's row lock, so two takes cannot both squeeze under the cap.
+        """
+        if self.spend_cap_micros is None:
+            return
+        self.lock()
+        left = self.spend_cap_micros - self.committed_micros(since=since)
+        if amount > left:
+            from storyboard.templatetags.storyboard import money
+
+            raise BudgetRefused(
+                f"This take needs up to {money(amount)}, but {self.name} has a spend cap of "
+                f"{money(self.spend_cap_micros)} and only {money(max(0, left))} left of it. "
+                "An owner or producer can raise the cap in the project's settings.")
+
     def board(self) -> list[tuple[Scene | None, list[Shot]]]:
         """Shots in board order, grouped under their scenes; unscened shots come first."""
         shots = list(

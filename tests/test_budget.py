@@ -220,3 +220,20 @@ def test_a_new_period_resets_spend_and_keeps_holds(cast):
     assert (budget.spent_micros, budget.held_micros) == (0, take.estimated_micros)
     assert not budget.roll_over(now=timezone.now() + timedelta(days=40))
     assert LedgerEntry.objects.filter(kind="adjustment", note__startswith="New period").count() == 1
+
+
+@pytest.mark.django_db
+def test_a_project_cap_refuses_what_the_team_budget_would_allow(cast):
+    shot = _shot(cast)
+    per_take = shot.estimate().micros
+    cast.project.spend_cap_micros = per_take * 2
+    cast.project.save(update_fields=["spend_cap_micros"])
+    first = generation.start_generation(shot=shot, user=cast.editor)
+    generation.start_generation(shot=shot, user=cast.editor)
+    with pytest.raises(generation.GenerationRefused, match="spend cap"):
+        generation.start_generation(shot=shot, user=cast.editor)
+    assert Generation.objects.count() == 2
+    # A failed take gives its share back to the project.
+    first.advance(State.FAILED, expected=(State.HELD,), error="boom")
+    generation.start_generation(shot=shot, user=cast.editor)
+    assert Generation.objects.count() == 3
