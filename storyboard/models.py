@@ -6,7 +6,7 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.core.files.base import ContentFile
 from django.core.files.uploadedfile import UploadedFile
-from django.db import models, transaction
+from django.db import IntegrityError, models, transaction
 from django.db.models import Max, Q
 from django.db.models.functions import TruncDate
 from django.utils import timezone
@@ -700,8 +700,15 @@ class Budget(models.Model):
         if start == self.period_start:
             return False
         with transaction.atomic():
+            # Captures already dated in the new period (written a moment after a check that
+            # still saw the old one) stay counted, so counters always equal the ledger.
+            since = LedgerEntry.objects.filter(budget=self, kind=LedgerEntry.Kind.CAPTURE,
+                                               created__gte=start)
+            spent = since.aggregate(total=models.Sum("amount_micros"))["total"] or 0
+            simulated = since.filter(simulated=True).aggregate(
+                total=models.Sum("amount_micros"))["total"] or 0
             rolled = Budget.objects.filter(pk=self.pk, period_start=self.period_start).update(
-                period_start=start, spent_micros=0, simulated_micros=0)
+                period_start=start, spent_micros=spent, simulated_micros=simulated)
             if rolled:
                 LedgerEntry.objects.create(budget=self, kind=LedgerEntry.Kind.ADJUSTMENT,
                                            amount_micros=0,
@@ -726,31 +733,44 @@ class Budget(models.Model):
     def settle(self, *, take: Generation) -> None:
         """Resolve a take's hold once: capture what it cost, release the rest.
 
-        Called in the same transaction as the take's move to a terminal state; the ledger's
-        unique (take, kind) rows make a second call a no-op.
+        Called in the same transaction as the take's move to a terminal state. The first
+        resolution row is inserted before the counters move, so its unique (take, kind)
+        constraint is the claim: a racing second settle fails to insert and changes nothing.
+        The take's state is read afresh, never trusted from the caller's copy.
         """
-        hold = LedgerEntry.objects.filter(take=take, kind=LedgerEntry.Kind.HOLD).first()
-        if hold is None or LedgerEntry.objects.filter(
-                take=take, kind__in=(LedgerEntry.Kind.CAPTURE, LedgerEntry.Kind.RELEASE)).exists():
-            return
-        cost = 0
-        if take.state == Generation.State.COMPLETED:
-            # The hold was the worst case, so the actual cost fits inside it.
-            cost = min(take.actual_micros or 0, hold.amount_micros)
-        rest = hold.amount_micros - cost
-        Budget.objects.filter(pk=self.pk).update(
-            held_micros=models.F("held_micros") - hold.amount_micros,
-            spent_micros=models.F("spent_micros") + cost,
-            simulated_micros=models.F("simulated_micros") + (cost if take.simulated else 0),
-        )
-        if cost:
-            LedgerEntry.objects.create(budget=self, take=take, user=hold.user,
-                                       amount_micros=cost, kind=LedgerEntry.Kind.CAPTURE,
-                                       simulated=take.simulated)
-        if rest or not cost:
-            LedgerEntry.objects.create(budget=self, take=take, user=hold.user,
-                                       amount_micros=rest, kind=LedgerEntry.Kind.RELEASE,
-                                       simulated=take.simulated)
+        with transaction.atomic():
+            fresh = Generation.objects.filter(pk=take.pk).values(
+                "state", "actual_micros", "simulated").first()
+            if fresh is None or fresh["state"] not in Generation.TERMINAL:
+                return
+            hold = LedgerEntry.objects.filter(take_id=take.pk,
+                                              kind=LedgerEntry.Kind.HOLD).first()
+            if hold is None:
+                return
+            cost = 0
+            if fresh["state"] == Generation.State.COMPLETED:
+                # The hold was the worst case, so the actual cost fits inside it.
+                cost = min(fresh["actual_micros"] or 0, hold.amount_micros)
+            rest = hold.amount_micros - cost
+            simulated = fresh["simulated"]
+            rows = []
+            if cost:
+                rows.append((LedgerEntry.Kind.CAPTURE, cost))
+            if rest or not cost:
+                rows.append((LedgerEntry.Kind.RELEASE, rest))
+            try:
+                with transaction.atomic():
+                    for kind, amount in rows:
+                        LedgerEntry.objects.create(budget=self, take_id=take.pk,
+                                                   user_id=hold.user_id, amount_micros=amount,
+                                                   kind=kind, simulated=simulated)
+            except IntegrityError:
+                return  # another settle got here first
+            Budget.objects.filter(pk=self.pk).update(
+                held_micros=models.F("held_micros") - hold.amount_micros,
+                spent_micros=models.F("spent_micros") + cost,
+                simulated_micros=models.F("simulated_micros") + (cost if simulated else 0),
+            )
 
     def set_limit(self, *, limit: int, user: User) -> bool:
         """Change the limit; False (nothing changed) if it is below what is held and spent."""

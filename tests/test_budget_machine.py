@@ -1,0 +1,235 @@
+"""T4: a mini-VOPR for the budget. Hypothesis drives random histories against the real models.
+
+Each example is a fresh team and budget. Rules are what happens to money in production: a take
+holds its worst case, then completes (capture what it cost, release the rest), fails or is
+canceled (release it all), its worker crashes halfway (the hold must simply stay), the provider
+repeats a webhook (nothing may change), a producer moves the limit, and the month turns over.
+
+A fake clock stands in for `timezone.now`, the ledger's timestamps included, so a period can end
+in the middle of a history and spend recorded in the new period is still this period's spend.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import UTC, datetime, timedelta
+from unittest import mock
+
+import pytest
+from django.db import connection, transaction
+from hypothesis import settings
+from hypothesis import strategies as st
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    precondition,
+    rule,
+    run_state_machine_as_test,
+)
+
+from storyboard.models import Budget, BudgetRefused, Generation, LedgerEntry
+from tests.factories import ProjectFactory, ShotFactory, TeamFactory
+
+State = Generation.State
+TERMINAL = tuple(Generation.TERMINAL)
+NOT_TERMINAL = tuple(s for s in State.values if s not in TERMINAL)
+START = datetime(2026, 1, 15, 9, 30, tzinfo=UTC)
+
+
+class Clock:
+    """`timezone.now` for the app while the machine runs; only the rollover rule moves it."""
+
+    now = START
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+CLOCK = Clock()
+
+
+class BudgetMachine(RuleBasedStateMachine):
+    """The model: the limit, what each open take holds, what was spent this period."""
+
+    @initialize(limit=st.integers(0, 15_000_000))
+    def a_fresh_budget(self, limit: int) -> None:
+        CLOCK.now = START
+        team = TeamFactory()
+        self.budget_id = Budget.objects.create(team=team, limit_micros=limit,
+                                               period_start=START).pk
+        self.team_id = team.pk
+        self.shot = ShotFactory(project=ProjectFactory(team=team))
+        self.limit = limit
+        self.open: dict[int, int] = {}  # take → amount held, until the take ends
+        self.ended: dict[int, str] = {}  # take → the terminal state it reached
+        self.spent = 0
+        self.simulated = 0
+        self.late: Budget | None = None  # another process's copy, read before the month ended
+
+    # --- helpers --------------------------------------------------------------------------
+
+    @property
+    def held(self) -> int:
+        return sum(self.open.values())
+
+    def budget(self) -> Budget:
+        return Budget.for_team(self.team_id)
+
+    def books(self) -> tuple:
+        budget = Budget.objects.get(pk=self.budget_id)
+        return (budget.limit_micros, budget.held_micros, budget.spent_micros,
+                budget.simulated_micros, budget.entries.count())
+
+    def _end(self, take_id: int, state: str, **fields) -> Generation:
+        take = Generation.objects.get(pk=take_id)
+        assert take.advance(state, expected=NOT_TERMINAL, **fields)
+        self.ended[take_id] = state
+        del self.open[take_id]
+        return take
+
+    # --- rules ----------------------------------------------------------------------------
+
+    @rule(amount=st.integers(0, 3_000_000), simulated=st.booleans())
+    def hold(self, amount: int, simulated: bool) -> None:
+        fits = amount <= self.limit - self.held - self.spent
+        try:
+            with transaction.atomic():  # as start_generation: no hold, no take
+                take = Generation.objects.create(
+                    shot=self.shot, project=self.shot.project, provider="local",
+                    endpoint="fal-ai/test", state=State.HELD, estimated_micros=amount,
+                    simulated=simulated)
+                self.budget().hold(take=take, amount=amount, user=None)
+        except BudgetRefused:
+            assert not fits
+        else:
+            assert fits
+            self.open[take.pk] = amount
+
+    @precondition(lambda self: self.open)
+    @rule(data=st.data(), percent=st.integers(0, 125))
+    def complete(self, data: st.DataObject, percent: int) -> None:
+        take_id = data.draw(st.sampled_from(sorted(self.open)))
+        amount = self.open[take_id]
+        actual = amount * percent // 100  # above 100 %: the provider overran the worst case
+        take = self._end(take_id, State.COMPLETED, actual_micros=actual)
+        cost = min(actual, amount)
+        self.spent += cost
+        self.simulated += cost if take.simulated else 0
+
+    @precondition(lambda self: self.open)
+    @rule(data=st.data())
+    def fail(self, data: st.DataObject) -> None:
+        self._end(data.draw(st.sampled_from(sorted(self.open))), State.FAILED, error="boom")
+
+    @precondition(lambda self: self.open)
+    @rule(data=st.data())
+    def cancel(self, data: st.DataObject) -> None:
+        self._end(data.draw(st.sampled_from(sorted(self.open))), State.CANCELED,
+                  error="Canceled.")
+
+    @precondition(lambda self: self.open)
+    @rule(data=st.data(), reached=st.sampled_from(NOT_TERMINAL))
+    def crash(self, data: st.DataObject, reached: str) -> None:
+        """The worker gets the take as far as `reached` and dies; a new process starts cold."""
+        take_id = data.draw(st.sampled_from(sorted(self.open)))
+        before = self.books()
+        assert Generation.objects.get(pk=take_id).advance(reached, expected=NOT_TERMINAL)
+        connection.close()  # nothing in memory survives the restart
+        self.budget()
+        assert self.books() == before
+
+    @precondition(lambda self: self.ended)
+    @rule(data=st.data(), state=st.sampled_from(TERMINAL), actual=st.integers(0, 9_000_000))
+    def duplicate_webhook(self, data: st.DataObject, state: str, actual: int) -> None:
+        """The provider says it again (or says something else): the first terminal state won."""
+        take_id = data.draw(st.sampled_from(sorted(self.ended)))
+        before = self.books()
+        take = Generation.objects.get(pk=take_id)
+        assert not take.advance(state, expected=NOT_TERMINAL, actual_micros=actual)
+        assert take.state == self.ended[take_id]
+        self.budget().settle(take=take)
+        assert self.books() == before
+
+    @rule(limit=st.integers(0, 25_000_000))
+    def set_limit(self, limit: int) -> None:
+        allowed = self.held + self.spent <= limit
+        assert self.budget().set_limit(limit=limit, user=None) == allowed
+        if allowed:
+            self.limit = limit
+
+    @rule(days=st.integers(1, 75))
+    def time_passes(self, days: int) -> None:
+        budget = Budget.objects.get(pk=self.budget_id)
+        late = Budget.objects.get(pk=self.budget_id)
+        CLOCK.now += timedelta(days=days)
+        ends = CLOCK.now >= budget.period_end
+        assert budget.roll_over(now=CLOCK.now) == ends
+        assert not budget.roll_over(now=CLOCK.now)  # a period rolls over once
+        if ends:
+            assert budget.period_start <= CLOCK.now < budget.period_end
+            self.spent = self.simulated = 0
+            self.late = late
+
+    @precondition(lambda self: self.late is not None)
+    @rule()
+    def another_process_notices_the_month_end_late(self) -> None:
+        before = self.books()
+        assert not self.late.roll_over(now=CLOCK.now)
+        assert self.books() == before  # spend since the turn of the month is not wiped again
+        self.late = None
+
+    # --- invariants -----------------------------------------------------------------------
+
+    @invariant()
+    def never_overspent(self) -> None:
+        budget = Budget.objects.get(pk=self.budget_id)
+        assert budget.held_micros + budget.spent_micros <= budget.limit_micros
+        assert 0 <= budget.simulated_micros <= budget.spent_micros
+
+    @invariant()
+    def counters_equal_the_ledger(self) -> None:
+        budget = Budget.objects.get(pk=self.budget_id)
+        totals = budget.ledger_totals()
+        assert (budget.held_micros, budget.spent_micros) == (totals["held_micros"],
+                                                             totals["spent_micros"])
+
+    @invariant()
+    def counters_equal_the_model(self) -> None:
+        assert self.books()[:4] == (self.limit, self.held, self.spent, self.simulated)
+
+    @invariant()
+    def each_hold_resolves_once_and_only_when_the_take_ended(self) -> None:
+        rows: dict[int, dict[str, list[int]]] = defaultdict(lambda: defaultdict(list))
+        states = {}
+        for take_id, state, kind, amount in (
+                LedgerEntry.objects.filter(budget_id=self.budget_id, take__isnull=False)
+                .values_list("take_id", "take__state", "kind", "amount_micros")):
+            rows[take_id][kind].append(amount)
+            states[take_id] = state
+        assert set(rows) == set(self.open) | set(self.ended)
+        for take_id, kinds in rows.items():
+            assert len(kinds["hold"]) == 1
+            assert len(kinds["capture"]) <= 1
+            assert len(kinds["release"]) <= 1
+            if take_id in self.open:
+                assert states[take_id] not in TERMINAL
+                assert not kinds["capture"], "captured while running"
+                assert not kinds["release"], "released while running"
+            else:
+                assert states[take_id] == self.ended[take_id]
+                # One resolution: a capture, a release, or a capture plus the unused rest.
+                assert kinds["capture"] or kinds["release"]
+                assert sum(kinds["capture"]) + sum(kinds["release"]) == kinds["hold"][0]
+                assert not kinds["capture"] or states[take_id] == State.COMPLETED
+
+
+@pytest.mark.django_db(transaction=True)
+def test_random_histories_keep_the_books():
+    created = LedgerEntry._meta.get_field("created")
+    with (mock.patch("django.utils.timezone.now", CLOCK),
+          mock.patch.object(created, "_get_default", CLOCK)):
+        run_state_machine_as_test(BudgetMachine, settings=settings(
+            max_examples=60, stateful_step_count=30, deadline=None))
+
+
