@@ -700,6 +700,12 @@ class Budget(models.Model):
         if start == self.period_start:
             return False
         with transaction.atomic():
+            # Lock first: a capture in flight holds this row until it commits, so the sums
+            # below see it (and a second process finds the period already rolled).
+            if not Budget.objects.select_for_update().filter(
+                    pk=self.pk, period_start=self.period_start).exists():
+                self.refresh_from_db()
+                return False
             # Captures already dated in the new period (written a moment after a check that
             # still saw the old one) stay counted, so counters always equal the ledger.
             since = LedgerEntry.objects.filter(budget=self, kind=LedgerEntry.Kind.CAPTURE,
