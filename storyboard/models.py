@@ -702,8 +702,8 @@ class Budget(models.Model):
         with transaction.atomic():
             # Lock first: a capture in flight holds this row until it commits, so the sums
             # below see it (and a second process finds the period already rolled).
-            if not Budget.objects.select_for_update().filter(
-                    pk=self.pk, period_start=self.period_start).exists():
+            if Budget.objects.select_for_update().filter(
+                    pk=self.pk, period_start=self.period_start).first() is None:
                 self.refresh_from_db()
                 return False
             # Captures already dated in the new period (written a moment after a check that
