@@ -11,7 +11,11 @@ in the middle of a history and spend recorded in the new period is still this pe
 
 from __future__ import annotations
 
+import threading
+import time
 from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from unittest import mock
 
@@ -233,3 +237,98 @@ def test_random_histories_keep_the_books():
             max_examples=60, stateful_step_count=30, deadline=None))
 
 
+# --- the month ends between advance()'s period check and its capture row ---------------------
+
+MIDNIGHT = datetime(2026, 2, 1, tzinfo=UTC)
+
+
+@contextmanager
+def _midnight_strikes_after_the_period_check() -> Iterator[None]:
+    """The app's clock reads 31 January 23:59:59.999 until a period check has been made."""
+    clock = Clock()
+    clock.now = MIDNIGHT - timedelta(milliseconds=1)
+    real_roll_over = Budget.roll_over
+
+    def roll_over_then_midnight(budget: Budget, **kwargs) -> bool:
+        rolled = real_roll_over(budget, **kwargs)
+        clock.now = max(clock.now, MIDNIGHT)
+        return rolled
+
+    created = LedgerEntry._meta.get_field("created")
+    with (mock.patch("django.utils.timezone.now", clock),
+          mock.patch.object(created, "_get_default", clock),
+          mock.patch.object(Budget, "roll_over", roll_over_then_midnight)):
+        yield
+
+
+def _one_held_take() -> tuple[Budget, Generation]:
+    team = TeamFactory()
+    budget = Budget.objects.create(team=team, limit_micros=10_000_000, period_start=START)
+    shot = ShotFactory(project=ProjectFactory(team=team))
+    take = Generation.objects.create(shot=shot, project=shot.project, provider="local",
+                                     endpoint="fal-ai/test", state=State.HELD,
+                                     estimated_micros=1_000_000)
+    budget.hold(take=take, amount=1_000_000, user=None)
+    return budget, take
+
+
+def _assert_the_capture_counts_in_february(budget: Budget) -> None:
+    budget.refresh_from_db()
+    assert budget.period_start == MIDNIGHT
+    totals = budget.ledger_totals()
+    assert (budget.held_micros, budget.spent_micros) == (totals["held_micros"],
+                                                         totals["spent_micros"])
+    assert budget.spent_micros == 400_000
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_capture_at_the_stroke_of_midnight_counts_in_one_period():
+    """Dated 00:00 but counted in January, it was wiped by the rollover before f590c4a."""
+    with _midnight_strikes_after_the_period_check():
+        budget, take = _one_held_take()
+        take.advance(State.COMPLETED, expected=(State.HELD,), actual_micros=400_000)
+        Budget.for_team(budget.team_id)  # the next request, in February, rolls over
+    _assert_the_capture_counts_in_february(budget)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_rollover_racing_a_capture_at_midnight_keeps_it():
+    """A's capture is dated 00:00 and not yet committed when B rolls the period over.
+
+    Before 744cea5, B summed the new period's captures first and then queued for the row on
+    PostgreSQL, so A's capture, committed meanwhile, was wiped from the counter.
+    """
+    written, go_on = threading.Event(), threading.Event()
+
+    def wait_after_the_budget_write(execute, sql, params, many, context):
+        result = execute(sql, params, many, context)
+        if sql.lstrip().upper().startswith('UPDATE "STORYBOARD_BUDGET"'):
+            written.set()
+            go_on.wait(timeout=10)
+        return result
+
+    def worker_a(take: Generation) -> None:
+        try:
+            with connection.execute_wrapper(wait_after_the_budget_write):
+                take.advance(State.COMPLETED, expected=(State.HELD,), actual_micros=400_000)
+        finally:
+            connection.close()
+
+    def worker_b(budget_id: int) -> None:
+        try:
+            Budget.objects.get(pk=budget_id).roll_over(now=MIDNIGHT)
+        finally:
+            connection.close()
+
+    with _midnight_strikes_after_the_period_check():
+        budget, take = _one_held_take()
+        a = threading.Thread(target=worker_a, args=(take,))
+        a.start()
+        assert written.wait(timeout=10)
+        b = threading.Thread(target=worker_b, args=(budget.pk,))
+        b.start()
+        time.sleep(1)  # B reads, then queues behind A's uncommitted write (or A's lock)
+        go_on.set()
+        a.join(timeout=30)
+        b.join(timeout=30)
+    _assert_the_capture_counts_in_february(budget)

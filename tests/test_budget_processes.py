@@ -278,9 +278,10 @@ def test_eight_processes_never_overspend():
 
 
 # --- settle() called on its own, outside advance() -------------------------------------------
-# In the app settle() only runs inside advance(), after the conditional UPDATE of the take, and
-# that UPDATE is what serialises duplicates. Its docstring promises more: "a second call [is] a
-# no-op". These two pin down where that promise does not hold yet.
+# In the app settle() runs inside advance(), after the conditional UPDATE of the take that
+# serialises duplicates. Called on its own it must be just as safe: before f590c4a a second
+# settle slipping in between the first one's check and its write applied the counters twice,
+# and a stale copy of a running take released its hold.
 
 
 def _take_with_hold(amount: int, *, state: str, actual: int | None = None):
@@ -304,3 +305,57 @@ def _take_with_hold(amount: int, *, state: str, actual: int | None = None):
     return budget, take
 
 
+@pytest.mark.django_db(transaction=True)
+def test_a_settle_racing_another_settle_changes_nothing():
+    from django.db import IntegrityError
+
+    from storyboard.models import Budget, Generation
+
+    budget, take = _take_with_hold(2_000_000, state=COMPLETED, actual=900_000)
+    other: list[threading.Thread] = []
+    failures: list[BaseException] = []
+
+    def settle_elsewhere() -> None:
+        try:
+            Budget.objects.get(pk=budget.pk).settle(take=Generation.objects.get(pk=take.pk))
+        except BaseException as e:
+            failures.append(e)
+        finally:
+            connection.close()
+
+    def duplicate_before_our_first_write(execute, sql, params, many, context):
+        if not other and sql.lstrip().upper().startswith(("INSERT", "UPDATE")):
+            # The duplicate arrives after our reads and before our first write, on its own
+            # connection. If settle() holds a lock by now the duplicate waits for us (we go on
+            # after 2 s); if not, it runs to the end first.
+            other.append(threading.Thread(target=settle_elsewhere))
+            other[0].start()
+            other[0].join(timeout=2)
+        return execute(sql, params, many, context)
+
+    try:
+        with connection.execute_wrapper(duplicate_before_our_first_write):
+            budget.settle(take=take)
+    except IntegrityError as e:
+        failures.append(e)
+    assert other, "settle() wrote nothing"
+    other[0].join(timeout=30)
+    assert failures == []
+    budget.refresh_from_db()
+    assert (budget.held_micros, budget.spent_micros) == (5_000_000, 900_000)
+    totals = budget.ledger_totals()
+    assert (budget.held_micros, budget.spent_micros) == (totals["held_micros"],
+                                                         totals["spent_micros"])
+
+
+@pytest.mark.django_db(transaction=True)
+def test_settling_a_stale_copy_of_a_running_take_keeps_its_hold():
+    from storyboard.models import Generation, LedgerEntry
+
+    budget, take = _take_with_hold(2_000_000, state="in_progress")
+    stale = Generation.objects.get(pk=take.pk)
+    stale.state = COMPLETED  # what a confused caller believes
+    budget.settle(take=stale)
+    budget.refresh_from_db()
+    assert budget.held_micros == 7_000_000
+    assert not LedgerEntry.objects.filter(take=take, kind__in=("capture", "release")).exists()
