@@ -202,6 +202,8 @@ class SceneForm(forms.ModelForm):
 class BudgetForm(forms.Form):
     limit = forms.DecimalField(min_value=0, max_value=10_000_000, decimal_places=2,
                                label="Monthly limit (USD)")
+    reset_day = forms.IntegerField(min_value=1, max_value=28, required=False,
+                                   label="New period starts on day")
 
     def clean(self) -> dict:
         data = super().clean()

@@ -506,14 +506,19 @@ def _download(take: Generation, provider, *, result: Result | None = None) -> No
                 take.original.save("original.mp4", File(fh), save=False)
             _store(take, normalized)
     except house.HouseError as e:
+        # The provider finished, so it billed: count its worst case rather than nothing.
         take.advance(State.FAILED, expected=(State.DOWNLOADING,),
+                     actual_micros=take.estimated_micros,
                      error=f"The provider's video could not be read: {e}")
         realtime.broadcast_take(take)
         return
     except ProviderError as e:
         # Release the claim so a retry (or the reconciler) can try again, unless hopeless.
         if e.permanent:
+            # The provider finished (and billed) it; we could not fetch it. Count the worst
+            # case as spent: undercounting is how budgets get overspent.
             take.advance(State.FAILED, expected=(State.DOWNLOADING,),
+                         actual_micros=take.estimated_micros,
                          error=f"The finished video could not be fetched: {e.message}")
         else:
             Generation.objects.filter(pk=take.pk).update(claimed_at=None,

@@ -724,6 +724,8 @@ class Budget(models.Model):
 
     def hold(self, *, take: Generation | None, amount: int, user: User | None) -> None:
         """Reserve `amount` for a take in one conditional statement, or raise BudgetRefused."""
+        if amount < 0:
+            raise ValueError("A hold cannot be negative.")
         with transaction.atomic():
             granted = Budget.objects.filter(
                 pk=self.pk,
@@ -753,10 +755,10 @@ class Budget(models.Model):
                                               kind=LedgerEntry.Kind.HOLD).first()
             if hold is None:
                 return
-            cost = 0
-            if fresh["state"] == Generation.State.COMPLETED:
-                # The hold was the worst case, so the actual cost fits inside it.
-                cost = min(fresh["actual_micros"] or 0, hold.amount_micros)
+            # Whatever the provider charged: a completed take's measured cost, or (for a take
+            # the provider finished but we failed to fetch) the amount recorded as charged.
+            # The hold was the worst case, so the cost fits inside it.
+            cost = min(fresh["actual_micros"] or 0, hold.amount_micros)
             rest = hold.amount_micros - cost
             simulated = fresh["simulated"]
             rows = []
@@ -778,18 +780,22 @@ class Budget(models.Model):
                 simulated_micros=models.F("simulated_micros") + (cost if simulated else 0),
             )
 
-    def set_limit(self, *, limit: int, user: User) -> bool:
-        """Change the limit; False (nothing changed) if it is below what is held and spent."""
+    def set_limit(self, *, limit: int, user: User, reset_day: int | None = None) -> bool:
+        """Change the limit (and reset day); False, changing nothing, if the limit is below
+        what is held and spent."""
         with transaction.atomic():
             old = Budget.objects.select_for_update().get(pk=self.pk)
+            day = reset_day or old.reset_day
             changed = Budget.objects.filter(
                 pk=self.pk, held_micros__lte=limit - models.F("spent_micros")
-            ).update(limit_micros=limit)
+            ).update(limit_micros=limit, reset_day=day)
             if changed:
+                note = f"Limit {old.limit_micros} → {limit}"
+                if day != old.reset_day:
+                    note += f"; periods start on day {day}"
                 LedgerEntry.objects.create(budget=self, user=user,
                                            amount_micros=limit - old.limit_micros,
-                                           kind=LedgerEntry.Kind.ADJUSTMENT,
-                                           note=f"Limit {old.limit_micros} → {limit}")
+                                           kind=LedgerEntry.Kind.ADJUSTMENT, note=note)
         self.refresh_from_db()
         return bool(changed)
 

@@ -78,6 +78,9 @@ def board_context(project: Project) -> dict:
     return {"project": project, "groups": groups, "shot_count": number,
             "total_seconds": total_seconds, "scenes": project.scenes.all(),
             "total_micros": sum(e.micros for e in estimates),
+            # Shots with no take on the board yet: what finishing the board would cost.
+            "left_micros": sum(s.cached_estimate.micros for s in shots
+                               if s.selected_take_id is None),
             "total_worst_case": any(e.worst_case for e in estimates)}
 
 
@@ -137,7 +140,8 @@ def budget(request: HttpRequest, team_id: int) -> HttpResponse:
         if not form.is_valid():
             error = "; ".join(e for errors in form.errors.values() for e in errors)
         elif not team_budget.set_limit(limit=form.cleaned_data["limit_micros"],
-                                       user=request.user):
+                                       user=request.user,
+                                       reset_day=form.cleaned_data["reset_day"]):
             error = ("The limit cannot go below what is already held and spent this period "
                      f"({money(team_budget.held_micros + team_budget.spent_micros)}).")
         else:

@@ -160,7 +160,7 @@ def _race(budget_id: int, *, threads: int, amount: int) -> tuple[int, int, list[
 @pytest.mark.django_db(transaction=True)
 def test_fifty_people_at_once_never_spend_past_the_limit():
     """T1 on PostgreSQL; on SQLite (T3) IMMEDIATE transactions must not say 'locked'."""
-    threads, rounds = (50, 30) if connection.vendor == "postgresql" else (16, 10)
+    threads, rounds = (50, 200) if connection.vendor == "postgresql" else (16, 10)
     for _ in range(rounds):
         team = TeamFactory()
         budget = Budget.objects.create(team=team, limit_micros=10_000_000)
@@ -237,3 +237,9 @@ def test_a_project_cap_refuses_what_the_team_budget_would_allow(cast):
     first.advance(State.FAILED, expected=(State.HELD,), error="boom")
     generation.start_generation(shot=shot, user=cast.editor)
     assert Generation.objects.count() == 3
+
+
+@pytest.mark.django_db
+def test_a_negative_hold_is_refused(cast):
+    with pytest.raises(ValueError, match="negative"):
+        Budget.for_team(cast.team).hold(take=None, amount=-1, user=None)

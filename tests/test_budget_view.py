@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 from django.urls import reverse
 
-from storyboard.models import Budget, LedgerEntry
+from storyboard.models import Budget, LedgerEntry, Shot
 from tests.conftest import client_for
 
 pytestmark = pytest.mark.django_db
@@ -127,3 +127,26 @@ def test_the_board_warns_producers_of_a_nearly_spent_budget(cast, role, shown):
                                              ).content.decode()
     assert "committed 90%" in html
     assert ("may-budget" in html) == shown
+
+
+def test_it_moves_the_reset_day(cast):
+    client_for(cast.owner).post(_url(cast), {"limit": "100", "reset_day": "15"})
+    budget = Budget.for_team(cast.team)
+    assert budget.reset_day == 15
+    assert budget.period_end.day == 15
+    assert "day 15" in LedgerEntry.objects.get(kind="adjustment").note
+
+
+def test_the_board_shows_what_is_left_to_generate(cast):
+    from tests.factories import GenerationFactory, ShotFactory
+
+    done = ShotFactory(project=cast.project, duration="10", resolution="720p",
+                       endpoint="bytedance/seedance-2.0/fast/text-to-video")
+    done.selected_take = GenerationFactory(shot=done)
+    done.save(update_fields=["selected_take"])
+    html = client_for(cast.viewer).get(reverse("sb:board", args=[cast.project.pk])
+                                       ).content.decode()
+    from storyboard.templatetags.storyboard import money
+
+    left = Shot.objects.get(pk=cast.shot.pk).estimate().micros
+    assert f"{money(left)} left to generate" in html

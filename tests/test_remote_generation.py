@@ -361,3 +361,17 @@ def test_a_cancel_while_the_outcome_is_unknown_waits_for_the_provider(cast, fal)
     assert take.request_id == request_id
     assert take.state == State.DOWNLOADING
     assert fal.count("cancel") == 0
+
+
+@pytest.mark.django_db
+def test_a_finished_take_we_cannot_fetch_still_counts_as_spent(cast, fal):
+    from storyboard.models import Budget
+
+    fal.faults.add("file", status=403, times=5)
+    take = _run_to_the_end(generation.start_generation(shot=_shot(cast), user=cast.editor))
+    assert take.state == State.FAILED
+    assert "could not be fetched" in take.error
+    budget = Budget.for_team(cast.team)
+    # fal finished and billed it: the worst case is counted, not released.
+    assert budget.held_micros == 0
+    assert budget.spent_micros == take.estimated_micros
