@@ -14,16 +14,13 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
 
 from accounts.forms import InvitationForm, RoleForm, SignupForm, TeamForm
-from accounts.models import Invitation, Membership, Role, Team
+from accounts.models import Invitation, Role, Team
 from storyboard import realtime
+from storyboard.access import get_membership_for_user
 
 
 def _get_team_for_user(request: HttpRequest, team_id: int, *, manage: bool = False) -> Team:
-    membership = Membership.objects.filter(team_id=team_id, user=request.user).select_related(
-        "team"
-    ).first()
-    if membership is None:
-        raise Http404("No such team")
+    membership = get_membership_for_user(request, team_id)
     if manage and not membership.can_manage:
         raise PermissionDenied("Only the team's owners can manage its members.")
     team = membership.team

@@ -24,6 +24,16 @@ def can_view_project(user: User, project_id: int) -> Membership | None:
     )
 
 
+def get_membership_for_user(request: HttpRequest, team_id: int) -> Membership:
+    """The user's membership in the team (team loaded), or a 404 for any other team."""
+    membership = Membership.objects.filter(team_id=team_id, user=request.user).select_related(
+        "team"
+    ).first() if request.user.is_authenticated else None
+    if membership is None:
+        raise Http404("No such team")
+    return membership
+
+
 def _check(membership: Membership | None, *, write: bool) -> Membership:
     if membership is None:
         raise Http404("No such project")

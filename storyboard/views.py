@@ -23,10 +23,10 @@ from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
-from accounts.models import Membership
 from storyboard import catalogue, generation, media, realtime
 from storyboard.access import (
     get_asset_for_user,
+    get_membership_for_user,
     get_project_for_user,
     get_scene_for_user,
     get_shot_for_user,
@@ -106,19 +106,10 @@ def home(request: HttpRequest) -> HttpResponse:
     return redirect("sb:projects", team.pk)
 
 
-def _get_membership(request: HttpRequest, team_id: int) -> Membership:
-    membership = Membership.objects.filter(team_id=team_id, user=request.user).select_related(
-        "team"
-    ).first()
-    if membership is None:
-        raise Http404("No such team")
-    return membership
-
-
 @login_required
 @require_GET
 def projects(request: HttpRequest, team_id: int) -> HttpResponse:
-    membership = _get_membership(request, team_id)
+    membership = get_membership_for_user(request, team_id)
     if request.user.current_team_id != membership.team_id:
         request.user.switch_team(membership.team)
     team_projects = membership.team.projects.annotate(n_shots=Count("shots"))
@@ -130,7 +121,7 @@ def projects(request: HttpRequest, team_id: int) -> HttpResponse:
 @login_required
 def budget(request: HttpRequest, team_id: int) -> HttpResponse:
     """The team's money this period: limit, held, spent, the ledger; producers set the limit."""
-    membership = _get_membership(request, team_id)
+    membership = get_membership_for_user(request, team_id)
     team_budget = Budget.for_team(membership.team)
     error = ""
     if request.method == "POST":
@@ -207,7 +198,7 @@ def _spend_report(team_budget: Budget) -> dict:
 @login_required
 @require_GET
 def ledger_csv(request: HttpRequest, team_id: int) -> HttpResponse:
-    membership = _get_membership(request, team_id)
+    membership = get_membership_for_user(request, team_id)
     team_budget = Budget.for_team(membership.team)
     response = HttpResponse(content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = (
@@ -230,7 +221,7 @@ def ledger_csv(request: HttpRequest, team_id: int) -> HttpResponse:
 
 @login_required
 def project_create(request: HttpRequest, team_id: int) -> HttpResponse:
-    membership = _get_membership(request, team_id)
+    membership = get_membership_for_user(request, team_id)
     if not membership.can_edit:
         raise PermissionDenied("Your role in this team cannot create projects.")
     form = ProjectForm(request.POST or None, instance=Project(team=membership.team),
