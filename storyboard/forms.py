@@ -1,11 +1,10 @@
 from __future__ import annotations
 
-from decimal import Decimal
-
 from django import forms
 
 from storyboard import catalogue
 from storyboard.models import Asset, Project, Scene, Shot
+from storyboard.money import MoneyError, decimal_text, parse_usd
 
 # Reference-to-video limits from the Seedance 2.0 documents.
 MAX_REFERENCE_IMAGES = 9
@@ -13,6 +12,19 @@ MAX_REFERENCE_VIDEOS = 3
 MAX_REFERENCE_AUDIO = 3
 MAX_REFERENCE_FILES = 12
 SEED_MAX = 2**32 - 1
+
+
+class MoneyField(forms.CharField):
+    """Dollars as typed ("1,250.50", "$0.3024"), cleaned to exact integer micro-dollars."""
+
+    def to_python(self, value: str | None) -> int | None:
+        value = super().to_python(value)
+        if value in self.empty_values:
+            return None
+        try:
+            return parse_usd(value)
+        except MoneyError as e:
+            raise forms.ValidationError(e.message) from None
 
 
 def _parameter_fields() -> dict[str, forms.Field]:
@@ -27,9 +39,9 @@ class ProjectForm(forms.ModelForm):
     resolution = _parameter_fields()["resolution"]
     aspect_ratio = _parameter_fields()["aspect_ratio"]
     duration = _parameter_fields()["duration"]
-    spend_cap = forms.DecimalField(
-        required=False, min_value=0, max_value=1_000_000, decimal_places=2,
-        label="Spend cap (USD)", help_text="Optional. Leave empty to use only the team budget.",
+    spend_cap = MoneyField(
+        required=False, label="Spend cap (USD)",
+        help_text="Optional. Leave empty to use only the team budget.",
     )
 
     class Meta:
@@ -49,7 +61,7 @@ class ProjectForm(forms.ModelForm):
         self.initial.setdefault("aspect_ratio", project.default_aspect_ratio)
         self.initial.setdefault("duration", project.default_duration)
         if project.spend_cap_micros is not None:
-            self.initial.setdefault("spend_cap", Decimal(project.spend_cap_micros) / 1_000_000)
+            self.initial.setdefault("spend_cap", decimal_text(project.spend_cap_micros))
         self.order_fields(["name", "description", "default_endpoint", "resolution",
                            "aspect_ratio", "duration", "default_generate_audio", "spend_cap"])
 
@@ -70,9 +82,8 @@ class ProjectForm(forms.ModelForm):
         project.default_aspect_ratio = self.cleaned_data["aspect_ratio"]
         project.default_duration = self.cleaned_data["duration"]
         if "spend_cap" in self.fields:
-            cap = self.cleaned_data.get("spend_cap")
-            # Money is stored as integer micro-dollars; the form speaks dollars and cents.
-            project.spend_cap_micros = None if cap is None else int(cap * 1_000_000)
+            # Cleaned to integer micro-dollars by MoneyField (None: no cap).
+            project.spend_cap_micros = self.cleaned_data.get("spend_cap")
         if commit:
             project.save()
         return project
@@ -200,13 +211,6 @@ class SceneForm(forms.ModelForm):
 
 
 class BudgetForm(forms.Form):
-    limit = forms.DecimalField(min_value=0, max_value=10_000_000, decimal_places=2,
-                               label="Monthly limit (USD)")
+    limit = MoneyField(label="Monthly limit (USD)")
     reset_day = forms.IntegerField(min_value=1, max_value=28, required=False,
                                    label="New period starts on day")
-
-    def clean(self) -> dict:
-        data = super().clean()
-        if data.get("limit") is not None:
-            data["limit_micros"] = int(data["limit"] * 1_000_000)
-        return data

@@ -379,11 +379,11 @@ WAITING = (State.SUBMITTED, State.IN_QUEUE, State.IN_PROGRESS, State.OUTCOME_UNK
 # Polls while waiting; slower when a webhook is expected anyway (the poll is then a safety net).
 POLL_EVERY = timedelta(seconds=3)
 POLL_EVERY_WITH_WEBHOOK = timedelta(seconds=60)
-# fal retries webhooks for two hours; with no request id and no webhook after this, the submit
-# never reached the provider, and the take can be closed without risk of paying twice.
-UNKNOWN_GIVES_UP_AFTER = timedelta(hours=3)
 # A download claim older than this belongs to a dead worker.
 DOWNLOAD_CLAIM_EXPIRES = timedelta(minutes=10)
+# Fetching a finished video is retried this many times, then the take waits for a person
+# ("finished, not fetched": its hold stays, a retry button and the budget page settle it).
+MAX_DOWNLOAD_ATTEMPTS = 5
 # Typical remote generation time, for a progress estimate (providers report no percentage).
 TYPICAL_SECONDS = 180
 
@@ -415,13 +415,9 @@ def _submit(take: Generation, provider) -> None:
 
 def _poll(take: Generation, provider) -> None:
     if not take.request_id:
-        # Outcome unknown and no request id: only the provider's webhook can tell us more.
-        if timezone.now() - take.created > UNKNOWN_GIVES_UP_AFTER:
-            if take.advance(State.FAILED, expected=(State.OUTCOME_UNKNOWN,),
-                            error="The provider never confirmed the request; it did not run."):
-                realtime.broadcast_take(take)
-            return
-        _schedule(take, slow=True)
+        # Outcome unknown and no request id: there is nothing to ask the provider about, and
+        # it may have accepted (and billed) the request. The hold stays; a late webhook
+        # settles the take, or a producer does, by hand, on the budget page.
         return
     try:
         status = provider.status(endpoint=take.endpoint, request_id=take.request_id)
@@ -515,11 +511,11 @@ def _download(take: Generation, provider, *, result: Result | None = None) -> No
     except ProviderError as e:
         # Release the claim so a retry (or the reconciler) can try again, unless hopeless.
         if e.permanent:
-            # The provider finished (and billed) it; we could not fetch it. Count the worst
-            # case as spent: undercounting is how budgets get overspent.
-            take.advance(State.FAILED, expected=(State.DOWNLOADING,),
-                         actual_micros=take.estimated_micros,
-                         error=f"The finished video could not be fetched: {e.message}")
+            # The provider finished (and billed) it; we could not fetch it. The worst case
+            # stays held: undercounting is how budgets get overspent.
+            _unfetched(take, e.message)
+        elif take.attempts + 1 >= MAX_DOWNLOAD_ATTEMPTS:
+            _unfetched(take, f"{e.message} (tried {take.attempts + 1} times)")
         else:
             Generation.objects.filter(pk=take.pk).update(claimed_at=None,
                                                           attempts=models.F("attempts") + 1)
@@ -538,6 +534,47 @@ def _download(take: Generation, provider, *, result: Result | None = None) -> No
                     seed=result.seed if result.seed is not None else take.seed):
         take.report(log=f"Saved: {probe.width}×{probe.height}, {probe.duration:.2f} s.")
         _select_if_first(take)
+    realtime.broadcast_take(take)
+
+
+def _unfetched(take: Generation, reason: str) -> None:
+    """Stop retrying a download: the provider finished (and billed) the take, so its worst case
+    stays held until someone fetches it again or a producer settles it."""
+    if take.advance(State.UNFETCHED, expected=(State.DOWNLOADING,), claimed_at=None,
+                    error=f"Finished at {get_provider(take.provider).label}, but the video "
+                          f"could not be fetched: {reason}. Its cost stays held; fetch it "
+                          "again, or a producer can settle it on the budget page."):
+        take.report(log=f"Gave up fetching the video: {reason}")
+
+
+def refetch(*, take: Generation) -> None:
+    """Try again to fetch a finished take's video (the "Fetch again" button)."""
+    if not take.advance(State.DOWNLOADING, expected=(State.UNFETCHED,), claimed_at=None,
+                        attempts=0, error=""):
+        raise GenerationRefused("This take is not waiting for its video any more.")
+    take.report(log="Fetching the video again.")
+    transaction.on_commit(lambda: _enqueue(take))
+    realtime.broadcast_take(take)
+
+
+def settle_by_hand(*, take: Generation, billed: bool, note: str, user: User) -> None:
+    """A producer's verdict on a take whose charge only the provider knows.
+
+    "Billed" captures its whole hold (the worst case: what it really cost cannot be measured
+    without the video); "not billed" releases it. The note is required and goes on the
+    ledger and into the take's history. Refused, changing nothing, once the take moved on.
+    """
+    note = " ".join(note.split())
+    if not note:
+        raise GenerationRefused("Say why: a note is required to settle a take by hand.")
+    verdict = "billed, so its hold was captured" if billed else "not billed, so its hold " \
+        "was released"
+    if not take.advance(State.FAILED, expected=Generation.UNRESOLVED,
+                        actual_micros=take.estimated_micros if billed else 0,
+                        resolved_by=user, resolution_note=note[:300], claimed_at=None,
+                        error=f"Settled by hand by {user.label}: {verdict}. “{note}”"):
+        raise GenerationRefused("This take was settled meanwhile; nothing was changed.")
+    take.report(log=f"Settled by hand by {user.label}: {verdict}. Note: {note}")
     realtime.broadcast_take(take)
 
 

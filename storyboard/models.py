@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import logging
 import uuid
 from datetime import datetime, timedelta
 
@@ -13,6 +14,9 @@ from django.utils import timezone
 
 from accounts.models import Team, User
 from storyboard import catalogue, media
+from storyboard.money import usd
+
+logger = logging.getLogger(__name__)
 
 
 class ProjectQuerySet(models.QuerySet):
@@ -72,7 +76,8 @@ class Project(models.Model):
         entries = LedgerEntry.objects.filter(take__project=self)
         sums = dict(entries.values_list("kind").annotate(total=models.Sum("amount_micros")))
         held = sums.get("hold", 0) - sums.get("capture", 0) - sums.get("release", 0)
-        spent = entries.filter(kind=LedgerEntry.Kind.CAPTURE, created__gte=since).aggregate(
+        # Overruns count like captures: money the provider really took.
+        spent = entries.filter(kind__in=LedgerEntry.CHARGES, created__gte=since).aggregate(
             total=models.Sum("amount_micros"))["total"] or 0
         return held + spent
 
@@ -86,11 +91,9 @@ class Project(models.Model):
         self.lock()
         left = self.spend_cap_micros - self.committed_micros(since=since)
         if amount > left:
-            from storyboard.templatetags.storyboard import money
-
             raise BudgetRefused(
-                f"This take needs up to {money(amount)}, but {self.name} has a spend cap of "
-                f"{money(self.spend_cap_micros)} and only {money(max(0, left))} left of it. "
+                f"This take needs up to {usd(amount)}, but {self.name} has a spend cap of "
+                f"{usd(self.spend_cap_micros)} and only {usd(max(0, left))} left of it. "
                 "An owner or producer can raise the cap in the project's settings.")
 
     def board(self) -> list[tuple[Scene | None, list[Shot]]]:
@@ -449,8 +452,18 @@ class GenerationQuerySet(models.QuerySet):
         return self.exclude(state__in=Generation.TERMINAL)
 
     def stuck(self, *, older_than: timedelta) -> GenerationQuerySet:
-        """Unfinished takes nobody has moved for a while: a worker died or a webhook never came."""
-        return self.active().filter(updated__lt=timezone.now() - older_than)
+        """Unfinished takes nobody has moved for a while: a worker died or a webhook never came.
+
+        Left out: takes only a person (or a late webhook) can move on — a video that could not
+        be fetched, and a lost submit with no request id to ask the provider about.
+        """
+        return self.active().filter(updated__lt=timezone.now() - older_than).exclude(
+            state=Generation.State.UNFETCHED).exclude(
+            state=Generation.State.OUTCOME_UNKNOWN, request_id="")
+
+    def unresolved(self) -> GenerationQuerySet:
+        """Takes whose charge is not known yet; each keeps its hold until it is."""
+        return self.filter(state__in=Generation.UNRESOLVED)
 
 
 class Generation(models.Model):
@@ -469,9 +482,15 @@ class Generation(models.Model):
         CANCELED = "canceled", "Canceled"
         # A submit whose answer was lost: the provider may be working on it. Never resubmit
         # (a second submit is paid twice); reconcile by polling instead.
-        OUTCOME_UNKNOWN = "outcome_unknown", "Checking with provider"
+        OUTCOME_UNKNOWN = "outcome_unknown", "Outcome unknown"
+        # Finished at the provider (so billed), but the video could not be fetched after every
+        # retry. Its worst case stays held until a retry fetches it or a producer settles it.
+        UNFETCHED = "unfetched", "Finished, not fetched"
 
     TERMINAL = (State.COMPLETED, State.FAILED, State.CANCELED)
+    # Takes whose money waits on a fact only the provider (or a person) can supply: they keep
+    # their hold, and the budget page offers a producer to settle them by hand.
+    UNRESOLVED = (State.OUTCOME_UNKNOWN, State.UNFETCHED)
 
     uid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     shot = models.ForeignKey(Shot, models.CASCADE, related_name="takes")
@@ -511,6 +530,10 @@ class Generation(models.Model):
     claimed_at = models.DateTimeField(null=True, blank=True)
     # Provider polls and calls that failed transiently in a row (for backoff).
     attempts = models.PositiveIntegerField(default=0)
+    # An unresolved take a producer settled by hand ("billed" or "not billed"), and why.
+    resolved_by = models.ForeignKey(settings.AUTH_USER_MODEL, models.SET_NULL, null=True,
+                                    blank=True, related_name="+")
+    resolution_note = models.CharField(max_length=300, blank=True)
     created = models.DateTimeField(default=timezone.now)
     submitted_at = models.DateTimeField(null=True, blank=True)
     started_at = models.DateTimeField(null=True, blank=True)
@@ -534,6 +557,10 @@ class Generation(models.Model):
     @property
     def is_terminal(self) -> bool:
         return self.state in self.TERMINAL
+
+    @property
+    def is_unresolved(self) -> bool:
+        return self.state in self.UNRESOLVED
 
     @property
     def percent(self) -> int:
@@ -629,6 +656,10 @@ class Budget(models.Model):
     limit_micros = models.BigIntegerField(default=50_000_000)
     held_micros = models.BigIntegerField(default=0)
     spent_micros = models.BigIntegerField(default=0)
+    # What takes cost beyond their holds this period (a delivery bigger than its worst case).
+    # Kept apart from `spent` so the CHECK below still proves no hold was granted past the
+    # limit; it counts against what is left, which may then go negative.
+    overrun_micros = models.BigIntegerField(default=0)
     # Of the spend, what local previews charged at the endpoint's price (shown separately).
     simulated_micros = models.BigIntegerField(default=0)
     reset_day = models.PositiveSmallIntegerField(default=1)
@@ -639,6 +670,8 @@ class Budget(models.Model):
             models.CheckConstraint(condition=Q(limit_micros__gte=0), name="budget_limit_gte_0"),
             models.CheckConstraint(condition=Q(held_micros__gte=0), name="budget_held_gte_0"),
             models.CheckConstraint(condition=Q(spent_micros__gte=0), name="budget_spent_gte_0"),
+            models.CheckConstraint(condition=Q(overrun_micros__gte=0),
+                                   name="budget_overrun_gte_0"),
             models.CheckConstraint(
                 condition=Q(held_micros__lte=models.F("limit_micros") - models.F("spent_micros")),
                 name="budget_never_overspent"),
@@ -650,14 +683,29 @@ class Budget(models.Model):
         return f"Budget of {self.team}"
 
     @property
+    def charged_micros(self) -> int:
+        """Everything the providers charged this period, overruns included."""
+        return self.spent_micros + self.overrun_micros
+
+    @property
     def remaining_micros(self) -> int:
-        return self.limit_micros - self.held_micros - self.spent_micros
+        """What new takes may still hold; negative after an overrun used more than was left."""
+        return self.limit_micros - self.held_micros - self.charged_micros
+
+    @property
+    def over_micros(self) -> int:
+        """How far past the limit overruns took the team (0 when within it)."""
+        return max(0, -self.remaining_micros)
+
+    @property
+    def committed_micros(self) -> int:
+        return self.held_micros + self.charged_micros
 
     @property
     def committed_percent(self) -> int:
         if not self.limit_micros:
             return 100
-        return (self.held_micros + self.spent_micros) * 100 // self.limit_micros
+        return self.committed_micros * 100 // self.limit_micros
 
     def threshold_crossed(self, before_percent: int) -> int | None:
         """The highest notice threshold passed since `before_percent`, if any."""
@@ -667,15 +715,15 @@ class Budget(models.Model):
     def ledger_totals(self) -> dict[str, int]:
         """Counters recomputed from the ledger; they must always equal the stored ones.
 
-        Spend counts this period's captures; holds count whenever they were made.
+        Spend and overruns count this period's rows; holds count whenever they were made.
         """
         entries = self.entries.all()
         sums = dict(entries.values_list("kind").annotate(total=models.Sum("amount_micros")))
-        spent = entries.filter(kind=LedgerEntry.Kind.CAPTURE,
-                               created__gte=self.period_start).aggregate(
-            total=models.Sum("amount_micros"))["total"] or 0
+        period = dict(entries.filter(created__gte=self.period_start).values_list("kind")
+                      .annotate(total=models.Sum("amount_micros")))
         held = sums.get("hold", 0) - sums.get("capture", 0) - sums.get("release", 0)
-        return {"held_micros": held, "spent_micros": spent}
+        return {"held_micros": held, "spent_micros": period.get("capture", 0),
+                "overrun_micros": period.get("overrun", 0)}
 
     @property
     def period_end(self) -> datetime:
@@ -708,13 +756,16 @@ class Budget(models.Model):
                 return False
             # Captures already dated in the new period (written a moment after a check that
             # still saw the old one) stay counted, so counters always equal the ledger.
-            since = LedgerEntry.objects.filter(budget=self, kind=LedgerEntry.Kind.CAPTURE,
-                                               created__gte=start)
-            spent = since.aggregate(total=models.Sum("amount_micros"))["total"] or 0
-            simulated = since.filter(simulated=True).aggregate(
+            since = LedgerEntry.objects.filter(budget=self, created__gte=start)
+            spent = since.filter(kind=LedgerEntry.Kind.CAPTURE).aggregate(
+                total=models.Sum("amount_micros"))["total"] or 0
+            overrun = since.filter(kind=LedgerEntry.Kind.OVERRUN).aggregate(
+                total=models.Sum("amount_micros"))["total"] or 0
+            simulated = since.filter(kind__in=LedgerEntry.CHARGES, simulated=True).aggregate(
                 total=models.Sum("amount_micros"))["total"] or 0
             rolled = Budget.objects.filter(pk=self.pk, period_start=self.period_start).update(
-                period_start=start, spent_micros=spent, simulated_micros=simulated)
+                period_start=start, spent_micros=spent, overrun_micros=overrun,
+                simulated_micros=simulated)
             if rolled:
                 LedgerEntry.objects.create(budget=self, kind=LedgerEntry.Kind.ADJUSTMENT,
                                            amount_micros=0,
@@ -729,7 +780,8 @@ class Budget(models.Model):
         with transaction.atomic():
             granted = Budget.objects.filter(
                 pk=self.pk,
-                held_micros__lte=models.F("limit_micros") - models.F("spent_micros") - amount,
+                held_micros__lte=models.F("limit_micros") - models.F("spent_micros")
+                - models.F("overrun_micros") - amount,
             ).update(held_micros=models.F("held_micros") + amount)
             if not granted:
                 self.refresh_from_db()
@@ -745,69 +797,109 @@ class Budget(models.Model):
         resolution row is inserted before the counters move, so its unique (take, kind)
         constraint is the claim: a racing second settle fails to insert and changes nothing.
         The take's state is read afresh, never trusted from the caller's copy.
+
+        The charge is what the provider really billed, never capped at the hold: the part the
+        hold covered is the capture, anything beyond it is an overrun line of its own that
+        counts against the budget (and may leave it negative until a producer raises it).
         """
         with transaction.atomic():
             fresh = Generation.objects.filter(pk=take.pk).values(
-                "state", "actual_micros", "simulated").first()
+                "state", "actual_micros", "simulated", "resolution_note",
+                "resolved_by__first_name", "resolved_by__last_name",
+                "resolved_by__username").first()
             if fresh is None or fresh["state"] not in Generation.TERMINAL:
                 return
             hold = LedgerEntry.objects.filter(take_id=take.pk,
                                               kind=LedgerEntry.Kind.HOLD).first()
             if hold is None:
                 return
-            # Whatever the provider charged: a completed take's measured cost, or (for a take
-            # the provider finished but we failed to fetch) the amount recorded as charged.
-            # The hold was the worst case, so the cost fits inside it.
-            cost = min(fresh["actual_micros"] or 0, hold.amount_micros)
-            rest = hold.amount_micros - cost
+            cost = max(0, fresh["actual_micros"] or 0)
+            captured = min(cost, hold.amount_micros)
+            overrun = cost - captured
+            rest = hold.amount_micros - captured
             simulated = fresh["simulated"]
+            note = ""
+            if fresh["resolved_by__username"]:
+                who = " ".join(filter(None, (fresh["resolved_by__first_name"],
+                                             fresh["resolved_by__last_name"])))
+                verdict = "billed" if cost else "not billed"
+                note = (f"Settled by hand by {who or fresh['resolved_by__username']}: "
+                        f"{verdict} — {fresh['resolution_note']}")[:300]
             rows = []
-            if cost:
-                rows.append((LedgerEntry.Kind.CAPTURE, cost))
-            if rest or not cost:
+            if captured:
+                rows.append((LedgerEntry.Kind.CAPTURE, captured))
+            if rest or not captured:
                 rows.append((LedgerEntry.Kind.RELEASE, rest))
+            if overrun:
+                rows.append((LedgerEntry.Kind.OVERRUN, overrun))
             try:
                 with transaction.atomic():
                     for kind, amount in rows:
+                        row_note = note
+                        if kind == LedgerEntry.Kind.OVERRUN:
+                            row_note = (f"Cost {usd(cost)} exceeded its hold of "
+                                        f"{usd(hold.amount_micros)}")
                         LedgerEntry.objects.create(budget=self, take_id=take.pk,
                                                    user_id=hold.user_id, amount_micros=amount,
-                                                   kind=kind, simulated=simulated)
+                                                   kind=kind, simulated=simulated,
+                                                   note=row_note)
             except IntegrityError:
                 return  # another settle got here first
             Budget.objects.filter(pk=self.pk).update(
                 held_micros=models.F("held_micros") - hold.amount_micros,
-                spent_micros=models.F("spent_micros") + cost,
+                spent_micros=models.F("spent_micros") + captured,
+                overrun_micros=models.F("overrun_micros") + overrun,
                 simulated_micros=models.F("simulated_micros") + (cost if simulated else 0),
             )
+            if overrun:
+                logger.warning("Take %s cost %d µ$, %d over its hold", take.pk, cost, overrun)
+                transaction.on_commit(lambda: _announce_overrun(self.pk, overrun))
 
     def set_limit(self, *, limit: int, user: User, reset_day: int | None = None) -> bool:
         """Change the limit (and reset day); False, changing nothing, if the limit is below
-        what is held and spent."""
+        what is held and charged. Saving what is already set records nothing."""
         with transaction.atomic():
             old = Budget.objects.select_for_update().get(pk=self.pk)
             day = reset_day or old.reset_day
+            if limit == old.limit_micros and day == old.reset_day:
+                self.refresh_from_db()
+                return True
             changed = Budget.objects.filter(
-                pk=self.pk, held_micros__lte=limit - models.F("spent_micros")
+                pk=self.pk,
+                held_micros__lte=limit - models.F("spent_micros") - models.F("overrun_micros"),
             ).update(limit_micros=limit, reset_day=day)
             if changed:
-                note = f"Limit {old.limit_micros} → {limit}"
+                notes = []
+                if limit != old.limit_micros:
+                    notes.append(f"Limit {usd(old.limit_micros)} → {usd(limit)}")
                 if day != old.reset_day:
-                    note += f"; periods start on day {day}"
+                    notes.append(f"periods start on day {day}")
                 LedgerEntry.objects.create(budget=self, user=user,
                                            amount_micros=limit - old.limit_micros,
-                                           kind=LedgerEntry.Kind.ADJUSTMENT, note=note)
+                                           kind=LedgerEntry.Kind.ADJUSTMENT,
+                                           note="; ".join(notes))
         self.refresh_from_db()
         return bool(changed)
 
     def _refusal(self, amount: int) -> str:
-        from storyboard.templatetags.storyboard import money
-
         who = ", ".join(m.user.label for m in self.team.memberships.filter(
             role__in=("owner", "producer")).select_related("user")[:3])
-        return (f"This take needs up to {money(amount)}, but the team has only "
-                f"{money(max(0, self.remaining_micros))} left this month "
-                f"(short by {money(amount - max(0, self.remaining_micros))}). "
-                f"{who or 'An owner or producer'} can raise the budget.")
+        who = who or "An owner or producer"
+        if self.remaining_micros < 0:
+            return (f"The team is {usd(-self.remaining_micros)} over this month's budget: "
+                    f"takes cost more than was held for them. Nothing new can start until "
+                    f"the limit is raised; {who} can raise it.")
+        return (f"This take needs up to {usd(amount)}, but the team has only "
+                f"{usd(self.remaining_micros)} left this month "
+                f"(short by {usd(amount - self.remaining_micros)}). "
+                f"{who} can raise the budget.")
+
+
+def _announce_overrun(budget_id: int, overrun: int) -> None:
+    from storyboard import realtime
+
+    budget = Budget.objects.select_related("team").get(pk=budget_id)
+    realtime.broadcast_budget_notice(budget=budget, threshold=None, overrun=overrun)
 
 
 class LedgerQuerySet(models.QuerySet):
@@ -815,7 +907,8 @@ class LedgerQuerySet(models.QuerySet):
         return self.filter(created__gte=budget.period_start)
 
     def captures(self) -> LedgerQuerySet:
-        return self.filter(kind=LedgerEntry.Kind.CAPTURE)
+        """What the providers charged: captures and overruns."""
+        return self.filter(kind__in=LedgerEntry.CHARGES)
 
     def totals_by(self, *fields: str) -> list[dict]:
         """Sums of amount per value of `fields`, largest first (for the dashboard's bars)."""
@@ -835,6 +928,11 @@ class LedgerEntry(models.Model):
         CAPTURE = "capture", "Capture"
         RELEASE = "release", "Release"
         ADJUSTMENT = "adjustment", "Adjustment"
+        # What a take cost beyond its hold: charged, and counted against the budget.
+        OVERRUN = "overrun", "Overrun"
+
+    # Rows that are money the providers took.
+    CHARGES = (Kind.CAPTURE, Kind.OVERRUN)
 
     budget = models.ForeignKey(Budget, models.CASCADE, related_name="entries")
     take = models.ForeignKey("Generation", models.SET_NULL, null=True, blank=True,
@@ -844,7 +942,7 @@ class LedgerEntry(models.Model):
     kind = models.CharField(max_length=16, choices=Kind.choices)
     amount_micros = models.BigIntegerField()
     simulated = models.BooleanField(default=False)
-    note = models.CharField(max_length=200, blank=True)
+    note = models.CharField(max_length=300, blank=True)
     created = models.DateTimeField(default=timezone.now, db_index=True)
 
     objects = LedgerQuerySet.as_manager()

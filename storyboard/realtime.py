@@ -135,13 +135,15 @@ def broadcast_take(take) -> None:
     on_commit(take.project_id, render)
 
 
-def broadcast_budget_notice(*, budget, threshold: int) -> None:
-    """Tell producers on every board of the team that the budget passed a threshold."""
+def broadcast_budget_notice(*, budget, threshold: int | None, overrun: int = 0) -> None:
+    """Tell producers on every board of the team that the budget passed a threshold, or that
+    a take cost more than its hold (`overrun`, which the notice then leads with)."""
     from storyboard.models import Project
 
     def render() -> str:
         return render_region("budget-notice", {"budget": budget, "threshold": threshold,
-                                               "team": budget.team, "oob": True})
+                                               "overrun": overrun, "team": budget.team,
+                                               "oob": True})
 
     for project_id in Project.objects.filter(team_id=budget.team_id).values_list("pk", flat=True):
         on_commit(project_id, render)

@@ -42,8 +42,8 @@ from storyboard.models import (
     Project,
     Shot,
 )
+from storyboard.money import usd
 from storyboard.providers import WebhookRejected, get_provider
-from storyboard.templatetags.storyboard import money
 
 logger = logging.getLogger(__name__)
 
@@ -130,22 +130,50 @@ def budget(request: HttpRequest, team_id: int) -> HttpResponse:
         form = BudgetForm(request.POST)
         if not form.is_valid():
             error = "; ".join(e for errors in form.errors.values() for e in errors)
-        elif not team_budget.set_limit(limit=form.cleaned_data["limit_micros"],
+        elif not team_budget.set_limit(limit=form.cleaned_data["limit"],
                                        user=request.user,
                                        reset_day=form.cleaned_data["reset_day"]):
             error = ("The limit cannot go below what is already held and spent this period "
-                     f"({money(team_budget.held_micros + team_budget.spent_micros)}).")
+                     f"({usd(team_budget.committed_micros)}).")
         else:
-            messages.success(request, f"Budget set to {money(team_budget.limit_micros)}.")
+            messages.success(request, f"Budget set to {usd(team_budget.limit_micros)}.")
             return redirect("sb:budget", team_id)
     entries = _filtered_ledger(request, team_budget)
+    unresolved = Generation.objects.filter(project__team=membership.team).unresolved() \
+        .select_related("shot", "project", "created_by").order_by("created")
     return render(request, "storyboard/budget.html", {
         "team": membership.team, "membership": membership, "budget": team_budget,
         "entries": entries[:200], "error": error, **_spend_report(team_budget),
+        "unresolved": unresolved, "now": timezone.now(),
         "filters": {k: request.GET.get(k, "") for k in ("kind", "user", "project")},
         "kinds": LedgerEntry.Kind.choices, "people": membership.team.memberships.select_related(
             "user"), "projects": membership.team.projects.all(),
     }, status=INVALID if error else 200)
+
+
+@login_required
+@require_POST
+def take_settle(request: HttpRequest, team_id: int, take_uid: str) -> HttpResponse:
+    """A producer settles a take whose charge only the provider knows: billed or not."""
+    membership = get_membership_for_user(request, team_id)
+    if not membership.can_budget:
+        raise PermissionDenied("Only owners and producers can settle takes by hand.")
+    take = Generation.objects.filter(project__team=membership.team, uid=take_uid).first()
+    if take is None:
+        raise Http404("No such take")
+    verdict = request.POST.get("verdict")
+    if verdict not in ("billed", "not_billed"):
+        return _refuse("Choose “billed — capture” or “not billed — release”.")
+    try:
+        generation.settle_by_hand(take=take, billed=verdict == "billed",
+                                  note=request.POST.get("note", ""), user=request.user)
+    except generation.GenerationRefused as e:
+        messages.error(request, e.message)
+        return redirect("sb:budget", team_id)
+    messages.success(request, f"Settled the take of {take.shot.display_title}: "
+                              f"{'captured' if verdict == 'billed' else 'released'} "
+                              f"{usd(take.estimated_micros)}.")
+    return redirect("sb:budget", team_id)
 
 
 def _filtered_ledger(request: HttpRequest, team_budget: Budget):
@@ -556,6 +584,17 @@ def take_retry(request: HttpRequest, take_uid: str) -> HttpResponse:
     take = get_take_for_user(request, take_uid, write=True)
     try:
         generation.retry(take=take, user=request.user)
+    except generation.GenerationRefused as e:
+        return _refuse(e.message)
+    return _editor_response(request, take.shot)
+
+
+@login_required
+@require_POST
+def take_refetch(request: HttpRequest, take_uid: str) -> HttpResponse:
+    take = get_take_for_user(request, take_uid, write=True)
+    try:
+        generation.refetch(take=take)
     except generation.GenerationRefused as e:
         return _refuse(e.message)
     return _editor_response(request, take.shot)

@@ -104,6 +104,11 @@ ROUTE_KWARGS: dict[str, dict[str, Callable[[Cast], object]]] = {
     # Only an unfinished take can be canceled.
     "sb:take-cancel": {"take_uid": lambda cast: GenerationFactory(
         shot=cast.shot, state=Generation.State.PENDING, progress=0).uid},
+    # Only a take whose charge is unknown can be settled by hand, or its video fetched again.
+    "sb:take-settle": {"take_uid": lambda cast: GenerationFactory(
+        shot=cast.shot, state=Generation.State.OUTCOME_UNKNOWN, progress=0).uid},
+    "sb:take-refetch": {"take_uid": lambda cast: GenerationFactory(
+        shot=cast.shot, state=Generation.State.UNFETCHED, progress=0).uid},
 }
 
 
@@ -129,7 +134,7 @@ def payload(cast: Cast) -> dict:
     shots = project.shots.order_by("-position", "-pk") if project else []
     return {
         "name": "x", "title": "x", "note": "x", "prompt": "x", "role": Role.VIEWER,
-        "limit": "123.45",
+        "limit": "123.45", "verdict": "not_billed",
         "confirm": cast.project.name,
         # The whole board in reverse, into the scene if there is one.
         "item": [f"{scene.pk if scene else ''}:{shot.pk}" for shot in shots],

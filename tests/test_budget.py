@@ -49,8 +49,9 @@ def test_it_refuses_a_take_the_budget_cannot_cover(cast):
     with pytest.raises(generation.GenerationRefused) as refused:
         generation.start_generation(shot=shot, user=cast.editor)
     message = refused.value.message
-    assert "needs up to $0.04" in message
-    assert "short by $0.03" in message
+    assert "needs up to $0.036159" in message
+    assert "only $0.01 left" in message
+    assert "short by $0.026159" in message
     assert cast.owner.label in message
     # Nothing happened: no take, no ledger row, no hold.
     assert Generation.objects.count() == 0

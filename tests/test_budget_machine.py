@@ -32,8 +32,9 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
+from storyboard import generation
 from storyboard.models import Budget, BudgetRefused, Generation, LedgerEntry
-from tests.factories import ProjectFactory, ShotFactory, TeamFactory
+from tests.factories import ProjectFactory, ShotFactory, TeamFactory, UserFactory
 
 State = Generation.State
 TERMINAL = tuple(Generation.TERMINAL)
@@ -68,7 +69,10 @@ class BudgetMachine(RuleBasedStateMachine):
         self.open: dict[int, int] = {}  # take → amount held, until the take ends
         self.ended: dict[int, str] = {}  # take → the terminal state it reached
         self.spent = 0
+        self.overrun = 0  # what takes cost beyond their holds, this period
         self.simulated = 0
+        self.billed_by_hand: set[int] = set()
+        self.producer = UserFactory()
         self.late: Budget | None = None  # another process's copy, read before the month ended
 
     # --- helpers --------------------------------------------------------------------------
@@ -83,7 +87,7 @@ class BudgetMachine(RuleBasedStateMachine):
     def books(self) -> tuple:
         budget = Budget.objects.get(pk=self.budget_id)
         return (budget.limit_micros, budget.held_micros, budget.spent_micros,
-                budget.simulated_micros, budget.entries.count())
+                budget.simulated_micros, budget.overrun_micros, budget.entries.count())
 
     def _end(self, take_id: int, state: str, **fields) -> Generation:
         take = Generation.objects.get(pk=take_id)
@@ -96,7 +100,7 @@ class BudgetMachine(RuleBasedStateMachine):
 
     @rule(amount=st.integers(0, 3_000_000), simulated=st.booleans())
     def hold(self, amount: int, simulated: bool) -> None:
-        fits = amount <= self.limit - self.held - self.spent
+        fits = amount <= self.limit - self.held - self.spent - self.overrun
         try:
             with transaction.atomic():  # as start_generation: no hold, no take
                 take = Generation.objects.create(
@@ -117,9 +121,25 @@ class BudgetMachine(RuleBasedStateMachine):
         amount = self.open[take_id]
         actual = amount * percent // 100  # above 100 %: the provider overran the worst case
         take = self._end(take_id, State.COMPLETED, actual_micros=actual)
-        cost = min(actual, amount)
-        self.spent += cost
-        self.simulated += cost if take.simulated else 0
+        # Charged in full: the part the hold covered is spent, the rest an overrun.
+        self.spent += min(actual, amount)
+        self.overrun += max(0, actual - amount)
+        self.simulated += actual if take.simulated else 0
+
+    @precondition(lambda self: self.open)
+    @rule(data=st.data(), billed=st.booleans())
+    def settle_by_hand(self, data: st.DataObject, billed: bool) -> None:
+        """A lost submit nobody hears about again: a producer records what the provider says."""
+        take_id = data.draw(st.sampled_from(sorted(self.open)))
+        take = Generation.objects.get(pk=take_id)
+        assert take.advance(State.OUTCOME_UNKNOWN, expected=NOT_TERMINAL)
+        generation.settle_by_hand(take=take, billed=billed, note="checked", user=self.producer)
+        amount = self.open.pop(take_id)
+        self.ended[take_id] = State.FAILED
+        if billed:
+            self.billed_by_hand.add(take_id)
+            self.spent += amount
+            self.simulated += amount if take.simulated else 0
 
     @precondition(lambda self: self.open)
     @rule(data=st.data())
@@ -157,7 +177,7 @@ class BudgetMachine(RuleBasedStateMachine):
 
     @rule(limit=st.integers(0, 25_000_000))
     def set_limit(self, limit: int) -> None:
-        allowed = self.held + self.spent <= limit
+        allowed = limit == self.limit or self.held + self.spent + self.overrun <= limit
         assert self.budget().set_limit(limit=limit, user=None) == allowed
         if allowed:
             self.limit = limit
@@ -172,7 +192,7 @@ class BudgetMachine(RuleBasedStateMachine):
         assert not budget.roll_over(now=CLOCK.now)  # a period rolls over once
         if ends:
             assert budget.period_start <= CLOCK.now < budget.period_end
-            self.spent = self.simulated = 0
+            self.spent = self.overrun = self.simulated = 0
             self.late = late
 
     @precondition(lambda self: self.late is not None)
@@ -188,19 +208,21 @@ class BudgetMachine(RuleBasedStateMachine):
     @invariant()
     def never_overspent(self) -> None:
         budget = Budget.objects.get(pk=self.budget_id)
+        # Overruns may push the remainder below zero, but no hold was ever granted past it.
         assert budget.held_micros + budget.spent_micros <= budget.limit_micros
-        assert 0 <= budget.simulated_micros <= budget.spent_micros
+        assert 0 <= budget.simulated_micros <= budget.spent_micros + budget.overrun_micros
 
     @invariant()
     def counters_equal_the_ledger(self) -> None:
         budget = Budget.objects.get(pk=self.budget_id)
         totals = budget.ledger_totals()
-        assert (budget.held_micros, budget.spent_micros) == (totals["held_micros"],
-                                                             totals["spent_micros"])
+        assert (budget.held_micros, budget.spent_micros, budget.overrun_micros) == (
+            totals["held_micros"], totals["spent_micros"], totals["overrun_micros"])
 
     @invariant()
     def counters_equal_the_model(self) -> None:
-        assert self.books()[:4] == (self.limit, self.held, self.spent, self.simulated)
+        assert self.books()[:5] == (self.limit, self.held, self.spent, self.simulated,
+                                    self.overrun)
 
     @invariant()
     def each_hold_resolves_once_and_only_when_the_take_ended(self) -> None:
@@ -216,6 +238,7 @@ class BudgetMachine(RuleBasedStateMachine):
             assert len(kinds["hold"]) == 1
             assert len(kinds["capture"]) <= 1
             assert len(kinds["release"]) <= 1
+            assert len(kinds["overrun"]) <= 1
             if take_id in self.open:
                 assert states[take_id] not in TERMINAL
                 assert not kinds["capture"], "captured while running"
@@ -225,7 +248,9 @@ class BudgetMachine(RuleBasedStateMachine):
                 # One resolution: a capture, a release, or a capture plus the unused rest.
                 assert kinds["capture"] or kinds["release"]
                 assert sum(kinds["capture"]) + sum(kinds["release"]) == kinds["hold"][0]
-                assert not kinds["capture"] or states[take_id] == State.COMPLETED
+                assert not kinds["capture"] or states[take_id] == State.COMPLETED \
+                    or take_id in self.billed_by_hand
+                assert not kinds["overrun"] or kinds["capture"] == kinds["hold"]
 
 
 @pytest.mark.django_db(transaction=True)

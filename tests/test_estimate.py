@@ -23,7 +23,7 @@ def test_it_prices_the_unsaved_parameters(cast):
     response = _estimate(client_for(cast.editor), cast.shot, endpoint=FAST_I2V,
                          resolution="720p", aspect_ratio="16:9", duration="10")
     assert response.status_code == 200
-    assert b"$2.42" in response.content
+    assert b"$2.4192" in response.content
     cast.shot.refresh_from_db()
     assert cast.shot.duration == "5"
 
@@ -38,7 +38,7 @@ def test_it_explains_an_invalid_combination_instead_of_a_price(cast):
 def test_it_labels_auto_as_a_worst_case(cast):
     response = _estimate(client_for(cast.viewer), cast.shot, endpoint=FAST_I2V,
                          resolution="720p", aspect_ratio="16:9", duration="auto")
-    assert b"up to $3.63" in response.content
+    assert b"up to $3.6288" in response.content
 
 
 def test_it_refuses_another_team(cast):
@@ -55,10 +55,12 @@ def test_the_board_totals_every_shot(cast):
     response = client_for(cast.reviewer).get(reverse("sb:board", args=[cast.project.pk]))
     total = sum(s.estimate().micros for s in cast.project.shots.all())
     assert f"≈ {money(total)} to generate" in response.content.decode()
-    assert "$2.42" in response.content.decode()
+    assert "$2.4192" in response.content.decode()
 
 
-@pytest.mark.parametrize(("micros", "text"), [(0, "$0.00"), (5_000, "$0.01"), (302_400, "$0.30"),
-                                              (3_024_000, "$3.02"), (1_234_560_000, "$1,234.56")])
-def test_money_shows_the_nearest_cent(micros, text):
+@pytest.mark.parametrize(("micros", "text"), [
+    (0, "$0.00"), (5_000, "$0.005"), (302_400, "$0.3024"), (3_024_000, "$3.024"),
+    (1_234_560_000, "$1,234.56"), (4_230_000, "$4.23"), (1, "$0.000001"),
+    (-1_500_000, "−$1.50")])
+def test_money_shows_every_digit_the_budget_checks(micros, text):
     assert money(micros) == text

@@ -4,6 +4,7 @@ from django import template
 from django.utils.html import json_script
 
 from storyboard import catalogue
+from storyboard.money import decimal_text, usd
 
 register = template.Library()
 
@@ -16,18 +17,14 @@ def hue(value: int) -> int:
 
 @register.filter
 def money(micros: int | None) -> str:
-    """Integer micro-dollars as dollars and cents (to the nearest cent; the maths stays exact)."""
-    if micros is None:
-        return "—"
-    cents = (int(micros) + 5_000) // 10_000
-    return f"${cents // 100:,}.{cents % 100:02d}"
+    """Micro-dollars as exact dollars: every digit the budget checks is shown."""
+    return usd(micros)
 
 
 @register.filter
 def dollars(micros: int) -> str:
-    """Micro-dollars as a plain decimal for number inputs: 12_500_000 → "12.50"."""
-    cents = (int(micros) + 5_000) // 10_000
-    return f"{cents // 100}.{cents % 100:02d}"
+    """Micro-dollars as a plain exact decimal for number inputs: 12_500_000 → "12.50"."""
+    return decimal_text(micros)
 
 
 @register.simple_tag
