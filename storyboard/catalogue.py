@@ -10,9 +10,12 @@ from dataclasses import dataclass, field
 
 ASPECT_RATIOS = ("auto", "21:9", "16:9", "4:3", "1:1", "3:4", "9:16")
 
-# Output pixel sizes (width, height) per resolution and aspect ratio. 720p 16:9 is 1280×720,
-# which with the token formula gives the documented $0.3024/s on Seedance 2.0 standard.
-PIXEL_SIZES: dict[str, dict[str, tuple[int, int]]] = {
+# The one output size the documents fix: 720p 16:9 is 1280×720, which with the token formula
+# gives fal's documented $0.3024/s on Seedance 2.0 standard.
+DOCUMENTED_SIZES: dict[tuple[str, str], tuple[int, int]] = {("720p", "16:9"): (1280, 720)}
+# Sizes from Seedance's published tables (unverified against fal; they differ from what a
+# provider that keeps the short side delivers, e.g. 1470×630 vs 1680×720 at 720p 21:9).
+PUBLISHED_SIZES: dict[str, dict[str, tuple[int, int]]] = {
     "480p": {
         "21:9": (992, 432), "16:9": (864, 496), "4:3": (752, 560), "1:1": (640, 640),
         "3:4": (560, 752), "9:16": (496, 864),
@@ -25,6 +28,43 @@ PIXEL_SIZES: dict[str, dict[str, tuple[int, int]]] = {
         "21:9": (2206, 946), "16:9": (1920, 1080), "4:3": (1664, 1248), "1:1": (1440, 1440),
         "3:4": (1248, 1664), "9:16": (1080, 1920),
     },
+}
+SHORT_SIDES = {"480p": 480, "720p": 720, "1080p": 1080}
+# Encoders work in 16×16 macroblocks and may pad up to them (1080 → 1088).
+MACROBLOCK = 16
+
+
+def _round_up(value: int, step: int) -> int:
+    return -(-value // step) * step
+
+
+def short_side_size(resolution: str, aspect_ratio: str) -> tuple[int, int]:
+    """The size a provider delivers when it keeps the resolution's short side and lets the
+    long side follow the ratio, both padded up to whole macroblocks (1080p 16:9 → 1920×1088)."""
+    a, b = (int(n) for n in aspect_ratio.split(":"))
+    short = SHORT_SIDES[resolution]
+    long = -(-short * max(a, b) // min(a, b))
+    long, short = _round_up(long, MACROBLOCK), _round_up(short, MACROBLOCK)
+    return (long, short) if a >= b else (short, long)
+
+
+def _upper_bound(resolution: str, aspect_ratio: str) -> tuple[int, int]:
+    """Where no document fixes the size, the largest of every plausible delivery, per side, so
+    a hold is never smaller than what can come back."""
+    documented = DOCUMENTED_SIZES.get((resolution, aspect_ratio))
+    if documented:
+        return documented
+    published = PUBLISHED_SIZES[resolution][aspect_ratio]
+    kept = short_side_size(resolution, aspect_ratio)
+    return max(published[0], kept[0]), max(published[1], kept[1])
+
+
+# Output pixel sizes (width, height) per resolution and aspect ratio that holds and estimates
+# assume (and the offline renderer draws): documented where the seeds say, else the safe
+# upper bound above. Captures never use these: they measure the delivered file.
+PIXEL_SIZES: dict[str, dict[str, tuple[int, int]]] = {
+    resolution: {ratio: _upper_bound(resolution, ratio) for ratio in ratios}
+    for resolution, ratios in PUBLISHED_SIZES.items()
 }
 
 
@@ -144,6 +184,10 @@ def validate_parameters(*, endpoint: str, resolution: str, duration: str,
 FPS = 24
 # What `duration=auto` may come back as; estimates and holds assume the longest clip.
 WORST_CASE_SECONDS = 15
+# Seedance 1.0 delivers 24 frames a second plus one (a 5 s clip has 121 frames): its
+# document's "~$0.62 per 1080p 5-second video" is 1920×1088×121 frames at $2.50 per million
+# tokens. Holds for 1.0 count that frame too.
+EXTRA_FRAMES = {"seedance-1.0": 1}
 # Reference-to-video with video inputs is billed at 0.6×; kept as a fraction for exact maths.
 VIDEO_REFERENCE_DISCOUNT = (3, 5)
 
@@ -166,7 +210,8 @@ class Estimate:
 
 
 def output_size(resolution: str, aspect_ratio: str) -> tuple[int, int]:
-    """Pixel size of the delivered video; for `auto` the largest the provider may choose."""
+    """Pixel size a hold assumes (documented, else a safe upper bound); for `auto` the largest
+    the provider may choose."""
     sizes = PIXEL_SIZES[resolution]
     if aspect_ratio == "auto":
         return max(sizes.values(), key=lambda wh: wh[0] * wh[1])
@@ -191,9 +236,9 @@ def estimate(*, endpoint: str, resolution: str, aspect_ratio: str, duration: str
     if num_frames:
         frames = num_frames
     elif duration == "auto":
-        frames = WORST_CASE_SECONDS * FPS
+        frames = WORST_CASE_SECONDS * FPS + EXTRA_FRAMES.get(ENDPOINTS[endpoint].family, 0)
     else:
-        frames = int(duration) * FPS
+        frames = int(duration) * FPS + EXTRA_FRAMES.get(ENDPOINTS[endpoint].family, 0)
     micros = price_micros(endpoint=endpoint, width=width, height=height, frames=frames,
                           video_references=video_references)
     worst_case = duration == "auto" or aspect_ratio == "auto"

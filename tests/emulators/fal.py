@@ -250,7 +250,7 @@ class FalEmulator:
         return "https" if self.tls else "http"
 
     def __init__(self, *, key: str = "test-fal-key", user_id: str = "emu-user-1",
-                 video: bytes = DEFAULT_VIDEO, queue_ahead: int = 2, auto_advance: bool = True,
+                 video: bytes | Callable[[EmulatedJob], bytes] = DEFAULT_VIDEO, queue_ahead: int = 2, auto_advance: bool = True,
                  instant: bool = False, clock: Callable[[], float] = time.time,
                  token_ttl: float = 3600, webhook_attempts: int = 1,
                  webhook_on_cancel: bool = False) -> None:
@@ -598,9 +598,17 @@ class FalEmulator:
             self.uploads[key] = (headers.get("content-type", "application/octet-stream"), raw)
         return _Reply(200, {"access_url": f"{self.url}/cdn/files/{key}"})
 
+    def _video_of(self, request_id: str) -> bytes:
+        # `video` is one file for every job, or a function of the job (what it asked for).
+        if not callable(self.video):
+            return self.video
+        with self._lock:
+            job = self.jobs.get(request_id)
+        return self.video(job) if job is not None else b""
+
     def _file(self, route: str) -> _Reply:
         if route.startswith("output/"):
-            return _Reply(200, self.video, content_type="video/mp4")
+            return _Reply(200, self._video_of(route.split("/")[1]), content_type="video/mp4")
         with self._lock:
             found = self.uploads.get(route.removeprefix("files/"))
         if found is None:
@@ -625,7 +633,8 @@ class FalEmulator:
 
     def _output(self, job: EmulatedJob) -> dict:
         return {"video": {"url": self.video_url(job.request_id), "content_type": "video/mp4",
-                          "file_name": "video.mp4", "file_size": len(self.video)},
+                          "file_name": "video.mp4",
+                          "file_size": len(self._video_of(job.request_id))},
                 "seed": job.outcome.seed}
 
     def _webhook_payload(self, job: EmulatedJob) -> dict:
