@@ -8,6 +8,7 @@ without a real SECRET_KEY and turns on every transport-security setting `check -
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -60,6 +61,8 @@ INSTALLED_APPS = [
     "django_htmx",
     "channels",
     "django_tasks_db",
+    "axes",
+    "django_ratelimit",
     "accounts",
 ]
 
@@ -75,6 +78,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    # Last, as axes asks: turns a locked-out login into its 429 page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "storyboard.urls"
@@ -135,6 +140,12 @@ LOGIN_URL = "accounts:login"
 LOGIN_REDIRECT_URL = "sb:home"
 LOGOUT_REDIRECT_URL = "accounts:login"
 
+AUTHENTICATION_BACKENDS = [
+    # Refuses a locked-out login before the password is checked (see storyboard.throttle).
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
@@ -156,6 +167,43 @@ else:
     # Per process: fine for the embedded default, which runs everything in one process.
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
+# Throttles (storyboard.throttle; the README's Security section). Failed logins lock out an
+# account and a client separately, in the database (django-axes); the other limits count in
+# the cache above (django-ratelimit).
+LOGIN_FAILURES_PER_ACCOUNT = envint("LOGIN_FAILURES_PER_ACCOUNT", 5)
+LOGIN_FAILURES_PER_CLIENT = envint("LOGIN_FAILURES_PER_CLIENT", 20)
+LOGIN_LOCKOUT_MINUTES = envint("LOGIN_LOCKOUT_MINUTES", 15)
+SIGNUPS_PER_HOUR = envint("SIGNUPS_PER_HOUR", 5)  # accounts created per client
+INVITATIONS_PER_HOUR = envint("INVITATIONS_PER_HOUR", 30)  # links created per person
+INVITATION_ACCEPTS_PER_HOUR = envint("INVITATION_ACCEPTS_PER_HOUR", 10)  # per person
+GENERATIONS_PER_MINUTE = envint("GENERATIONS_PER_MINUTE", 10)  # takes started per person
+# How many proxies of ours append to X-Forwarded-For; 0 (direct) means REMOTE_ADDR is the client.
+TRUSTED_PROXY_COUNT = envint("TRUSTED_PROXY_COUNT", 0)
+
+AXES_HANDLER = "storyboard.throttle.LoginLockout"
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+# LoginLockout counts how many of the two limits above are reached; one is enough to lock.
+AXES_FAILURE_LIMIT = 1
+AXES_COOLOFF_TIME = timedelta(minutes=LOGIN_LOCKOUT_MINUTES)
+AXES_LOCKOUT_CALLABLE = "storyboard.throttle.login_lockout_response"
+AXES_CLIENT_IP_CALLABLE = "storyboard.throttle.client_ip"
+# Failures are what lockouts need; a row for every successful login would only grow.
+AXES_DISABLE_ACCESS_LOG = True
+# Quiet start-up; each failure and lockout is still logged.
+AXES_VERBOSE = False
+# A successful login does not wipe the client's failures: otherwise an attacker could log in
+# to an account of their own every few guesses and never reach the per-client limit.
+AXES_RESET_ON_SUCCESS = False
+RATELIMIT_IP_META_KEY = "storyboard.throttle.ratelimit_ip"
+if REDIS_URL:
+    # Django's own RedisCache is not on django-ratelimit's list, but it increments with
+    # Redis's atomic INCR on a store every server shares, which is all the limits need.
+    SILENCED_SYSTEM_CHECKS = ["django_ratelimit.W001"]
+else:
+    # Local memory is per process, which django-ratelimit refuses; the embedded default is one
+    # process, so its counts are exact. Several servers need REDIS_URL (the README says so).
+    SILENCED_SYSTEM_CHECKS = ["django_ratelimit.E003", "django_ratelimit.W001"]
 
 # Background jobs: Django's Tasks API on the database. `manage.py worker` runs workers; the
 # embedded default runs one inside the server process (so the in-memory channel layer reaches

@@ -23,7 +23,7 @@ from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
-from storyboard import catalogue, csvsafe, generation, media, realtime
+from storyboard import catalogue, csvsafe, generation, media, realtime, throttle
 from storyboard.access import (
     get_asset_for_user,
     get_membership_for_user,
@@ -531,6 +531,8 @@ def asset_delete(request: HttpRequest, asset_uid: str) -> HttpResponse:
 @require_POST
 def shot_generate(request: HttpRequest, shot_id: int) -> HttpResponse:
     shot = get_shot_for_user(request, shot_id, write=True)
+    if wait := throttle.retry_after(request, throttle.GENERATION_START):
+        return throttle.refuse(request, "takes started in a minute", wait)
     try:
         generation.start_generation(shot=shot, user=request.user)
     except generation.GenerationRefused as e:
@@ -553,6 +555,9 @@ def take_cancel(request: HttpRequest, take_uid: str) -> HttpResponse:
 @require_POST
 def take_retry(request: HttpRequest, take_uid: str) -> HttpResponse:
     take = get_take_for_user(request, take_uid, write=True)
+    # A retry starts a take too, so it counts against the same limit.
+    if wait := throttle.retry_after(request, throttle.GENERATION_START):
+        return throttle.refuse(request, "takes started in a minute", wait)
     try:
         generation.retry(take=take, user=request.user)
     except generation.GenerationRefused as e:
