@@ -15,7 +15,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from accounts.forms import InvitationForm, RoleForm, SignupForm, TeamForm
 from accounts.models import Invitation, Role, Team
-from storyboard import realtime
+from storyboard import realtime, throttle
 from storyboard.access import get_membership_for_user
 
 
@@ -50,6 +50,12 @@ def signup(request: HttpRequest) -> HttpResponse:
     if request.user.is_authenticated:
         return redirect("sb:home")
     form = SignupForm(request.POST or None)
+    # Only accounts created count, so mistyped forms never lock anyone out.
+    if request.method == "POST" and (
+            wait := throttle.retry_after(request, throttle.SIGNUP, count=False)):
+        return throttle.refuse(request, "new accounts from your network", wait,
+                               template="accounts/signup.html",
+                               context={"form": SignupForm(), "next": _safe_next(request)})
     if request.method == "POST" and form.is_valid():
         with transaction.atomic():
             user = form.save()
@@ -57,6 +63,7 @@ def signup(request: HttpRequest) -> HttpResponse:
             if not _is_invitation(_safe_next(request)):
                 team = Team.objects.create(name=f"{user.label}'s team")
                 team.add_member(user, Role.OWNER)
+        throttle.record(request, throttle.SIGNUP)
         login(request, user, backend="django.contrib.auth.backends.ModelBackend")
         return redirect(_safe_next(request) or "sb:home")
     return render(request, "accounts/signup.html", {"form": form, "next": _safe_next(request)})
@@ -186,6 +193,8 @@ def member_remove(request: HttpRequest, team_id: int, membership_id: int) -> Htt
 @require_POST
 def invitation_create(request: HttpRequest, team_id: int) -> HttpResponse:
     team = _get_team_for_user(request, team_id, manage=True)
+    if wait := throttle.retry_after(request, throttle.INVITATION_CREATE):
+        return throttle.refuse(request, "invitation links created", wait)
     form = InvitationForm(request.POST)
     if form.is_valid():
         invitation = form.save(commit=False)
@@ -224,6 +233,10 @@ def invitation(request: HttpRequest, token: str) -> HttpResponse:
             "signup_url": reverse("accounts:signup") + f"?next={request.path}",
         })
     if request.method == "POST":
+        if wait := throttle.retry_after(request, throttle.INVITATION_ACCEPT):
+            return throttle.refuse(request, "invitations accepted", wait,
+                                   template="accounts/invitation.html",
+                                   context={"invitation": invitation})
         if invitation.state != "open":
             messages.error(request, f"This invitation is {invitation.state}. Ask for a new link.")
             return redirect("sb:home")

@@ -8,10 +8,13 @@ without a real SECRET_KEY and turns on every transport-security setting `check -
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
+from django.utils.csp import CSP
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -58,11 +61,15 @@ INSTALLED_APPS = [
     "django_htmx",
     "channels",
     "django_tasks_db",
+    "axes",
+    "django_ratelimit",
     "accounts",
 ]
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Adds SECURE_CSP (below) to every response that does not set its own policy.
+    "django.middleware.csp.ContentSecurityPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -71,6 +78,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    # Last, as axes asks: turns a locked-out login into its 429 page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "storyboard.urls"
@@ -131,6 +140,12 @@ LOGIN_URL = "accounts:login"
 LOGIN_REDIRECT_URL = "sb:home"
 LOGOUT_REDIRECT_URL = "accounts:login"
 
+AUTHENTICATION_BACKENDS = [
+    # Refuses a locked-out login before the password is checked (see storyboard.throttle).
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
@@ -152,6 +167,43 @@ else:
     # Per process: fine for the embedded default, which runs everything in one process.
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
+# Throttles (storyboard.throttle; the README's Security section). Failed logins lock out an
+# account and a client separately, in the database (django-axes); the other limits count in
+# the cache above (django-ratelimit).
+LOGIN_FAILURES_PER_ACCOUNT = envint("LOGIN_FAILURES_PER_ACCOUNT", 5)
+LOGIN_FAILURES_PER_CLIENT = envint("LOGIN_FAILURES_PER_CLIENT", 20)
+LOGIN_LOCKOUT_MINUTES = envint("LOGIN_LOCKOUT_MINUTES", 15)
+SIGNUPS_PER_HOUR = envint("SIGNUPS_PER_HOUR", 5)  # accounts created per client
+INVITATIONS_PER_HOUR = envint("INVITATIONS_PER_HOUR", 30)  # links created per person
+INVITATION_ACCEPTS_PER_HOUR = envint("INVITATION_ACCEPTS_PER_HOUR", 10)  # per person
+GENERATIONS_PER_MINUTE = envint("GENERATIONS_PER_MINUTE", 10)  # takes started per person
+# How many proxies of ours append to X-Forwarded-For; 0 (direct) means REMOTE_ADDR is the client.
+TRUSTED_PROXY_COUNT = envint("TRUSTED_PROXY_COUNT", 0)
+
+AXES_HANDLER = "storyboard.throttle.LoginLockout"
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+# LoginLockout counts how many of the two limits above are reached; one is enough to lock.
+AXES_FAILURE_LIMIT = 1
+AXES_COOLOFF_TIME = timedelta(minutes=LOGIN_LOCKOUT_MINUTES)
+AXES_LOCKOUT_CALLABLE = "storyboard.throttle.login_lockout_response"
+AXES_CLIENT_IP_CALLABLE = "storyboard.throttle.client_ip"
+# Failures are what lockouts need; a row for every successful login would only grow.
+AXES_DISABLE_ACCESS_LOG = True
+# Quiet start-up; each failure and lockout is still logged.
+AXES_VERBOSE = False
+# A successful login does not wipe the client's failures: otherwise an attacker could log in
+# to an account of their own every few guesses and never reach the per-client limit.
+AXES_RESET_ON_SUCCESS = False
+RATELIMIT_IP_META_KEY = "storyboard.throttle.ratelimit_ip"
+if REDIS_URL:
+    # Django's own RedisCache is not on django-ratelimit's list, but it increments with
+    # Redis's atomic INCR on a store every server shares, which is all the limits need.
+    SILENCED_SYSTEM_CHECKS = ["django_ratelimit.W001"]
+else:
+    # Local memory is per process, which django-ratelimit refuses; the embedded default is one
+    # process, so its counts are exact. Several servers need REDIS_URL (the README says so).
+    SILENCED_SYSTEM_CHECKS = ["django_ratelimit.E003", "django_ratelimit.W001"]
 
 # Background jobs: Django's Tasks API on the database. `manage.py worker` runs workers; the
 # embedded default runs one inside the server process (so the in-memory channel layer reaches
@@ -243,6 +295,38 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
 FILE_UPLOAD_TEMP_DIR = None
 
 INVITATION_DAYS = envint("INVITATION_DAYS", 7)
+
+# Content-Security-Policy for every page: scripts and styles only from our own static files,
+# no inline script, no eval (htmx is configured without either in base.html). Signed S3 URLs
+# are the one other origin pages load from: media views redirect <video>/<img> there.
+MEDIA_ORIGINS: list[str] = []
+if os.getenv("S3_BUCKET"):
+    _bucket, _region = os.environ["S3_BUCKET"], os.getenv("S3_REGION")
+    if os.getenv("S3_ENDPOINT_URL"):
+        _endpoint = urlsplit(os.environ["S3_ENDPOINT_URL"])
+        # Path-style (endpoint/bucket/key) and virtual-hosted (bucket.endpoint/key) URLs.
+        MEDIA_ORIGINS = [f"{_endpoint.scheme}://{_endpoint.netloc}",
+                         f"{_endpoint.scheme}://{_bucket}.{_endpoint.netloc}"]
+    else:
+        MEDIA_ORIGINS = [f"https://{_bucket}.s3.amazonaws.com"]
+        if _region:
+            MEDIA_ORIGINS.append(f"https://{_bucket}.s3.{_region}.amazonaws.com")
+SECURE_CSP = {
+    "default-src": [CSP.SELF],
+    "script-src": [CSP.SELF],
+    "style-src": [CSP.SELF],
+    # Templates set `style="--hue: …"` and `style="width: …%"` on elements. Attribute styles
+    # cannot run script or load anything, unlike <style> elements, which stay 'self' only.
+    "style-src-attr": [CSP.UNSAFE_INLINE],
+    "img-src": [CSP.SELF, "data:", *MEDIA_ORIGINS],
+    "media-src": [CSP.SELF, *MEDIA_ORIGINS],
+    # In CSP3 'self' also matches ws:/wss: on our own host, which the board's websocket uses.
+    "connect-src": [CSP.SELF],
+    "object-src": [CSP.NONE],
+    "base-uri": [CSP.SELF],
+    "form-action": [CSP.SELF],
+    "frame-ancestors": [CSP.NONE],
+}
 
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"

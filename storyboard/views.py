@@ -1,8 +1,8 @@
 from __future__ import annotations
 
-import csv
 import json
 import logging
+from decimal import Decimal
 
 from django.conf import settings
 from django.contrib import messages
@@ -23,7 +23,7 @@ from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
-from storyboard import catalogue, generation, media, realtime
+from storyboard import catalogue, csvsafe, generation, media, realtime, throttle
 from storyboard.access import (
     get_asset_for_user,
     get_membership_for_user,
@@ -231,18 +231,17 @@ def ledger_csv(request: HttpRequest, team_id: int) -> HttpResponse:
     response = HttpResponse(content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = (
         f'attachment; filename="ledger-team-{team_id}-{timezone.now():%Y-%m-%d}.csv"')
-    writer = csv.writer(response)
+    # Titles, names and notes are typed by users: csvsafe keeps them from running as formulas.
+    writer = csvsafe.writer(response)
     writer.writerow(["time", "kind", "amount_usd", "amount_micros", "simulated", "project",
                      "shot", "take", "endpoint", "person", "note"])
     for e in _filtered_ledger(request, team_budget).iterator():
         take = e.take
         writer.writerow([
-            e.created.isoformat(), e.kind, f"{e.amount_micros / 1_000_000:.6f}",
+            e.created.isoformat(), e.kind, Decimal(e.amount_micros).scaleb(-6),
             e.amount_micros, e.simulated, take.project.name if take else "",
             take.shot.display_title if take else "", take.uid if take else "",
-            take.endpoint if take else "", e.user.username if e.user else "",
-            # A spreadsheet must not run a formula someone typed as a note.
-            ("'" + e.note) if e.note[:1] in ("=", "+", "-", "@") else e.note,
+            take.endpoint if take else "", e.user.username if e.user else "", e.note,
         ])
     return response
 
@@ -560,6 +559,8 @@ def asset_delete(request: HttpRequest, asset_uid: str) -> HttpResponse:
 @require_POST
 def shot_generate(request: HttpRequest, shot_id: int) -> HttpResponse:
     shot = get_shot_for_user(request, shot_id, write=True)
+    if wait := throttle.retry_after(request, throttle.GENERATION_START):
+        return throttle.refuse(request, "takes started in a minute", wait)
     try:
         generation.start_generation(shot=shot, user=request.user)
     except generation.GenerationRefused as e:
@@ -582,6 +583,9 @@ def take_cancel(request: HttpRequest, take_uid: str) -> HttpResponse:
 @require_POST
 def take_retry(request: HttpRequest, take_uid: str) -> HttpResponse:
     take = get_take_for_user(request, take_uid, write=True)
+    # A retry starts a take too, so it counts against the same limit.
+    if wait := throttle.retry_after(request, throttle.GENERATION_START):
+        return throttle.refuse(request, "takes started in a minute", wait)
     try:
         generation.retry(take=take, user=request.user)
     except generation.GenerationRefused as e:

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+import uuid
 from dataclasses import dataclass
 
 import pytest
@@ -19,6 +20,15 @@ def _test_settings(settings, tmp_path):
     settings.MEDIA_ROOT = tmp_path / "media"
     # The real hasher costs ~0.3 s per password; tests create dozens of users.
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(autouse=True)
+def _fresh_throttles(settings):
+    # Every test starts with clean rate-limit counters. A key prefix of its own does that
+    # without clearing the cache: on CI the cache is Redis, whose database the channel layer
+    # (and a live server's websockets) share. Axes keeps its failures in the test database,
+    # which each test already rolls back or flushes.
+    settings.RATELIMIT_CACHE_PREFIX = f"rl-{uuid.uuid4().hex}:"
 
 
 @pytest.fixture(autouse=True)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from channels.testing import ChannelsLiveServerTestCase
+from django.contrib.auth.hashers import PBKDF2PasswordHasher
 from django.test import Client
 
 from accounts.models import Role
@@ -26,6 +27,14 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-
                  "--disable-sync"]
 
 pytestmark = pytest.mark.browser
+
+# Reports every Content-Security-Policy violation in every frame to the test (see _new_context).
+REPORT_CSP_VIOLATIONS = """
+document.addEventListener("securitypolicyviolation", (event) => {
+  window.__cspViolation(`${event.violatedDirective} blocked ${event.blockedURI || "inline"}`
+                        + ` at ${event.sourceFile}:${event.lineNumber} ${event.sample || ""}`);
+});
+"""
 
 
 def _require_chromium() -> None:
@@ -66,6 +75,7 @@ class TestLiveBoard(ChannelsLiveServerTestCase):
         os.environ.pop("LOCAL_QUEUE_DELAY", None)
 
     def setUp(self) -> None:
+        self.csp_violations: list[str] = []
         team = TeamFactory(name="Northlight")
         self.emma = UserFactory(username="emma", first_name="Emma", last_name="Editor")
         self.rita = UserFactory(username="rita", first_name="Rita", last_name="Reviewer")
@@ -78,10 +88,26 @@ class TestLiveBoard(ChannelsLiveServerTestCase):
             for i, title in enumerate(["Cliff at dawn", "Keeper's window", "The beam"])
         ]
 
+    def tearDown(self) -> None:
+        # Every flow runs under the real policy; anything it blocked is a bug in a template or
+        # script, even when the flow itself still worked.
+        assert self.csp_violations == []
+        super().tearDown()
+
+    def _new_context(self):
+        context = self.browser.new_context(viewport={"width": 1400, "height": 900})
+        context.expose_binding("__cspViolation",
+                               lambda source, text: self.csp_violations.append(text))
+        context.add_init_script(REPORT_CSP_VIOLATIONS)
+        # Chromium also logs what it refused, including cases no event reaches (e.g. eval).
+        context.on("console", lambda message: self.csp_violations.append(message.text)
+                   if "Content Security Policy" in message.text else None)
+        return context
+
     def _open_board(self, user):
         client = Client()
         client.force_login(user)
-        context = self.browser.new_context(viewport={"width": 1400, "height": 900})
+        context = self._new_context()
         context.add_cookies([{"name": "sessionid", "value": client.cookies["sessionid"].value,
                               "domain": self.host, "path": "/"}])
         page = context.new_page()
@@ -257,3 +283,23 @@ class TestLiveBoard(ChannelsLiveServerTestCase):
         assert after == before
         producer.context.close()
         emma.context.close()
+
+    def test_logging_in_and_adding_a_scene_runs_under_the_policy(self) -> None:
+        from playwright.sync_api import expect
+
+        # The server process checks passwords with the real hasher, not the tests' fast one.
+        self.emma.password = PBKDF2PasswordHasher().encode("pass-word-123", "browser-salt")
+        self.emma.save(update_fields=["password"])
+        page = self._new_context().new_page()
+        page.goto(f"{self.live_server_url}/projects/{self.project.pk}/")
+        page.locator("#id_username").fill("emma")
+        page.locator("#id_password").fill("pass-word-123")
+        page.get_by_role("button", name="Log in").click()
+        expect(page.locator("#live-state")).to_have_text("live")
+        # The scene form empties itself after a successful htmx post (no inline handler).
+        title = page.get_by_placeholder("New scene heading")
+        title.fill("Harbour")
+        page.get_by_role("button", name="Add scene").click()
+        expect(page.locator("#board")).to_contain_text("Harbour")
+        expect(title).to_have_value("")
+        page.context.close()

@@ -29,6 +29,23 @@
   });
 })();
 
+// Small behaviours that would otherwise be inline handlers, which the Content-Security-Policy
+// forbids (no inline script, no hx-on: htmx runs those through eval).
+(function () {
+  "use strict";
+  // <form data-reset-on-success>: empty the form once htmx got a 2xx for it.
+  document.body.addEventListener("htmx:afterRequest", function (event) {
+    var form = event.detail.elt;
+    if (event.detail.successful && form.matches && form.matches("form[data-reset-on-success]")) {
+      form.reset();
+    }
+  });
+  // Invitation links select themselves on click, ready to copy.
+  document.body.addEventListener("click", function (event) {
+    if (event.target.matches && event.target.matches("input.invite-url")) event.target.select();
+  });
+})();
+
 // The shot editor offers only what the chosen Seedance endpoint accepts: options it does not
 // take are disabled, and a value that stopped being valid moves to the endpoint's default.
 (function () {
