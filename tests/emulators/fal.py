@@ -250,7 +250,8 @@ class FalEmulator:
         return "https" if self.tls else "http"
 
     def __init__(self, *, key: str = "test-fal-key", user_id: str = "emu-user-1",
-                 video: bytes | Callable[[EmulatedJob], bytes] = DEFAULT_VIDEO, queue_ahead: int = 2, auto_advance: bool = True,
+                 video: bytes | Callable[[EmulatedJob], bytes] = DEFAULT_VIDEO,
+                 queue_ahead: int = 2, auto_advance: bool = True,
                  instant: bool = False, clock: Callable[[], float] = time.time,
                  token_ttl: float = 3600, webhook_attempts: int = 1,
                  webhook_on_cancel: bool = False) -> None:
