@@ -216,7 +216,7 @@ def _spend_report(team_budget: Budget) -> dict:
         s.selected_take.duration or 0 for s in Shot.objects.filter(
             project__team_id=team_budget.team_id, review=Shot.Review.APPROVED,
             selected_take__in=takes).select_related("selected_take"))
-    spent = team_budget.spent_micros
+    spent = team_budget.charged_micros
     report["per_generated_second"] = round(spent / generated) if generated else None
     report["per_approved_second"] = round(spent / approved) if approved else None
     report["generated_seconds"], report["approved_seconds"] = generated, approved

@@ -10,6 +10,7 @@ from django.db.models import F
 
 from storyboard import generation
 from storyboard.models import Budget, BudgetRefused, Generation, LedgerEntry
+from storyboard.money import usd
 from tests.factories import ShotFactory, TeamFactory
 
 State = Generation.State
@@ -49,9 +50,10 @@ def test_it_refuses_a_take_the_budget_cannot_cover(cast):
     with pytest.raises(generation.GenerationRefused) as refused:
         generation.start_generation(shot=shot, user=cast.editor)
     message = refused.value.message
-    assert "needs up to $0.036159" in message
+    needed = shot.estimate().micros
+    assert f"needs up to {usd(needed)}" in message
     assert "only $0.01 left" in message
-    assert "short by $0.026159" in message
+    assert f"short by {usd(needed - 10_000)}" in message
     assert cast.owner.label in message
     # Nothing happened: no take, no ledger row, no hold.
     assert Generation.objects.count() == 0

@@ -150,3 +150,46 @@ def test_the_board_shows_what_is_left_to_generate(cast):
 
     left = Shot.objects.get(pk=cast.shot.pk).estimate().micros
     assert f"{money(left)} left to generate" in html
+
+
+# --- amounts shown are amounts checked ---------------------------------------------------------
+
+
+def test_the_displayed_spend_typed_back_as_the_limit_is_accepted(cast):
+    """It used to show "$4.23" and refuse 4.23 as "below $4.23": the check saw 4.231234."""
+    Budget.objects.filter(team=cast.team).update(spent_micros=4_231_234)
+    page = client_for(cast.producer).get(_url(cast)).content.decode()
+    assert "$4.231234" in page
+    response = client_for(cast.producer).post(_url(cast), {"limit": "4.231234"})
+    assert response.status_code == 302
+    assert Budget.for_team(cast.team).limit_micros == 4_231_234
+
+
+def test_a_refusal_names_the_exact_amount_that_can_be_typed(cast):
+    Budget.objects.filter(team=cast.team).update(spent_micros=4_231_234)
+    response = client_for(cast.producer).post(_url(cast), {"limit": "4.23"})
+    assert response.status_code == 422
+    assert "($4.231234)" in response.content.decode()
+
+
+def test_more_than_six_decimals_is_refused_with_a_reason(cast):
+    response = client_for(cast.producer).post(_url(cast), {"limit": "1.0000001"})
+    assert response.status_code == 422
+    assert "six decimals" in response.content.decode()
+
+
+def test_saving_the_same_limit_records_nothing(cast):
+    budget = Budget.for_team(cast.team)
+    response = client_for(cast.producer).post(
+        _url(cast), {"limit": "10000", "reset_day": budget.reset_day})
+    assert response.status_code == 302
+    assert not LedgerEntry.objects.filter(kind="adjustment").exists()
+
+
+def test_the_ledger_speaks_dollars_never_micro_dollars(cast):
+    client_for(cast.producer).post(_url(cast), {"limit": "1,250.50"})
+    entry = LedgerEntry.objects.get(kind="adjustment")
+    assert entry.note == "Limit $10,000.00 → $1,250.50"
+    page = client_for(cast.producer).get(_url(cast)).content.decode()
+    assert "10000000000" not in page
+    assert "Limit $10,000.00 → $1,250.50" in page

@@ -286,7 +286,7 @@ async def test_an_edit_that_changes_the_scene_moves_the_card_for_everyone(cast_a
     html = await _receive_until(ws, 'id="board"')
     after_heading = html.split(f'id="scene-{scene.pk}"')[1]
     assert f'id="shot-{cast.shot.pk}"' in after_heading
-    assert "$2.42" in html
+    assert "$2.4192" in html
     await ws.disconnect()
 
 
