@@ -32,6 +32,7 @@ from PIL import Image
 from accounts.models import User
 from storyboard import catalogue, house, previz, realtime
 from storyboard.models import Asset, Budget, BudgetRefused, Generation, Shot
+from storyboard.money import usd
 from storyboard.providers import (
     Canceled,
     Job,
@@ -587,6 +588,8 @@ def _has_video_references(take: Generation) -> bool:
 
 def apply_webhook(*, take: Generation, event: WebhookEvent) -> bool:
     """A verified delivery for this take. False (and nothing changes) when it is not ours."""
+    if take.resolved_by_id and take.is_terminal:
+        return _late_answer(take, event)
     if not take.request_id:
         # A submit whose answer was lost: the webhook tells us the request id after all.
         adopted = Generation.objects.filter(
@@ -604,6 +607,33 @@ def apply_webhook(*, take: Generation, event: WebhookEvent) -> bool:
         return False
     if take.state in WAITING:
         apply_status(take, event.status, result=event.result, download_now=False)
+    return True
+
+
+def _late_answer(take: Generation, event: WebhookEvent) -> bool:
+    """The provider speaks about a take a producer already settled by hand.
+
+    Settled as "not billed" but the provider says it finished: it was billed after all, so the
+    worst case is charged (as an overrun: no hold covers it any more) and producers are told.
+    Any other late word changes nothing; settled as "billed", the books already count it.
+    """
+    if take.request_id and take.request_id != event.request_id:
+        return False
+    if event.status.state != "completed" or take.actual_micros:
+        return True
+    label = get_provider(take.provider).label
+    with transaction.atomic():
+        budget = Budget.for_team(take.project.team_id)
+        charged = budget.charge_late(
+            take=take, amount=take.estimated_micros,
+            note=f"Late charge: {label} finished request {event.request_id} after it was "
+                 "settled as not billed")
+        if charged:
+            Generation.objects.filter(pk=take.pk, request_id="").update(
+                request_id=event.request_id)
+            take.report(log=f"{label} finished it after all (request {event.request_id}); "
+                            f"its worst case, {usd(take.estimated_micros)}, was charged.")
+    realtime.broadcast_take(take)
     return True
 
 

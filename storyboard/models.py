@@ -855,6 +855,23 @@ class Budget(models.Model):
                 logger.warning("Take %s cost %d µ$, %d over its hold", take.pk, cost, overrun)
                 transaction.on_commit(lambda: _announce_overrun(self.pk, overrun))
 
+    def charge_late(self, *, take: Generation, amount: int, note: str) -> bool:
+        """The provider billed a take after it was settled as not billed: charge it anyway, as
+        an overrun (no hold covers it any more). Once per take; False if already charged."""
+        try:
+            with transaction.atomic():
+                LedgerEntry.objects.create(budget=self, take=take, user_id=take.created_by_id,
+                                           amount_micros=amount, kind=LedgerEntry.Kind.OVERRUN,
+                                           simulated=take.simulated, note=note[:300])
+                Budget.objects.filter(pk=self.pk).update(
+                    overrun_micros=models.F("overrun_micros") + amount,
+                    simulated_micros=models.F("simulated_micros")
+                    + (amount if take.simulated else 0))
+        except IntegrityError:
+            return False
+        transaction.on_commit(lambda: _announce_overrun(self.pk, amount))
+        return True
+
     def set_limit(self, *, limit: int, user: User, reset_day: int | None = None) -> bool:
         """Change the limit (and reset day); False, changing nothing, if the limit is below
         what is held and charged. Saving what is already set records nothing."""

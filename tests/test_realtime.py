@@ -15,7 +15,7 @@ from storyboard.asgi import application
 from storyboard.consumers import CLOSE_FORBIDDEN
 from storyboard.models import Presence
 from tests.conftest import Cast, client_for
-from tests.factories import ProjectFactory, SceneFactory, ShotFactory
+from tests.factories import GenerationFactory, ProjectFactory, SceneFactory, ShotFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -309,4 +309,25 @@ async def test_producers_hear_when_the_budget_passes_eighty_percent(cast_async):
     # $1.21 held of $1.40: 86% committed.
     assert "86%" in html
     assert 'class="budget-only"' in html
+    await ws.disconnect()
+
+
+async def test_producers_hear_when_a_take_costs_more_than_its_hold(cast_async):
+    from storyboard.models import Budget, Generation
+
+    cast = cast_async
+    ws = await _socket(cast.producer, cast.project.pk)
+    assert (await ws.connect())[0]
+    await _drain(ws)
+
+    def overrun() -> None:
+        take = GenerationFactory(shot=cast.shot, state=Generation.State.HELD,
+                                 estimated_micros=1_000_000)
+        Budget.for_team(cast.team).hold(take=take, amount=1_000_000, user=cast.editor)
+        take.advance(Generation.State.COMPLETED, expected=(Generation.State.HELD,),
+                     actual_micros=1_250_000)
+
+    await sync_to_async(overrun)()
+    html = await _receive_until(ws, 'id="budget-notice"')
+    assert "A take cost $0.25 more than was held for it" in html
     await ws.disconnect()

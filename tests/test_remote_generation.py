@@ -388,3 +388,34 @@ def test_a_finished_take_we_cannot_fetch_keeps_its_hold(cast, fal):
     budget.refresh_from_db()
     assert budget.held_micros == 0
     assert budget.spent_micros == take.actual_micros
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_late_webhook_after_settling_as_not_billed_charges_the_take(cast, fal, live_server,
+                                                                      settings):
+    """A producer guessed "not billed"; fal finishes it hours later: the charge still lands."""
+    from storyboard.models import LedgerEntry
+
+    settings.WEBHOOK_BASE_URL = live_server.url
+    fal.instant = True
+    fal.faults.add("webhook", never=True)
+    fal.faults.add("submit", drop_response=True)
+    take = generation.start_generation(shot=_shot(cast), user=cast.editor)
+    generation.drive(take_id=take.pk)
+    take.refresh_from_db()
+    assert (take.state, take.request_id) == (State.OUTCOME_UNKNOWN, "")
+    generation.settle_by_hand(take=take, billed=False, note="No trace on fal's dashboard",
+                              user=cast.producer)
+    assert Budget.for_team(cast.team).held_micros == 0
+    (request_id,) = fal.jobs
+    for _ in range(3):  # fal retries: one charge however often it says so
+        assert fal.deliver(request_id).status == 200
+    take.refresh_from_db()
+    assert take.state == State.FAILED
+    assert take.request_id == request_id
+    late = LedgerEntry.objects.get(take=take, kind="overrun")
+    assert late.amount_micros == take.estimated_micros
+    assert "after it was settled as not billed" in late.note
+    budget = Budget.for_team(cast.team)
+    assert budget.overrun_micros == take.estimated_micros
+    assert budget.ledger_totals()["overrun_micros"] == budget.overrun_micros
