@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import uuid
 from datetime import datetime, timedelta
 
@@ -269,6 +270,49 @@ class Shot(models.Model):
         return catalogue.estimate(endpoint=self.endpoint, resolution=self.resolution,
                                   aspect_ratio=self.aspect_ratio, duration=self.duration,
                                   num_frames=num_frames, video_references=video_refs)
+
+    def problems(self) -> list[str]:
+        """Everything that stops this shot from being generated, before anything is spent."""
+        found = []
+        spec = catalogue.ENDPOINTS.get(self.endpoint)
+        if spec is None:
+            return ["Choose one of the listed Seedance endpoints."]
+        if not self.prompt.strip():
+            found.append("Write a prompt first.")
+        if spec.mode != self.mode:
+            found.append(f"{spec.label} does not match the shot's mode "
+                         f"({self.get_mode_display()}).")
+        found.extend(catalogue.validate_parameters(
+            endpoint=self.endpoint, resolution=self.resolution, duration=self.duration,
+            aspect_ratio=self.aspect_ratio,
+        ).values())
+        if self.mode == Shot.Mode.IMAGE and not self.start_frame_id and not self.chained:
+            found.append("Image to video needs a start frame, or chain the shot to the previous "
+                         "one.")
+        if self.chained and self.previous_take() is None:
+            found.append("This shot is chained, but the shot before it has no finished take yet.")
+        if self.mode == Shot.Mode.REFERENCE:
+            refs = list(self.references.all())
+            if not refs:
+                found.append("Reference to video needs at least one reference file.")
+            counts = {kind: sum(1 for a in refs if a.kind == kind) for kind in Asset.Kind.values}
+            for tag, kind in (("Image", "image"), ("Video", "video"), ("Audio", "audio")):
+                for number in sorted({int(n) for n in re.findall(rf"@{tag}(\d+)", self.prompt)}):
+                    if number > counts[kind] or number < 1:
+                        found.append(f"The prompt mentions @{tag}{number}, but only "
+                                     f"{counts[kind]} {kind} reference(s) are attached.")
+        return found
+
+    def previous_take(self) -> Generation | None:
+        """The finished take of the shot before this one on the board, whose last frame chains."""
+        order = [s for _, shots in self.project.board() for s in shots]
+        index = next((i for i, s in enumerate(order) if s.pk == self.pk), 0)
+        if index == 0:
+            return None
+        take = order[index - 1].selected_take
+        if take is None or take.state != Generation.State.COMPLETED or not take.video:
+            return None
+        return take
 
     def insert(self, *, after: Shot | None = None) -> None:
         """Save a new shot at the end of the board, or right after `after`."""
