@@ -4,6 +4,7 @@ import logging
 import re
 import uuid
 from datetime import datetime, timedelta
+from typing import Self
 
 from django.conf import settings
 from django.core.files.base import ContentFile
@@ -20,11 +21,20 @@ from storyboard.money import usd
 logger = logging.getLogger(__name__)
 
 
-class ProjectQuerySet(models.QuerySet):
-    def for_user(self, user: User) -> ProjectQuerySet:
+class TeamScopedQuerySet(models.QuerySet):
+    """Rows that belong to a team, reached through `team_path` (a lookup ending at the team)."""
+
+    team_path = "team"
+
+    def for_user(self, user: User) -> Self:
+        """Only what the user's teams own; nothing for an anonymous user."""
         if not user.is_authenticated:
             return self.none()
-        return self.filter(team__memberships__user=user)
+        return self.filter(**{f"{self.team_path}__memberships__user": user})
+
+
+class ProjectQuerySet(TeamScopedQuerySet):
+    team_path = "team"
 
 
 class Project(models.Model):
@@ -157,10 +167,16 @@ class Project(models.Model):
         return True
 
 
+class SceneQuerySet(TeamScopedQuerySet):
+    team_path = "project__team"
+
+
 class Scene(models.Model):
     project = models.ForeignKey(Project, models.CASCADE, related_name="scenes")
     title = models.CharField(max_length=120)
     position = models.PositiveIntegerField(default=0)
+
+    objects = SceneQuerySet.as_manager()
 
     class Meta:
         ordering = ["position", "pk"]
@@ -169,11 +185,8 @@ class Scene(models.Model):
         return self.title
 
 
-class ShotQuerySet(models.QuerySet):
-    def for_user(self, user: User) -> ShotQuerySet:
-        if not user.is_authenticated:
-            return self.none()
-        return self.filter(project__team__memberships__user=user)
+class ShotQuerySet(TeamScopedQuerySet):
+    team_path = "project__team"
 
 
 class Shot(models.Model):
@@ -355,11 +368,8 @@ def asset_derived_to(asset: Asset, filename: str) -> str:
             f"{asset.uid}-{uuid.uuid4().hex[:8]}.{ext}")
 
 
-class AssetQuerySet(models.QuerySet):
-    def for_user(self, user: User) -> AssetQuerySet:
-        if not user.is_authenticated:
-            return self.none()
-        return self.filter(project__team__memberships__user=user)
+class AssetQuerySet(TeamScopedQuerySet):
+    team_path = "project__team"
 
     def images(self) -> AssetQuerySet:
         return self.filter(kind=Asset.Kind.IMAGE)
@@ -486,11 +496,8 @@ def take_upload_to(take: Generation, filename: str) -> str:
             f"{take.uid}-{filename}")
 
 
-class GenerationQuerySet(models.QuerySet):
-    def for_user(self, user: User) -> GenerationQuerySet:
-        if not user.is_authenticated:
-            return self.none()
-        return self.filter(project__team__memberships__user=user)
+class GenerationQuerySet(TeamScopedQuerySet):
+    team_path = "project__team"
 
     def active(self) -> GenerationQuerySet:
         return self.exclude(state__in=Generation.TERMINAL)
