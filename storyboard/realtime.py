@@ -35,20 +35,18 @@ def remember_server_loop() -> None:
     _server_loop = asyncio.get_running_loop()
 
 
-def send_html(project_id: int, html: str) -> None:
+def _send(group: str, message: dict) -> None:
+    """Every push leaves through here, whichever thread it is sent from."""
     layer = get_channel_layer()
-    message = {"type": "board.html", "html": html}
     loop = _server_loop
     if isinstance(layer, InMemoryChannelLayer) and loop is not None and loop.is_running():
         # The in-memory layer's queues belong to the server's loop; a worker thread must hand
         # the send to that loop, or the waiting consumer is not woken up.
-        future = asyncio.run_coroutine_threadsafe(
-            layer.group_send(project_group(project_id), message), loop
-        )
+        future = asyncio.run_coroutine_threadsafe(layer.group_send(group, message), loop)
         if not _running_in(loop):
             future.result(timeout=5)
         return
-    async_to_sync(layer.group_send)(project_group(project_id), message)
+    async_to_sync(layer.group_send)(group, message)
 
 
 def _running_in(loop: asyncio.AbstractEventLoop) -> bool:
@@ -58,9 +56,21 @@ def _running_in(loop: asyncio.AbstractEventLoop) -> bool:
         return False
 
 
+def _after_commit(send: Callable[[], None]) -> None:
+    """Run `send` once the current transaction commits (at once outside one).
+
+    Every push goes through here, so nobody is shown a change that was then rolled back.
+    """
+    transaction.on_commit(send)
+
+
+def send_html(project_id: int, html: str) -> None:
+    _send(project_group(project_id), {"type": "board.html", "html": html})
+
+
 def on_commit(project_id: int, render: Callable[[], str]) -> None:
-    """Render and send once the current transaction commits (at once outside one)."""
-    transaction.on_commit(lambda: send_html(project_id, render()))
+    """Render and send to the project's boards once the current transaction commits."""
+    _after_commit(lambda: send_html(project_id, render()))
 
 
 def render_region(region: str, context: dict) -> str:
@@ -98,20 +108,14 @@ def broadcast_presence(project_id: int) -> None:
 
 def close_project(*, project_id: int, team_id: int) -> None:
     """Close every socket on a project that no longer exists (called when it is deleted)."""
-    transaction.on_commit(
-        lambda: async_to_sync(get_channel_layer().group_send)(
-            project_group(project_id), {"type": "access.revoked", "team_id": team_id}
-        )
-    )
+    _after_commit(lambda: _send(project_group(project_id),
+                                {"type": "access.revoked", "team_id": team_id}))
 
 
 def revoke_access(*, user_id: int, team_id: int) -> None:
     """Close the user's open sockets on this team's boards (called when a member is removed)."""
-    transaction.on_commit(
-        lambda: async_to_sync(get_channel_layer().group_send)(
-            user_group(user_id), {"type": "access.revoked", "team_id": team_id}
-        )
-    )
+    _after_commit(lambda: _send(user_group(user_id),
+                                {"type": "access.revoked", "team_id": team_id}))
 
 
 def broadcast_take(take) -> None:
