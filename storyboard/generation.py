@@ -26,6 +26,7 @@ from django.db.models import Q
 from django.db.models.fields.files import FieldFile
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.module_loading import import_string
 from PIL import Image
 
 from accounts.models import User
@@ -98,9 +99,13 @@ def retry(*, take: Generation, user: User) -> Generation:
     return start_generation(shot=take.shot, user=user)
 
 
-def _enqueue(take: Generation) -> None:
-    from storyboard.tasks import run_generation
+# The task that runs drive(), by name: tasks.py calls into this module, so importing it back would
+# make a cycle (the domain must not depend on its task wrappers). Queued rows name this same path.
+DRIVE_TASK = "storyboard.tasks.run_generation"
 
+
+def _enqueue(take: Generation) -> None:
+    run_generation = import_string(DRIVE_TASK)
     run_generation.enqueue(take_id=take.pk)
 
 
@@ -595,7 +600,7 @@ def _late_answer(take: Generation, event: WebhookEvent) -> bool:
 
 def _schedule(take: Generation, *, slow: bool = False, backoff: int = 0) -> None:
     """Queue the next look at this take (a poll), later rather than sooner."""
-    from storyboard.tasks import run_generation
+    run_generation = import_string(DRIVE_TASK)
 
     every = POLL_EVERY_WITH_WEBHOOK if (slow or _webhook_url(take)) else POLL_EVERY
     delay = min(every * (2 ** min(backoff, 6)), timedelta(minutes=10))
