@@ -3,6 +3,7 @@ from __future__ import annotations
 import logging
 import re
 import uuid
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Self
 
@@ -963,11 +964,17 @@ class Budget(models.Model):
                 f"{who} can raise the budget.")
 
 
-def _announce_overrun(budget_id: int, overrun: int) -> None:
-    from storyboard import realtime
+# How producers hear, live, that a take cost more than its hold: realtime's budget notice,
+# plugged in by StoryboardConfig.ready(). Models sit below realtime (which reads them to render),
+# so they call it through this slot rather than importing it; None sends nothing.
+overrun_notice: Callable[..., None] | None = None
 
+
+def _announce_overrun(budget_id: int, overrun: int) -> None:
+    if overrun_notice is None:
+        return
     budget = Budget.objects.select_related("team").get(pk=budget_id)
-    realtime.broadcast_budget_notice(budget=budget, threshold=None, overrun=overrun)
+    overrun_notice(budget=budget, overrun=overrun)
 
 
 class LedgerQuerySet(models.QuerySet):

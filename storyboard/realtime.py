@@ -151,3 +151,8 @@ def broadcast_budget_notice(*, budget, threshold: int | None, overrun: int = 0) 
 
     for project_id in Project.objects.filter(team_id=budget.team_id).values_list("pk", flat=True):
         on_commit(project_id, render)
+
+
+def broadcast_overrun(*, budget, overrun: int) -> None:
+    """A take cost `overrun` more than its hold (models call this through overrun_notice)."""
+    broadcast_budget_notice(budget=budget, threshold=None, overrun=overrun)
