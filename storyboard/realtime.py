@@ -15,6 +15,9 @@ from channels.layers import InMemoryChannelLayer, get_channel_layer
 from django.db import transaction
 from django.template.loader import render_to_string
 
+from storyboard.models import Budget, Generation, Presence, Project, Shot
+from storyboard.selectors import assets_context, board_context
+
 BOARD_TEMPLATE = "storyboard/board.html"
 
 
@@ -77,20 +80,16 @@ def render_region(region: str, context: dict) -> str:
     return render_to_string(f"{BOARD_TEMPLATE}#{region}", {**context, "oob": True})
 
 
-def broadcast_board(project) -> None:
-    from storyboard.views import board_context
-
+def broadcast_board(project: Project) -> None:
     on_commit(project.pk, lambda: render_region("board", board_context(project)))
 
 
-def broadcast_shot(shot) -> None:
+def broadcast_shot(shot: Shot) -> None:
     on_commit(shot.project_id, lambda: render_region("shot-card", {"shot": shot,
                                                                    "project": shot.project}))
 
 
-def broadcast_assets(project) -> None:
-    from storyboard.views import assets_context
-
+def broadcast_assets(project: Project) -> None:
     # The library grid for anyone on the assets page, the counter for anyone on the board.
     on_commit(project.pk, lambda: render_to_string(
         "storyboard/assets.html#asset-grid", {**assets_context(project), "oob": True}
@@ -98,8 +97,6 @@ def broadcast_assets(project) -> None:
 
 
 def broadcast_presence(project_id: int) -> None:
-    from storyboard.models import Presence
-
     def render() -> str:
         return render_region("presence", {"viewers": Presence.objects.viewers(project_id)})
 
@@ -118,10 +115,8 @@ def revoke_access(*, user_id: int, team_id: int) -> None:
                                 {"type": "access.revoked", "team_id": team_id}))
 
 
-def broadcast_take(take) -> None:
+def broadcast_take(take: Generation) -> None:
     """A take moved: its row in the shot editor and the status strip on its card."""
-    from storyboard.models import Generation
-
     def render() -> str:
         fresh = Generation.objects.select_related("shot").get(pk=take.pk)
         shot = fresh.shot
@@ -139,11 +134,9 @@ def broadcast_take(take) -> None:
     on_commit(take.project_id, render)
 
 
-def broadcast_budget_notice(*, budget, threshold: int | None, overrun: int = 0) -> None:
+def broadcast_budget_notice(*, budget: Budget, threshold: int | None, overrun: int = 0) -> None:
     """Tell producers on every board of the team that the budget passed a threshold, or that
     a take cost more than its hold (`overrun`, which the notice then leads with)."""
-    from storyboard.models import Project
-
     def render() -> str:
         return render_region("budget-notice", {"budget": budget, "threshold": threshold,
                                                "overrun": overrun, "team": budget.team,
@@ -153,6 +146,6 @@ def broadcast_budget_notice(*, budget, threshold: int | None, overrun: int = 0) 
         on_commit(project_id, render)
 
 
-def broadcast_overrun(*, budget, overrun: int) -> None:
+def broadcast_overrun(*, budget: Budget, overrun: int) -> None:
     """A take cost `overrun` more than its hold (models call this through overrun_notice)."""
     broadcast_budget_notice(budget=budget, threshold=None, overrun=overrun)
