@@ -6,11 +6,14 @@ A member whose role may not write gets a 403 from the write variants.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from django.core.exceptions import PermissionDenied
+from django.db import models
 from django.http import Http404, HttpRequest
 
 from accounts.models import Membership, User
-from storyboard.models import Asset, Generation, Project, Scene, Shot
+from storyboard.models import Asset, Generation, Project, Scene, Shot, TeamScopedQuerySet
 
 
 def can_view_project(user: User, project_id: int) -> Membership | None:
@@ -49,49 +52,43 @@ def get_project_for_user(request: HttpRequest, project_id: int, *, write: bool =
     return project
 
 
+def _get_for_user[T: models.Model](request: HttpRequest, queryset: TeamScopedQuerySet, *,
+                                    write: bool, not_found: str,
+                                    project: Callable[[T], Project]) -> T:
+    """The one object of `queryset` the user's teams own, with its project's membership noted.
+
+    `queryset` is already narrowed to the object asked for; `project` finds the object's project,
+    which carries the membership the views and templates read.
+    """
+    obj = queryset.for_user(request.user).first()
+    if obj is None:
+        raise Http404(not_found)
+    owner = project(obj)
+    owner.membership = _check(request.user.membership_in(owner.team_id), write=write)
+    return obj
+
+
 def get_shot_for_user(request: HttpRequest, shot_id: int, *, write: bool = False) -> Shot:
-    shot = Shot.objects.for_user(request.user).select_related("project__team").filter(
-        pk=shot_id
-    ).first()
-    if shot is None:
-        raise Http404("No such shot")
-    shot.project.membership = _check(
-        request.user.membership_in(shot.project.team_id), write=write
-    )
-    return shot
+    shots = Shot.objects.select_related("project__team").filter(pk=shot_id)
+    return _get_for_user(request, shots, write=write, not_found="No such shot",
+                         project=lambda shot: shot.project)
 
 
 def get_scene_for_user(request: HttpRequest, scene_id: int, *, write: bool = False) -> Scene:
-    scene = Scene.objects.filter(
-        pk=scene_id, project__team__memberships__user=request.user
-    ).select_related("project__team").first() if request.user.is_authenticated else None
-    if scene is None:
-        raise Http404("No such scene")
-    scene.project.membership = _check(
-        request.user.membership_in(scene.project.team_id), write=write
-    )
-    return scene
+    scenes = Scene.objects.select_related("project__team").filter(pk=scene_id)
+    return _get_for_user(request, scenes, write=write, not_found="No such scene",
+                         project=lambda scene: scene.project)
 
 
 def get_asset_for_user(request: HttpRequest, asset_uid: str, *, write: bool = False) -> Asset:
-    asset = Asset.objects.for_user(request.user).select_related("project__team").filter(
-        uid=asset_uid
-    ).first()
-    if asset is None:
-        raise Http404("No such file")
-    asset.project.membership = _check(
-        request.user.membership_in(asset.project.team_id), write=write
-    )
-    return asset
+    assets = Asset.objects.select_related("project__team").filter(uid=asset_uid)
+    return _get_for_user(request, assets, write=write, not_found="No such file",
+                         project=lambda asset: asset.project)
 
 
 def get_take_for_user(request: HttpRequest, take_uid: str, *, write: bool = False) -> Generation:
-    take = Generation.objects.for_user(request.user).select_related(
-        "shot__project__team", "project"
-    ).filter(uid=take_uid).first()
-    if take is None:
-        raise Http404("No such take")
-    take.shot.project.membership = _check(
-        request.user.membership_in(take.project.team_id), write=write
-    )
-    return take
+    takes = Generation.objects.select_related("shot__project__team", "project").filter(
+        uid=take_uid)
+    # The editor a take's buttons answer with reads the membership from the take's shot.
+    return _get_for_user(request, takes, write=write, not_found="No such take",
+                         project=lambda take: take.shot.project)

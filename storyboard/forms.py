@@ -190,9 +190,7 @@ class ShotForm(forms.ModelForm):
 
     def warnings(self) -> list[str]:
         """What stops the saved shot from being generated (drafts may still be saved)."""
-        from storyboard.generation import problems
-
-        return problems(self.instance) if self.instance.pk else []
+        return self.instance.problems() if self.instance.pk else []
 
 
 class NewShotForm(forms.Form):

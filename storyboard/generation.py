@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import io
 import logging
-import re
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -27,6 +26,7 @@ from django.db.models import Q
 from django.db.models.fields.files import FieldFile
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.module_loading import import_string
 from PIL import Image
 
 from accounts.models import User
@@ -64,52 +64,9 @@ class GenerationRefused(Exception):
         self.message = message
 
 
-def problems(shot: Shot) -> list[str]:
-    """Everything that stops this shot from being generated, before anything is spent."""
-    found = []
-    spec = catalogue.ENDPOINTS.get(shot.endpoint)
-    if spec is None:
-        return ["Choose one of the listed Seedance endpoints."]
-    if not shot.prompt.strip():
-        found.append("Write a prompt first.")
-    if spec.mode != shot.mode:
-        found.append(f"{spec.label} does not match the shot's mode ({shot.get_mode_display()}).")
-    found.extend(catalogue.validate_parameters(
-        endpoint=shot.endpoint, resolution=shot.resolution, duration=shot.duration,
-        aspect_ratio=shot.aspect_ratio,
-    ).values())
-    if shot.mode == Shot.Mode.IMAGE and not shot.start_frame_id and not shot.chained:
-        found.append("Image to video needs a start frame, or chain the shot to the previous one.")
-    if shot.chained and previous_take(shot) is None:
-        found.append("This shot is chained, but the shot before it has no finished take yet.")
-    if shot.mode == Shot.Mode.REFERENCE:
-        refs = list(shot.references.all())
-        if not refs:
-            found.append("Reference to video needs at least one reference file.")
-        counts = {kind: sum(1 for a in refs if a.kind == kind) for kind in Asset.Kind.values}
-        for tag, kind in (("Image", "image"), ("Video", "video"), ("Audio", "audio")):
-            for number in sorted({int(n) for n in re.findall(rf"@{tag}(\d+)", shot.prompt)}):
-                if number > counts[kind] or number < 1:
-                    found.append(f"The prompt mentions @{tag}{number}, but only "
-                                 f"{counts[kind]} {kind} reference(s) are attached.")
-    return found
-
-
-def previous_take(shot: Shot) -> Generation | None:
-    """The finished take of the shot before this one on the board, whose last frame chains."""
-    order = [s for _, shots in shot.project.board() for s in shots]
-    index = next((i for i, s in enumerate(order) if s.pk == shot.pk), 0)
-    if index == 0:
-        return None
-    take = order[index - 1].selected_take
-    if take is None or take.state != State.COMPLETED or not take.video:
-        return None
-    return take
-
-
 def start_generation(*, shot: Shot, user: User) -> Generation:
     """Record a take for the shot and queue it; raises GenerationRefused with the reason."""
-    found = problems(shot)
+    found = shot.problems()
     if found:
         raise GenerationRefused(" ".join(found))
     provider = get_provider(_default_provider())
@@ -120,7 +77,7 @@ def start_generation(*, shot: Shot, user: User) -> Generation:
                 shot=shot, project=shot.project, created_by=user, provider=provider.name,
                 endpoint=shot.endpoint, seed=shot.seed, estimated_micros=estimate.micros,
                 simulated=provider.simulated, input=arguments_for(shot),
-                upstream=previous_take(shot) if shot.chained else None, state=State.HELD,
+                upstream=shot.previous_take() if shot.chained else None, state=State.HELD,
             )
             # The worst case is reserved before anything is sent; no budget, no take.
             budget = Budget.for_team(shot.project.team_id)
@@ -142,9 +99,13 @@ def retry(*, take: Generation, user: User) -> Generation:
     return start_generation(shot=take.shot, user=user)
 
 
-def _enqueue(take: Generation) -> None:
-    from storyboard.tasks import run_generation
+# The task that runs drive(), by name: tasks.py calls into this module, so importing it back would
+# make a cycle (the domain must not depend on its task wrappers). Queued rows name this same path.
+DRIVE_TASK = "storyboard.tasks.run_generation"
 
+
+def _enqueue(take: Generation) -> None:
+    run_generation = import_string(DRIVE_TASK)
     run_generation.enqueue(take_id=take.pk)
 
 
@@ -639,7 +600,7 @@ def _late_answer(take: Generation, event: WebhookEvent) -> bool:
 
 def _schedule(take: Generation, *, slow: bool = False, backoff: int = 0) -> None:
     """Queue the next look at this take (a poll), later rather than sooner."""
-    from storyboard.tasks import run_generation
+    run_generation = import_string(DRIVE_TASK)
 
     every = POLL_EVERY_WITH_WEBHOOK if (slow or _webhook_url(take)) else POLL_EVERY
     delay = min(every * (2 ** min(backoff, 6)), timedelta(minutes=10))

@@ -1,8 +1,11 @@
 from __future__ import annotations
 
 import logging
+import re
 import uuid
+from collections.abc import Callable
 from datetime import datetime, timedelta
+from typing import Self
 
 from django.conf import settings
 from django.core.files.base import ContentFile
@@ -19,11 +22,20 @@ from storyboard.money import usd
 logger = logging.getLogger(__name__)
 
 
-class ProjectQuerySet(models.QuerySet):
-    def for_user(self, user: User) -> ProjectQuerySet:
+class TeamScopedQuerySet(models.QuerySet):
+    """Rows that belong to a team, reached through `team_path` (a lookup ending at the team)."""
+
+    team_path = "team"
+
+    def for_user(self, user: User) -> Self:
+        """Only what the user's teams own; nothing for an anonymous user."""
         if not user.is_authenticated:
             return self.none()
-        return self.filter(team__memberships__user=user)
+        return self.filter(**{f"{self.team_path}__memberships__user": user})
+
+
+class ProjectQuerySet(TeamScopedQuerySet):
+    team_path = "team"
 
 
 class Project(models.Model):
@@ -156,10 +168,16 @@ class Project(models.Model):
         return True
 
 
+class SceneQuerySet(TeamScopedQuerySet):
+    team_path = "project__team"
+
+
 class Scene(models.Model):
     project = models.ForeignKey(Project, models.CASCADE, related_name="scenes")
     title = models.CharField(max_length=120)
     position = models.PositiveIntegerField(default=0)
+
+    objects = SceneQuerySet.as_manager()
 
     class Meta:
         ordering = ["position", "pk"]
@@ -168,11 +186,8 @@ class Scene(models.Model):
         return self.title
 
 
-class ShotQuerySet(models.QuerySet):
-    def for_user(self, user: User) -> ShotQuerySet:
-        if not user.is_authenticated:
-            return self.none()
-        return self.filter(project__team__memberships__user=user)
+class ShotQuerySet(TeamScopedQuerySet):
+    team_path = "project__team"
 
 
 class Shot(models.Model):
@@ -270,6 +285,49 @@ class Shot(models.Model):
                                   aspect_ratio=self.aspect_ratio, duration=self.duration,
                                   num_frames=num_frames, video_references=video_refs)
 
+    def problems(self) -> list[str]:
+        """Everything that stops this shot from being generated, before anything is spent."""
+        found = []
+        spec = catalogue.ENDPOINTS.get(self.endpoint)
+        if spec is None:
+            return ["Choose one of the listed Seedance endpoints."]
+        if not self.prompt.strip():
+            found.append("Write a prompt first.")
+        if spec.mode != self.mode:
+            found.append(f"{spec.label} does not match the shot's mode "
+                         f"({self.get_mode_display()}).")
+        found.extend(catalogue.validate_parameters(
+            endpoint=self.endpoint, resolution=self.resolution, duration=self.duration,
+            aspect_ratio=self.aspect_ratio,
+        ).values())
+        if self.mode == Shot.Mode.IMAGE and not self.start_frame_id and not self.chained:
+            found.append("Image to video needs a start frame, or chain the shot to the previous "
+                         "one.")
+        if self.chained and self.previous_take() is None:
+            found.append("This shot is chained, but the shot before it has no finished take yet.")
+        if self.mode == Shot.Mode.REFERENCE:
+            refs = list(self.references.all())
+            if not refs:
+                found.append("Reference to video needs at least one reference file.")
+            counts = {kind: sum(1 for a in refs if a.kind == kind) for kind in Asset.Kind.values}
+            for tag, kind in (("Image", "image"), ("Video", "video"), ("Audio", "audio")):
+                for number in sorted({int(n) for n in re.findall(rf"@{tag}(\d+)", self.prompt)}):
+                    if number > counts[kind] or number < 1:
+                        found.append(f"The prompt mentions @{tag}{number}, but only "
+                                     f"{counts[kind]} {kind} reference(s) are attached.")
+        return found
+
+    def previous_take(self) -> Generation | None:
+        """The finished take of the shot before this one on the board, whose last frame chains."""
+        order = [s for _, shots in self.project.board() for s in shots]
+        index = next((i for i, s in enumerate(order) if s.pk == self.pk), 0)
+        if index == 0:
+            return None
+        take = order[index - 1].selected_take
+        if take is None or take.state != Generation.State.COMPLETED or not take.video:
+            return None
+        return take
+
     def insert(self, *, after: Shot | None = None) -> None:
         """Save a new shot at the end of the board, or right after `after`."""
         with transaction.atomic():
@@ -311,11 +369,8 @@ def asset_derived_to(asset: Asset, filename: str) -> str:
             f"{asset.uid}-{uuid.uuid4().hex[:8]}.{ext}")
 
 
-class AssetQuerySet(models.QuerySet):
-    def for_user(self, user: User) -> AssetQuerySet:
-        if not user.is_authenticated:
-            return self.none()
-        return self.filter(project__team__memberships__user=user)
+class AssetQuerySet(TeamScopedQuerySet):
+    team_path = "project__team"
 
     def images(self) -> AssetQuerySet:
         return self.filter(kind=Asset.Kind.IMAGE)
@@ -442,11 +497,8 @@ def take_upload_to(take: Generation, filename: str) -> str:
             f"{take.uid}-{filename}")
 
 
-class GenerationQuerySet(models.QuerySet):
-    def for_user(self, user: User) -> GenerationQuerySet:
-        if not user.is_authenticated:
-            return self.none()
-        return self.filter(project__team__memberships__user=user)
+class GenerationQuerySet(TeamScopedQuerySet):
+    team_path = "project__team"
 
     def active(self) -> GenerationQuerySet:
         return self.exclude(state__in=Generation.TERMINAL)
@@ -912,11 +964,17 @@ class Budget(models.Model):
                 f"{who} can raise the budget.")
 
 
-def _announce_overrun(budget_id: int, overrun: int) -> None:
-    from storyboard import realtime
+# How producers hear, live, that a take cost more than its hold: realtime's budget notice,
+# plugged in by StoryboardConfig.ready(). Models sit below realtime (which reads them to render),
+# so they call it through this slot rather than importing it; None sends nothing.
+overrun_notice: Callable[..., None] | None = None
 
+
+def _announce_overrun(budget_id: int, overrun: int) -> None:
+    if overrun_notice is None:
+        return
     budget = Budget.objects.select_related("team").get(pk=budget_id)
-    realtime.broadcast_budget_notice(budget=budget, threshold=None, overrun=overrun)
+    overrun_notice(budget=budget, overrun=overrun)
 
 
 class LedgerQuerySet(models.QuerySet):

@@ -15,6 +15,9 @@ from channels.layers import InMemoryChannelLayer, get_channel_layer
 from django.db import transaction
 from django.template.loader import render_to_string
 
+from storyboard.models import Budget, Generation, Presence, Project, Shot
+from storyboard.selectors import assets_context, board_context
+
 BOARD_TEMPLATE = "storyboard/board.html"
 
 
@@ -35,20 +38,18 @@ def remember_server_loop() -> None:
     _server_loop = asyncio.get_running_loop()
 
 
-def send_html(project_id: int, html: str) -> None:
+def _send(group: str, message: dict) -> None:
+    """Every push leaves through here, whichever thread it is sent from."""
     layer = get_channel_layer()
-    message = {"type": "board.html", "html": html}
     loop = _server_loop
     if isinstance(layer, InMemoryChannelLayer) and loop is not None and loop.is_running():
         # The in-memory layer's queues belong to the server's loop; a worker thread must hand
         # the send to that loop, or the waiting consumer is not woken up.
-        future = asyncio.run_coroutine_threadsafe(
-            layer.group_send(project_group(project_id), message), loop
-        )
+        future = asyncio.run_coroutine_threadsafe(layer.group_send(group, message), loop)
         if not _running_in(loop):
             future.result(timeout=5)
         return
-    async_to_sync(layer.group_send)(project_group(project_id), message)
+    async_to_sync(layer.group_send)(group, message)
 
 
 def _running_in(loop: asyncio.AbstractEventLoop) -> bool:
@@ -58,29 +59,37 @@ def _running_in(loop: asyncio.AbstractEventLoop) -> bool:
         return False
 
 
+def _after_commit(send: Callable[[], None]) -> None:
+    """Run `send` once the current transaction commits (at once outside one).
+
+    Every push goes through here, so nobody is shown a change that was then rolled back.
+    """
+    transaction.on_commit(send)
+
+
+def send_html(project_id: int, html: str) -> None:
+    _send(project_group(project_id), {"type": "board.html", "html": html})
+
+
 def on_commit(project_id: int, render: Callable[[], str]) -> None:
-    """Render and send once the current transaction commits (at once outside one)."""
-    transaction.on_commit(lambda: send_html(project_id, render()))
+    """Render and send to the project's boards once the current transaction commits."""
+    _after_commit(lambda: send_html(project_id, render()))
 
 
 def render_region(region: str, context: dict) -> str:
     return render_to_string(f"{BOARD_TEMPLATE}#{region}", {**context, "oob": True})
 
 
-def broadcast_board(project) -> None:
-    from storyboard.views import board_context
-
+def broadcast_board(project: Project) -> None:
     on_commit(project.pk, lambda: render_region("board", board_context(project)))
 
 
-def broadcast_shot(shot) -> None:
+def broadcast_shot(shot: Shot) -> None:
     on_commit(shot.project_id, lambda: render_region("shot-card", {"shot": shot,
                                                                    "project": shot.project}))
 
 
-def broadcast_assets(project) -> None:
-    from storyboard.views import assets_context
-
+def broadcast_assets(project: Project) -> None:
     # The library grid for anyone on the assets page, the counter for anyone on the board.
     on_commit(project.pk, lambda: render_to_string(
         "storyboard/assets.html#asset-grid", {**assets_context(project), "oob": True}
@@ -88,8 +97,6 @@ def broadcast_assets(project) -> None:
 
 
 def broadcast_presence(project_id: int) -> None:
-    from storyboard.models import Presence
-
     def render() -> str:
         return render_region("presence", {"viewers": Presence.objects.viewers(project_id)})
 
@@ -98,26 +105,18 @@ def broadcast_presence(project_id: int) -> None:
 
 def close_project(*, project_id: int, team_id: int) -> None:
     """Close every socket on a project that no longer exists (called when it is deleted)."""
-    transaction.on_commit(
-        lambda: async_to_sync(get_channel_layer().group_send)(
-            project_group(project_id), {"type": "access.revoked", "team_id": team_id}
-        )
-    )
+    _after_commit(lambda: _send(project_group(project_id),
+                                {"type": "access.revoked", "team_id": team_id}))
 
 
 def revoke_access(*, user_id: int, team_id: int) -> None:
     """Close the user's open sockets on this team's boards (called when a member is removed)."""
-    transaction.on_commit(
-        lambda: async_to_sync(get_channel_layer().group_send)(
-            user_group(user_id), {"type": "access.revoked", "team_id": team_id}
-        )
-    )
+    _after_commit(lambda: _send(user_group(user_id),
+                                {"type": "access.revoked", "team_id": team_id}))
 
 
-def broadcast_take(take) -> None:
+def broadcast_take(take: Generation) -> None:
     """A take moved: its row in the shot editor and the status strip on its card."""
-    from storyboard.models import Generation
-
     def render() -> str:
         fresh = Generation.objects.select_related("shot").get(pk=take.pk)
         shot = fresh.shot
@@ -135,11 +134,9 @@ def broadcast_take(take) -> None:
     on_commit(take.project_id, render)
 
 
-def broadcast_budget_notice(*, budget, threshold: int | None, overrun: int = 0) -> None:
+def broadcast_budget_notice(*, budget: Budget, threshold: int | None, overrun: int = 0) -> None:
     """Tell producers on every board of the team that the budget passed a threshold, or that
     a take cost more than its hold (`overrun`, which the notice then leads with)."""
-    from storyboard.models import Project
-
     def render() -> str:
         return render_region("budget-notice", {"budget": budget, "threshold": threshold,
                                                "overrun": overrun, "team": budget.team,
@@ -147,3 +144,8 @@ def broadcast_budget_notice(*, budget, threshold: int | None, overrun: int = 0) 
 
     for project_id in Project.objects.filter(team_id=budget.team_id).values_list("pk", flat=True):
         on_commit(project_id, render)
+
+
+def broadcast_overrun(*, budget: Budget, overrun: int) -> None:
+    """A take cost `overrun` more than its hold (models call this through overrun_notice)."""
+    broadcast_budget_notice(budget=budget, threshold=None, overrun=overrun)

@@ -1,4 +1,9 @@
-"""Background tasks. They only call into the domain; the Generation row holds the truth."""
+"""Background tasks. They only call into the domain; the Generation row holds the truth.
+
+Imports go one way, from here into generation: generation enqueues `run_generation` by its
+dotted path (generation.DRIVE_TASK), which is also the path stored in queued rows, so these
+functions keep their names and their home in this module.
+"""
 
 from __future__ import annotations
 

@@ -44,6 +44,7 @@ from storyboard.models import (
 )
 from storyboard.money import usd
 from storyboard.providers import WebhookRejected, get_provider
+from storyboard.selectors import assets_context, board_context
 
 logger = logging.getLogger(__name__)
 
@@ -60,32 +61,6 @@ def _refuse(message: str) -> HttpResponse:
     response["HX-Reswap"] = "none"
     response["HX-Trigger"] = json.dumps({"showMessage": message})
     return response
-
-
-def board_context(project: Project) -> dict:
-    groups = project.board()
-    number = 0
-    for _, shots in groups:
-        for shot in shots:
-            number += 1
-            shot._number = number
-    shots = [s for _, group in groups for s in group]
-    total_seconds = sum(int(s.duration) for s in shots if s.duration.isdigit())
-    for shot in shots:
-        # Computed once here; the card template reads the cached value.
-        shot.cached_estimate = shot.estimate()
-    estimates = [s.cached_estimate for s in shots]
-    return {"project": project, "groups": groups, "shot_count": number,
-            "total_seconds": total_seconds, "scenes": project.scenes.all(),
-            "total_micros": sum(e.micros for e in estimates),
-            # Shots with no take on the board yet: what finishing the board would cost.
-            "left_micros": sum(s.cached_estimate.micros for s in shots
-                               if s.selected_take_id is None),
-            "total_worst_case": any(e.worst_case for e in estimates)}
-
-
-def assets_context(project: Project) -> dict:
-    return {"project": project, "assets": project.assets.all()}
 
 
 def _board_response(request: HttpRequest, project: Project) -> HttpResponse:

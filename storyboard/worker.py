@@ -13,8 +13,8 @@ import socket
 import threading
 import time
 
+from django.core.management import call_command
 from django.db import close_old_connections
-from django_tasks_db.management.commands.db_worker import Worker
 
 from storyboard import generation
 
@@ -23,10 +23,18 @@ logger = logging.getLogger(__name__)
 RECONCILE_EVERY = 30.0
 
 
-def make_worker(*, interval: float = 0.2) -> Worker:
-    return Worker(queue_names=["*"], interval=interval, batch=False, backend_name="default",
-                  startup_delay=False, max_tasks=None, excluded_queue_names=[],
-                  worker_id=f"{socket.gethostname()}-{os.getpid()}-{threading.get_ident()}"[:64])
+def _worker_id() -> str:
+    # Unique across the pool (the command's own default is random, which says nothing in logs).
+    return f"{socket.gethostname()}-{os.getpid()}-{threading.get_ident()}"[:64]
+
+
+def run_worker(*, interval: float, verbosity: int = 1) -> None:
+    """Work off every queue until SIGINT or SIGTERM, through django-tasks-db's own command.
+
+    Main thread only: the command installs its shutdown handlers for those signals.
+    """
+    call_command("db_worker", queue_name="*", interval=interval, reload=False,
+                 startup_delay=False, worker_id=_worker_id(), verbosity=verbosity)
 
 
 def reconcile_forever(stop: threading.Event, *, every: float = RECONCILE_EVERY) -> None:
@@ -50,10 +58,9 @@ def start_embedded() -> None:
     """Start one worker and the reconciler as daemon threads of this process (once)."""
     if _embedded:
         return
-    worker = make_worker()
     stop = threading.Event()
     threads = [
-        threading.Thread(target=_run_worker, args=(worker,), name="task-worker", daemon=True),
+        threading.Thread(target=_run_embedded_worker, name="task-worker", daemon=True),
         threading.Thread(target=reconcile_forever, args=(stop,), name="reconciler",
                          daemon=True),
     ]
@@ -63,8 +70,18 @@ def start_embedded() -> None:
     logger.info("Embedded task worker started")
 
 
-def _run_worker(worker: Worker) -> None:
+def _run_embedded_worker() -> None:
+    # `db_worker` cannot run here: its handle() always installs SIGINT/SIGTERM handlers, and
+    # Python allows that only in the main thread (ValueError elsewhere; django-tasks-db 0.13).
+    # So this thread drives the command's Worker loop directly, with the options the command
+    # would pass, and leaves signals to the server that owns the main thread. This import is
+    # the one place we depend on the command's internals.
+    from django_tasks_db.management.commands.db_worker import Worker
+
     while True:
+        worker = Worker(queue_names=["*"], interval=0.2, batch=False, backend_name="default",
+                        startup_delay=False, max_tasks=None, excluded_queue_names=[],
+                        worker_id=_worker_id())
         try:
             worker.run()
             return

@@ -12,7 +12,6 @@ in the middle of a history and spend recorded in the new period is still this pe
 from __future__ import annotations
 
 import threading
-import time
 from collections import defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -35,6 +34,7 @@ from hypothesis.stateful import (
 from storyboard import generation
 from storyboard.models import Budget, BudgetRefused, Generation, LedgerEntry
 from tests.factories import ProjectFactory, ShotFactory, TeamFactory, UserFactory
+from tests.helpers import wait_until
 
 State = Generation.State
 TERMINAL = tuple(Generation.TERMINAL)
@@ -339,12 +339,24 @@ def test_a_rollover_racing_a_capture_at_midnight_keeps_it():
         finally:
             connection.close()
 
+    def note_where_b_must_queue(execute, sql, params, many, context):
+        # The statement that cannot go on while A holds its write: the row lock on PostgreSQL,
+        # the IMMEDIATE transaction's write lock on SQLite.
+        statement = sql.lstrip().upper()
+        if statement.startswith("BEGIN") or "FOR UPDATE" in statement:
+            if connection.vendor == "postgresql":
+                b_backend.append(context["connection"].connection.info.backend_pid)
+            b_queues.set()
+        return execute(sql, params, many, context)
+
     def worker_b(budget_id: int) -> None:
         try:
-            Budget.objects.get(pk=budget_id).roll_over(now=MIDNIGHT)
+            with connection.execute_wrapper(note_where_b_must_queue):
+                Budget.objects.get(pk=budget_id).roll_over(now=MIDNIGHT)
         finally:
             connection.close()
 
+    b_queues, b_backend = threading.Event(), []
     with _midnight_strikes_after_the_period_check():
         budget, take = _one_held_take()
         a = threading.Thread(target=worker_a, args=(take,))
@@ -352,8 +364,20 @@ def test_a_rollover_racing_a_capture_at_midnight_keeps_it():
         assert written.wait(timeout=10)
         b = threading.Thread(target=worker_b, args=(budget.pk,))
         b.start()
-        time.sleep(1)  # B reads, then queues behind A's uncommitted write (or A's lock)
+        # B reads, then queues behind A's uncommitted write (or A's lock).
+        assert b_queues.wait(timeout=10)
+        if b_backend:
+            wait_until(lambda: _waits_for_a_lock(b_backend[0]), timeout=10)
         go_on.set()
         a.join(timeout=30)
         b.join(timeout=30)
     _assert_the_capture_counts_in_february(budget)
+
+
+def _waits_for_a_lock(backend_pid: int) -> bool:
+    """Is this PostgreSQL session blocked on a lock right now?"""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT wait_event_type FROM pg_stat_activity WHERE pid = %s",
+                       [backend_pid])
+        row = cursor.fetchone()
+    return row is not None and row[0] == "Lock"

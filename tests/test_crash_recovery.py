@@ -10,19 +10,20 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from django.db import connection
 from django.utils import timezone
+from django_tasks_db.models import DBTaskResult
 
 from storyboard import generation
 from storyboard.models import Generation
 from tests.emulators import tls
 from tests.emulators.fal import FalEmulator
 from tests.factories import ShotFactory
+from tests.helpers import wait_until
 from tests.hostile_files import video_bytes
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -94,15 +95,6 @@ def _kill(process: subprocess.Popen) -> None:
     process.wait(10)
 
 
-def _wait_for(condition, *, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.05)
-    raise AssertionError("condition not met in time")
-
-
 def _take(cast) -> Generation:
     shot = ShotFactory(project=cast.project, mode="text",
                        endpoint="bytedance/seedance-2.0/fast/text-to-video", resolution="480p",
@@ -125,15 +117,19 @@ def test_a_crash_during_submit_never_submits_twice(cast, fal, worker):
     fal.faults.add("submit", slow=30)
     process = worker()
     take = _take(cast)
-    _wait_for(lambda: fal.submits.total == 1)
+    wait_until(lambda: fal.submits.total == 1)
     _kill(process)
     assert _state(take) == State.SUBMITTING
     _age(take)
     generation.reconcile()
     # The submit may have gone through: the take waits for fal, it is not sent again.
     assert _state(take) == State.OUTCOME_UNKNOWN
+    # The reconciler queued another look at the take; a fresh worker runs it to the end.
+    queued = set(DBTaskResult.objects.ready().values_list("pk", flat=True))
+    assert queued
     worker()
-    time.sleep(1.5)
+    wait_until(lambda: DBTaskResult.objects.finished().filter(pk__in=queued).count()
+               == len(queued))
     generation.reconcile()
     assert _state(take) == State.OUTCOME_UNKNOWN
     assert fal.submits.total == 1
@@ -142,32 +138,33 @@ def test_a_crash_during_submit_never_submits_twice(cast, fal, worker):
 def test_a_crash_after_submit_is_picked_up_by_polling(cast, fal, worker):
     process = worker()
     take = _take(cast)
-    _wait_for(lambda: _state(take) == State.SUBMITTED)
+    wait_until(lambda: _state(take) == State.SUBMITTED)
     _kill(process)
     fal.finish(take.request_id)
     _age(take)
     worker()
     generation.reconcile()
-    _wait_for(lambda: _state(take) == State.COMPLETED)
+    wait_until(lambda: _state(take) == State.COMPLETED)
     assert fal.submits.total == 1
 
 
 def test_a_crash_mid_download_resumes_the_download(cast, fal, worker, settings):
-    fal.faults.add("file", slow=30)
+    slow_file = fal.faults.add("file", slow=30)
     process = worker()
     take = _take(cast)
-    _wait_for(lambda: _state(take) == State.SUBMITTED)
+    wait_until(lambda: _state(take) == State.SUBMITTED)
     fal.finish(take.request_id)
-    _wait_for(lambda: Generation.objects.filter(pk=take.pk, state=State.DOWNLOADING)
-              .exclude(claimed_at=None).exists())
-    time.sleep(0.5)  # inside the (slow) transfer from the CDN
+    wait_until(lambda: Generation.objects.filter(pk=take.pk, state=State.DOWNLOADING)
+               .exclude(claimed_at=None).exists())
+    # Inside the (slow) transfer from the CDN: the worker's request took the slow answer.
+    wait_until(lambda: slow_file.times == 0)
     _kill(process)
     assert _state(take) == State.DOWNLOADING
     # The dead worker's claim and partial file are left behind.
     _age(take, claimed_at=timezone.now() - timedelta(minutes=30))
     worker()
     generation.reconcile()
-    _wait_for(lambda: _state(take) == State.COMPLETED)
+    wait_until(lambda: _state(take) == State.COMPLETED)
     take.refresh_from_db()
     assert take.video
     assert fal.submits.total == 1

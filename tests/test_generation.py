@@ -15,9 +15,9 @@ from django_tasks_db.models import DBTaskResult
 
 from storyboard import catalogue, generation
 from storyboard.models import Asset, Generation, Shot
-from storyboard.worker import make_worker
 from tests.conftest import client_for
 from tests.factories import ShotFactory
+from tests.helpers import work_off_the_queue
 from tests.hostile_files import good
 
 pytestmark = pytest.mark.django_db
@@ -191,9 +191,7 @@ def test_the_real_queue_runs_the_take(cast, django_capture_on_commit_callbacks):
     assert type(task_backends["default"]).__name__ == "DatabaseBackend"
     with django_capture_on_commit_callbacks(execute=True):
         take = generation.start_generation(shot=_quick_shot(cast.project), user=cast.editor)
-    worker = make_worker(interval=0)
-    worker.batch = True
-    worker.run()
+    work_off_the_queue()
     take.refresh_from_db()
     assert take.state == State.COMPLETED
     assert DBTaskResult.objects.get().status == "SUCCESSFUL"

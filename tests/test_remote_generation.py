@@ -18,11 +18,11 @@ from django_tasks_db.models import DBTaskResult
 from storyboard import catalogue, generation, house
 from storyboard.models import Budget, Generation
 from storyboard.providers import get_provider
-from storyboard.worker import make_worker
 from tests.emulators import tls
 from tests.emulators.eachlabs import EachlabsEmulator
 from tests.emulators.fal import FalEmulator
 from tests.factories import ShotFactory
+from tests.helpers import work_off_the_queue
 from tests.hostile_files import video_bytes
 
 State = Generation.State
@@ -179,7 +179,7 @@ def test_a_fal_webhook_completes_the_take(cast, fal, live_server, settings):
     assert [d.status for d in fal.deliveries] == [200]
     take.refresh_from_db()
     assert take.state == State.DOWNLOADING
-    _work_off_the_queue()
+    work_off_the_queue()
     take.refresh_from_db()
     _assert_stored(take)
 
@@ -195,7 +195,7 @@ def test_a_webhook_tells_the_request_id_of_a_lost_submit(cast, fal, live_server,
     take.refresh_from_db()
     assert take.request_id
     assert take.state == State.DOWNLOADING
-    _work_off_the_queue()
+    work_off_the_queue()
     take.refresh_from_db()
     assert take.state == State.COMPLETED
     assert fal.submits.total == 1
@@ -249,12 +249,6 @@ def test_an_eachlabs_take_completes_by_polling(cast, eachlabs):
     assert eachlabs.creates == 1
 
 
-def _work_off_the_queue() -> None:
-    worker = make_worker(interval=0)
-    worker.batch = True
-    worker.run()
-
-
 # A storm: 200 takes, about 30% of provider calls faulted (T8).
 
 SUBMIT_FAULTS = [
@@ -303,7 +297,7 @@ def test_two_hundred_takes_through_a_fault_storm(cast, settings, live_server):
                 if take.request_id and rng.random() < 0.3:
                     fal.faults.add("status", **rng.choice(POLL_FAULTS))
                 generation.drive(take_id=take.pk)
-            _work_off_the_queue()
+            work_off_the_queue()
             for take in Generation.objects.filter(state=State.DOWNLOADING):
                 generation.drive(take_id=take.pk)
         # Lost answers whose webhook also never came: fal may have billed them, so even hours

@@ -4,7 +4,7 @@ import threading
 
 from django.core.management.base import BaseCommand
 
-from storyboard.worker import make_worker, reconcile_forever
+from storyboard.worker import reconcile_forever, run_worker
 
 
 class Command(BaseCommand):
@@ -17,9 +17,7 @@ class Command(BaseCommand):
     def handle(self, *args, interval: float = 0.5, **options) -> None:
         stop = threading.Event()
         threading.Thread(target=reconcile_forever, args=(stop,), daemon=True).start()
-        worker = make_worker(interval=interval)
-        worker.configure_signals()
         try:
-            worker.run()
+            run_worker(interval=interval, verbosity=options["verbosity"])
         finally:
             stop.set()
