@@ -51,8 +51,7 @@ def main() -> None:
                         length = duration if duration == "auto" else f"{duration} s"
                         worst = (f"{endpoint} {resolution} {ratio} {length}", charge, lost)
     elapsed = time.perf_counter() - started
-    naive, now = rows["naive"], rows["now"]
-    print(f"{naive.count} combinations, {elapsed:.2f} s\n")
+    print(f"{rows['naive'].count} combinations, {elapsed:.2f} s\n")
     print("| approach | charged by provider | on the ledger | lost | takes under-counted "
           "| takes held too little | hold ÷ charge |")
     print("|---|---:|---:|---:|---:|---:|---:|")

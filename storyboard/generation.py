@@ -221,6 +221,7 @@ def _render_inline(take: Generation, provider) -> None:
                     actual_micros=micros, cancel_requested=False):
         take.report(log=f"Done: {rendered.width}×{rendered.height}, {rendered.duration:.2f} s.")
         _select_if_first(take)
+        _tell_overrun(take, overrun=micros - take.estimated_micros)
     realtime.broadcast_take(take)
 
 
@@ -496,6 +497,7 @@ def _download(take: Generation, provider, *, result: Result | None = None) -> No
                     seed=result.seed if result.seed is not None else take.seed):
         take.report(log=f"Saved: {probe.width}×{probe.height}, {probe.duration:.2f} s.")
         _select_if_first(take)
+        _tell_overrun(take, overrun=micros - take.estimated_micros)
     realtime.broadcast_take(take)
 
 
@@ -594,8 +596,16 @@ def _late_answer(take: Generation, event: WebhookEvent) -> bool:
                 request_id=event.request_id)
             take.report(log=f"{label} finished it after all (request {event.request_id}); "
                             f"its worst case, {usd(take.estimated_micros)}, was charged.")
+            _tell_overrun(take, overrun=take.estimated_micros)
     realtime.broadcast_take(take)
     return True
+
+
+def _tell_overrun(take: Generation, *, overrun: int) -> None:
+    """A charge beyond what was held counts against the budget: producers hear it live."""
+    if overrun > 0:
+        realtime.broadcast_overrun(budget=Budget.for_team(take.project.team_id),
+                                   overrun=overrun)
 
 
 def _schedule(take: Generation, *, slow: bool = False, backoff: int = 0) -> None:

@@ -3,7 +3,6 @@ from __future__ import annotations
 import logging
 import re
 import uuid
-from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Self
 
@@ -904,8 +903,8 @@ class Budget(models.Model):
                 simulated_micros=models.F("simulated_micros") + (cost if simulated else 0),
             )
             if overrun:
+                # The caller (generation) tells producers; here the books only record it.
                 logger.warning("Take %s cost %d µ$, %d over its hold", take.pk, cost, overrun)
-                transaction.on_commit(lambda: _announce_overrun(self.pk, overrun))
 
     def charge_late(self, *, take: Generation, amount: int, note: str) -> bool:
         """The provider billed a take after it was settled as not billed: charge it anyway, as
@@ -921,7 +920,6 @@ class Budget(models.Model):
                     + (amount if take.simulated else 0))
         except IntegrityError:
             return False
-        transaction.on_commit(lambda: _announce_overrun(self.pk, amount))
         return True
 
     def set_limit(self, *, limit: int, user: User, reset_day: int | None = None) -> bool:
@@ -962,19 +960,6 @@ class Budget(models.Model):
                 f"{usd(self.remaining_micros)} left this month "
                 f"(short by {usd(amount - self.remaining_micros)}). "
                 f"{who} can raise the budget.")
-
-
-# How producers hear, live, that a take cost more than its hold: realtime's budget notice,
-# plugged in by StoryboardConfig.ready(). Models sit below realtime (which reads them to render),
-# so they call it through this slot rather than importing it; None sends nothing.
-overrun_notice: Callable[..., None] | None = None
-
-
-def _announce_overrun(budget_id: int, overrun: int) -> None:
-    if overrun_notice is None:
-        return
-    budget = Budget.objects.select_related("team").get(pk=budget_id)
-    overrun_notice(budget=budget, overrun=overrun)
 
 
 class LedgerQuerySet(models.QuerySet):

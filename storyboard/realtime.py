@@ -147,5 +147,5 @@ def broadcast_budget_notice(*, budget: Budget, threshold: int | None, overrun: i
 
 
 def broadcast_overrun(*, budget: Budget, overrun: int) -> None:
-    """A take cost `overrun` more than its hold (models call this through overrun_notice)."""
+    """A take cost `overrun` more than its hold: producers on every board of the team hear it."""
     broadcast_budget_notice(budget=budget, threshold=None, overrun=overrun)

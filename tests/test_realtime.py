@@ -313,21 +313,26 @@ async def test_producers_hear_when_the_budget_passes_eighty_percent(cast_async):
 
 
 async def test_producers_hear_when_a_take_costs_more_than_its_hold(cast_async):
+    """Settled by hand as not billed, then the provider finishes it: charged beyond any hold."""
+    from storyboard import generation
     from storyboard.models import Budget, Generation
+    from storyboard.providers import Status, WebhookEvent
 
     cast = cast_async
     ws = await _socket(cast.producer, cast.project.pk)
     assert (await ws.connect())[0]
     await _drain(ws)
 
-    def overrun() -> None:
+    def late_charge() -> None:
         take = GenerationFactory(shot=cast.shot, state=Generation.State.HELD,
-                                 estimated_micros=1_000_000)
-        Budget.for_team(cast.team).hold(take=take, amount=1_000_000, user=cast.editor)
-        take.advance(Generation.State.COMPLETED, expected=(Generation.State.HELD,),
-                     actual_micros=1_250_000)
+                                 estimated_micros=250_000, simulated=False)
+        Budget.for_team(cast.team).hold(take=take, amount=250_000, user=cast.editor)
+        take.advance(Generation.State.OUTCOME_UNKNOWN, expected=(Generation.State.HELD,))
+        generation.settle_by_hand(take=take, billed=False, note="no trace",
+                                  user=cast.producer)
+        generation.apply_webhook(take=take, event=WebhookEvent("req-1", Status("completed")))
 
-    await sync_to_async(overrun)()
+    await sync_to_async(late_charge)()
     html = await _receive_until(ws, 'id="budget-notice"')
     assert "A take cost $0.25 more than was held for it" in html
     await ws.disconnect()
