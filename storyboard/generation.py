@@ -23,8 +23,9 @@ from django.core.files import File
 from django.core.files.base import ContentFile
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import models, transaction
-from django.db.models import Q
+from django.db.models import Q, Value
 from django.db.models.fields.files import FieldFile
+from django.db.models.functions import Coalesce
 from django.urls import reverse
 from django.utils import timezone
 from PIL import Image
@@ -32,6 +33,7 @@ from PIL import Image
 from accounts.models import User
 from storyboard import catalogue, house, previz, realtime
 from storyboard.models import Asset, Budget, BudgetRefused, Generation, Shot
+from storyboard.money import usd
 from storyboard.providers import (
     Canceled,
     Job,
@@ -381,9 +383,11 @@ POLL_EVERY = timedelta(seconds=3)
 POLL_EVERY_WITH_WEBHOOK = timedelta(seconds=60)
 # A download claim older than this belongs to a dead worker.
 DOWNLOAD_CLAIM_EXPIRES = timedelta(minutes=10)
-# Fetching a finished video is retried this many times, then the take waits for a person
+# Fetching a finished video is tried this many times, then the take waits for a person
 # ("finished, not fetched": its hold stays, a retry button and the budget page settle it).
 MAX_DOWNLOAD_ATTEMPTS = 5
+# ...and not for longer than this after the provider finished (fal keeps results for an hour).
+DOWNLOAD_WINDOW = timedelta(hours=1)
 # Typical remote generation time, for a progress estimate (providers report no percentage).
 TYPICAL_SECONDS = 180
 
@@ -478,20 +482,39 @@ def apply_status(take: Generation, status: Status, *, result: Result | None = No
 
 
 def _download(take: Generation, provider, *, result: Result | None = None) -> None:
-    """Fetch the finished video into our storage, once: the claim keeps a second worker out."""
+    """Fetch the finished video into our storage, once: the claim keeps a second worker out.
+
+    Every try is counted as it starts, so one whose worker died counts too; each is bounded by
+    settings.DOWNLOADS["deadline"]. After MAX_DOWNLOAD_ATTEMPTS tries, or DOWNLOAD_WINDOW after
+    the first, the take waits for a person ("finished, not fetched") instead of bouncing on.
+    """
     now = timezone.now()
     claimed = Generation.objects.filter(
         Q(claimed_at=None) | Q(claimed_at__lt=now - DOWNLOAD_CLAIM_EXPIRES),
         pk=take.pk, state=State.DOWNLOADING,
-    ).update(claimed_at=now)
+    ).update(claimed_at=now, attempts=models.F("attempts") + 1,
+             # Until the take ends, finished_at is when the provider had finished (we claim
+             # at once when it says so): the download window runs from there.
+             finished_at=Coalesce("finished_at", Value(now)))
     if not claimed:
         return
+    take.attempts, take.finished_at = Generation.objects.values_list(
+        "attempts", "finished_at").get(pk=take.pk)
+    if take.attempts > MAX_DOWNLOAD_ATTEMPTS:
+        # The earlier tries never reported back (their workers died): no more of them.
+        _unfetched(take, f"the download never finished (tried {MAX_DOWNLOAD_ATTEMPTS} times)")
+        realtime.broadcast_take(take)
+        return
+    declared = None
     try:
         result = result or provider.result(endpoint=take.endpoint, request_id=take.request_id)
         with tempfile.TemporaryDirectory(prefix="download-") as tmp:
             original = Path(tmp) / "original.mp4"
             download.fetch(result.video_url, original, allowed_hosts=provider.download_hosts,
                            **settings.DOWNLOADS)
+            # The header first, whatever the format: a decoder allocates what it declares,
+            # and house-format files are stored without ever passing through normalize.
+            declared = house.check(original)
             if house.is_house_format(original):
                 normalized = original
             else:
@@ -501,26 +524,35 @@ def _download(take: Generation, provider, *, result: Result | None = None) -> No
             with original.open("rb") as fh:
                 take.original.save("original.mp4", File(fh), save=False)
             _store(take, normalized)
+    except house.Refused as e:
+        _fail_delivered(take, provider, e.declared, e.reason)
+        realtime.broadcast_take(take)
+        return
     except house.HouseError as e:
-        # The provider finished, so it billed: count its worst case rather than nothing.
-        take.advance(State.FAILED, expected=(State.DOWNLOADING,),
-                     actual_micros=take.estimated_micros,
-                     error=f"The provider's video could not be read: {e}")
+        if declared is None:
+            # Not even a header to measure: what it cost is unknown, so the hold stays.
+            _unfetched(take, f"the file is not a readable video ({e})")
+        else:
+            _fail_delivered(take, provider, declared, f"it could not be converted ({e})")
         realtime.broadcast_take(take)
         return
     except ProviderError as e:
-        # Release the claim so a retry (or the reconciler) can try again, unless hopeless.
+        # The provider finished (and billed) it; we could not fetch it. The worst case stays
+        # held: undercounting is how budgets get overspent.
+        waited = timezone.now() - take.finished_at
         if e.permanent:
-            # The provider finished (and billed) it; we could not fetch it. The worst case
-            # stays held: undercounting is how budgets get overspent.
             _unfetched(take, e.message)
-        elif take.attempts + 1 >= MAX_DOWNLOAD_ATTEMPTS:
-            _unfetched(take, f"{e.message} (tried {take.attempts + 1} times)")
+        elif take.attempts >= MAX_DOWNLOAD_ATTEMPTS:
+            _unfetched(take, f"{e.message} (tried {take.attempts} times)")
+        elif waited > DOWNLOAD_WINDOW:
+            minutes = int(waited.total_seconds() // 60)
+            _unfetched(take, f"{e.message} (still failing {minutes} minutes after "
+                             f"{provider.label} finished)")
         else:
-            Generation.objects.filter(pk=take.pk).update(claimed_at=None,
-                                                          attempts=models.F("attempts") + 1)
+            # Release the claim so the retry (or the reconciler) can try again.
+            Generation.objects.filter(pk=take.pk).update(claimed_at=None)
             take.report(log=f"Download failed, will retry: {e.message}")
-            _schedule(take, backoff=take.attempts + 1)
+            _schedule(take, backoff=take.attempts)
         realtime.broadcast_take(take)
         return
     frames = round(probe.duration * catalogue.FPS)
@@ -535,6 +567,22 @@ def _download(take: Generation, provider, *, result: Result | None = None) -> No
         take.report(log=f"Saved: {probe.width}×{probe.height}, {probe.duration:.2f} s.")
         _select_if_first(take)
     realtime.broadcast_take(take)
+
+
+def _fail_delivered(take: Generation, provider, declared: house.Declared, reason: str) -> None:
+    """End a take whose video arrived but will not be kept, charged what was delivered.
+
+    The provider finished and billed it by the size and length its header declares, so that
+    is the cost, even far beyond the hold (the budget records the overrun).
+    """
+    micros = catalogue.price_micros(endpoint=take.endpoint, width=declared.width,
+                                    height=declared.height,
+                                    frames=round(declared.duration * catalogue.FPS),
+                                    video_references=_has_video_references(take))
+    take.advance(State.FAILED, expected=(State.DOWNLOADING,), actual_micros=micros,
+                 claimed_at=None,
+                 error=f"{provider.label} delivered a {declared.width}×{declared.height} video; "
+                       f"{reason}. It was charged {usd(micros)}.")
 
 
 def _unfetched(take: Generation, reason: str) -> None:

@@ -86,6 +86,8 @@ class Fault:
     drop_response: bool = False
     # Do the operation, then wait this long before answering.
     slow: float = 0.0
+    # Answer, but send the body one byte every `drip` seconds (a slowloris CDN).
+    drip: float = 0.0
     # For "webhook": skip the delivery / send this many extra copies.
     never: bool = False
     duplicates: int = 0
@@ -101,13 +103,13 @@ class Faults:
     def add(self, call: str, *, times: int = 1, status: int | None = None,
             ingress: bool = False, body: Any = None, retry_after: float | str | None = None,
             create: bool = False, drop_response: bool = False, slow: float = 0.0,
-            never: bool = False, duplicates: int = 0) -> Fault:
+            drip: float = 0.0, never: bool = False, duplicates: int = 0) -> Fault:
         if call not in CALLS:
             raise ValueError(f"Unknown call {call!r}; use one of {CALLS}")
         fault = Fault(call=call, times=times, status=status, ingress=ingress, body=body,
                       retry_after=None if retry_after is None else str(retry_after),
-                      create=create, drop_response=drop_response, slow=slow, never=never,
-                      duplicates=duplicates)
+                      create=create, drop_response=drop_response, slow=slow, drip=drip,
+                      never=never, duplicates=duplicates)
         with self._lock:
             self._pending.append(fault)
         return fault
@@ -233,6 +235,7 @@ class _Reply:
     body: Any
     headers: dict[str, str] = field(default_factory=dict)
     content_type: str = "application/json"
+    drip: float = 0.0
 
 
 _DROP = object()
@@ -438,6 +441,8 @@ class FalEmulator:
                 reply = _fault_reply(fault)
         if fault is not None and fault.slow:
             self._stopping.wait(fault.slow)
+        if fault is not None and fault.drip and isinstance(reply, _Reply):
+            reply.drip = fault.drip
         if fault is not None and fault.drop_response:
             return kind, _DROP
         return kind, reply
@@ -715,7 +720,22 @@ class _Handler(BaseHTTPRequestHandler):
         for name, value in reply.headers.items():
             self.send_header(name, value)
         self.end_headers()
-        self.wfile.write(payload)
+        if reply.drip:
+            self._drip(payload, reply.drip)
+        else:
+            self.wfile.write(payload)
+
+    def _drip(self, payload: bytes, pause: float) -> None:
+        # One byte at a time until the client hangs up or the emulator stops.
+        self.close_connection = True
+        for index in range(len(payload)):
+            if self.emulator._stopping.wait(pause):
+                return
+            try:
+                self.wfile.write(payload[index:index + 1])
+                self.wfile.flush()
+            except OSError:
+                return
 
     def _drop(self) -> None:
         # The request was handled; the client sees the connection end with no answer.
