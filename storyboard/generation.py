@@ -187,16 +187,20 @@ def arguments_for(shot: Shot) -> dict:
     """The Seedance arguments for this shot, named as the provider documents name them."""
     spec = catalogue.ENDPOINTS[shot.endpoint]
     args: dict = {"prompt": shot.prompt, "resolution": shot.resolution,
-                  "aspect_ratio": shot.aspect_ratio, "duration": shot.duration}
+                  "aspect_ratio": shot.aspect_ratio}
+    if "num_frames" in spec.extra and shot.num_frames:
+        # Seedance 1.0's frame count overrides the duration: send one or the other, never both.
+        args["num_frames"] = shot.num_frames
+    else:
+        args["duration"] = shot.duration
     if spec.supports_audio:
         args["generate_audio"] = shot.generate_audio
     if shot.seed is not None:
         args["seed"] = shot.seed
     if "camera_fixed" in spec.extra:
         args["camera_fixed"] = shot.camera_fixed
+    if "enable_safety_checker" in spec.extra:
         args["enable_safety_checker"] = shot.safety_checker
-        if shot.num_frames:
-            args["num_frames"] = shot.num_frames
     return args
 
 
@@ -289,8 +293,12 @@ def _job(take: Generation, inputs: tuple[dict[str, list[Path]], dict[str, list[s
     if ratio == "auto":
         ratio = _ratio_of(files.get("image_url", [None])[0])
     width, height = catalogue.output_size(resolution, ratio)
-    seconds = LOCAL_AUTO_SECONDS if args["duration"] == "auto" else int(args["duration"])
-    frames = int(args.get("num_frames") or seconds * catalogue.FPS)
+    if args.get("num_frames"):
+        frames = int(args["num_frames"])
+    else:
+        duration = args.get("duration", "auto")
+        seconds = LOCAL_AUTO_SECONDS if duration == "auto" else int(duration)
+        frames = seconds * catalogue.FPS
     return Job(uid=str(take.uid), endpoint=take.endpoint, arguments=args, files=files,
                urls=urls, width=width, height=height, frames=frames,
                title=take.shot.display_title, webhook_url=_webhook_url(take))
@@ -337,7 +345,10 @@ def _input_fields(take: Generation) -> dict[str, list[FieldFile]]:
         refs = list(shot.references.all())
         for kind, name in (("image", "image_urls"), ("video", "video_urls"),
                            ("audio", "audio_urls")):
-            fields[name] = [a.file for a in refs if a.kind == kind]
+            files = [a.file for a in refs if a.kind == kind]
+            # An empty list is not "none": the schemas make these optional, so leave it out.
+            if files:
+                fields[name] = files
     return fields
 
 

@@ -27,8 +27,8 @@ from storyboard.providers import get_provider
 from storyboard.worker import make_worker
 from tests.emulators import tls
 from tests.emulators.eachlabs import EachlabsEmulator
-from tests.emulators.fal import DEFAULT_VIDEO, FalEmulator
-from tests.factories import ShotFactory
+from tests.emulators.fal import DEFAULT_VIDEO, SCHEMAS, FalEmulator
+from tests.factories import AssetFactory, ShotFactory
 from tests.hostile_files import oversized_house_video, video_bytes
 
 State = Generation.State
@@ -546,3 +546,47 @@ def test_a_hostile_delivery_stays_under_half_a_gigabyte(case, outcome):
     assert said == outcome
     assert int(peak) < 512 * 1024 * 1024, f"peak RSS {int(peak) / 2**20:.0f} MiB"
 
+
+# Exactly the arguments each endpoint's schema asks for (issue #8, item 4)
+
+
+def _shot_for(cast, endpoint: str, *, num_frames: int | None = None):
+    spec = catalogue.ENDPOINTS[endpoint]
+    v1 = spec.family == "seedance-1.0"
+    shot = ShotFactory(project=cast.project, mode=spec.mode, endpoint=endpoint,
+                       resolution="480p", aspect_ratio="16:9", duration="5" if v1 else "4",
+                       num_frames=num_frames, seed=7)
+    if spec.mode == "image":
+        shot.start_frame = AssetFactory(project=cast.project)
+        shot.save()
+    if spec.mode == "reference":
+        # Images only: the video and audio lists are empty, so they must not be sent.
+        shot.references.add(AssetFactory(project=cast.project))
+        shot.prompt = "@Image1 walks through the rain."
+        shot.save()
+    return shot
+
+
+CASES = [(endpoint, None) for endpoint in catalogue.ENDPOINTS] + [
+    (endpoint, 48) for endpoint, spec in catalogue.ENDPOINTS.items()
+    if "num_frames" in spec.extra]
+
+
+@pytest.mark.parametrize(("endpoint", "num_frames"), CASES,
+                         ids=[f"{e}{'+frames' if n else ''}" for e, n in CASES])
+@pytest.mark.django_db
+def test_it_sends_each_endpoint_exactly_what_its_schema_lists(cast, fal, endpoint, num_frames):
+    take = generation.start_generation(shot=_shot_for(cast, endpoint, num_frames=num_frames),
+                                       user=cast.editor)
+    generation.drive(take_id=take.pk)
+    take.refresh_from_db()
+    # The emulator refuses unknown, missing or mistyped fields with a 422, as fal does.
+    assert take.state == State.SUBMITTED, take.error
+    sent = fal.jobs[take.request_id].input
+    assert set(sent) <= set(SCHEMAS[endpoint])
+    assert [name for name, value in sent.items() if value in ([], "", None)] == []
+    assert ("duration" in sent) != ("num_frames" in sent)
+    if num_frames:
+        assert sent["num_frames"] == num_frames
+    else:
+        assert sent["duration"] == take.input["duration"]
