@@ -27,7 +27,7 @@ from storyboard.providers import get_provider
 from storyboard.worker import make_worker
 from tests.emulators import tls
 from tests.emulators.eachlabs import EachlabsEmulator
-from tests.emulators.fal import DEFAULT_VIDEO, SCHEMAS, FalEmulator
+from tests.emulators.fal import DEFAULT_VIDEO, SCHEMAS, FalEmulator, Outcome
 from tests.factories import AssetFactory, ShotFactory
 from tests.hostile_files import oversized_house_video, video_bytes
 
@@ -156,8 +156,6 @@ def test_a_refused_fal_submit_fails_with_the_reason(cast, fal):
 
 @pytest.mark.django_db
 def test_a_failed_fal_job_ends_the_take(cast, fal):
-    from tests.emulators.fal import Outcome
-
     fal.script(Outcome.content_policy())
     take = _run_to_the_end(generation.start_generation(shot=_shot(cast), user=cast.editor))
     assert take.state == State.FAILED
@@ -545,6 +543,44 @@ def test_a_hostile_delivery_stays_under_half_a_gigabyte(case, outcome):
     said, peak = child.stdout.split()
     assert said == outcome
     assert int(peak) < 512 * 1024 * 1024, f"peak RSS {int(peak) / 2**20:.0f} MiB"
+
+
+# Errors in plain words, the same by polling as by webhook (issue #8, item 4)
+
+IMAGE_ERROR = {"loc": ["body", "image_url"], "msg": "Failed to load the image.",
+               "url": "https://docs.fal.ai/errors#image_load_error"}
+
+
+@pytest.mark.parametrize(("outcome", "words"), [
+    (Outcome.content_policy(),
+     "The content checker flagged the prompt. Change the wording or the input images and try "
+     "again."),
+    (Outcome.model_error([{**IMAGE_ERROR, "type": "image_load_error"}]),
+     "fal.ai could not read the start frame as an image. Use a JPEG, PNG or WebP that opens on "
+     "your computer, and try again."),
+    (Outcome.model_error([{**IMAGE_ERROR, "type": "file_download_error"}]),
+     "fal.ai could not download the start frame. Try again; if it keeps failing, upload the "
+     "file again."),
+    (Outcome.runner_error("request_timeout", "Request timed out", 504),
+     "fal.ai timed out; try again."),
+    (Outcome.runner_error("startup_timeout", "Runner did not start in time", 504),
+     "fal.ai timed out; try again."),
+    (Outcome.model_error([{"loc": ["body"], "msg": "The moon is in the wrong phase.",
+                           "type": "moon_phase"}]),
+     "The moon is in the wrong phase."),
+], ids=["content-policy", "image-load", "file-download", "request-timeout", "startup-timeout",
+        "unknown-type"])
+@pytest.mark.django_db
+def test_a_model_error_learnt_by_polling_reads_as_the_webhook_says(cast, fal, outcome, words):
+    fal.script(outcome)
+    take = _run_to_the_end(generation.start_generation(shot=_shot(cast), user=cast.editor))
+    assert take.state == State.FAILED
+    assert take.error == words
+    assert "status code" not in take.error
+    body = fal.webhook_body(take.request_id)
+    event = get_provider("fal").parse_webhook(
+        headers=fal.sign(body, request_id=take.request_id), body=body)
+    assert event.status.error == take.error
 
 
 # Exactly the arguments each endpoint's schema asks for (issue #8, item 4)
