@@ -540,11 +540,13 @@ def _download(take: Generation, provider, *, result: Result | None = None) -> No
         realtime.broadcast_take(take)
         return
     except house.HouseError as e:
+        # FFmpeg's own words name temporary paths: they go to the log, not to people.
+        logger.warning("Video of take %s is unusable: %s", take.uid, e.__cause__ or e)
         if declared is None:
             # Not even a header to measure: what it cost is unknown, so the hold stays.
-            _unfetched(take, f"the file is not a readable video ({e})")
+            _unfetched(take, "what arrived is not a readable video")
         else:
-            _fail_delivered(take, provider, declared, f"it could not be converted ({e})")
+            _fail_delivered(take, provider, declared, "it could not be converted")
         realtime.broadcast_take(take)
         return
     except ProviderError as e:

@@ -493,7 +493,7 @@ def test_a_video_whose_header_cannot_be_read_keeps_its_hold(cast, fal):
     take = _until_unfetched_or_done(
         generation.start_generation(shot=_shot(cast), user=cast.editor))
     assert take.state == State.UNFETCHED
-    assert "the file is not a readable video" in take.error
+    assert "what arrived is not a readable video" in take.error
     assert Budget.for_team(cast.team).held_micros == take.estimated_micros
 
 
