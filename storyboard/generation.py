@@ -22,8 +22,9 @@ from django.core.files import File
 from django.core.files.base import ContentFile
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import models, transaction
-from django.db.models import Q
+from django.db.models import Q, Value
 from django.db.models.fields.files import FieldFile
+from django.db.models.functions import Coalesce
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.module_loading import import_string
@@ -147,16 +148,20 @@ def arguments_for(shot: Shot) -> dict:
     """The Seedance arguments for this shot, named as the provider documents name them."""
     spec = catalogue.ENDPOINTS[shot.endpoint]
     args: dict = {"prompt": shot.prompt, "resolution": shot.resolution,
-                  "aspect_ratio": shot.aspect_ratio, "duration": shot.duration}
+                  "aspect_ratio": shot.aspect_ratio}
+    if "num_frames" in spec.extra and shot.num_frames:
+        # Seedance 1.0's frame count overrides the duration: send one or the other, never both.
+        args["num_frames"] = shot.num_frames
+    else:
+        args["duration"] = shot.duration
     if spec.supports_audio:
         args["generate_audio"] = shot.generate_audio
     if shot.seed is not None:
         args["seed"] = shot.seed
     if "camera_fixed" in spec.extra:
         args["camera_fixed"] = shot.camera_fixed
+    if "enable_safety_checker" in spec.extra:
         args["enable_safety_checker"] = shot.safety_checker
-        if shot.num_frames:
-            args["num_frames"] = shot.num_frames
     return args
 
 
@@ -250,8 +255,12 @@ def _job(take: Generation, inputs: tuple[dict[str, list[Path]], dict[str, list[s
     if ratio == "auto":
         ratio = _ratio_of(files.get("image_url", [None])[0])
     width, height = catalogue.output_size(resolution, ratio)
-    seconds = LOCAL_AUTO_SECONDS if args["duration"] == "auto" else int(args["duration"])
-    frames = int(args.get("num_frames") or seconds * catalogue.FPS)
+    if args.get("num_frames"):
+        frames = int(args["num_frames"])
+    else:
+        duration = args.get("duration", "auto")
+        seconds = LOCAL_AUTO_SECONDS if duration == "auto" else int(duration)
+        frames = seconds * catalogue.FPS
     return Job(uid=str(take.uid), endpoint=take.endpoint, arguments=args, files=files,
                urls=urls, width=width, height=height, frames=frames,
                title=take.shot.display_title, webhook_url=_webhook_url(take))
@@ -298,7 +307,10 @@ def _input_fields(take: Generation) -> dict[str, list[FieldFile]]:
         refs = list(shot.references.all())
         for kind, name in (("image", "image_urls"), ("video", "video_urls"),
                            ("audio", "audio_urls")):
-            fields[name] = [a.file for a in refs if a.kind == kind]
+            files = [a.file for a in refs if a.kind == kind]
+            # An empty list is not "none": the schemas make these optional, so leave it out.
+            if files:
+                fields[name] = files
     return fields
 
 
@@ -344,9 +356,11 @@ POLL_EVERY = timedelta(seconds=3)
 POLL_EVERY_WITH_WEBHOOK = timedelta(seconds=60)
 # A download claim older than this belongs to a dead worker.
 DOWNLOAD_CLAIM_EXPIRES = timedelta(minutes=10)
-# Fetching a finished video is retried this many times, then the take waits for a person
+# Fetching a finished video is tried this many times, then the take waits for a person
 # ("finished, not fetched": its hold stays, a retry button and the budget page settle it).
 MAX_DOWNLOAD_ATTEMPTS = 5
+# ...and not for longer than this after the provider finished (fal keeps results for an hour).
+DOWNLOAD_WINDOW = timedelta(hours=1)
 # Typical remote generation time, for a progress estimate (providers report no percentage).
 TYPICAL_SECONDS = 180
 
@@ -441,20 +455,39 @@ def apply_status(take: Generation, status: Status, *, result: Result | None = No
 
 
 def _download(take: Generation, provider, *, result: Result | None = None) -> None:
-    """Fetch the finished video into our storage, once: the claim keeps a second worker out."""
+    """Fetch the finished video into our storage, once: the claim keeps a second worker out.
+
+    Every try is counted as it starts, so one whose worker died counts too; each is bounded by
+    settings.DOWNLOADS["deadline"]. After MAX_DOWNLOAD_ATTEMPTS tries, or DOWNLOAD_WINDOW after
+    the first, the take waits for a person ("finished, not fetched") instead of bouncing on.
+    """
     now = timezone.now()
     claimed = Generation.objects.filter(
         Q(claimed_at=None) | Q(claimed_at__lt=now - DOWNLOAD_CLAIM_EXPIRES),
         pk=take.pk, state=State.DOWNLOADING,
-    ).update(claimed_at=now)
+    ).update(claimed_at=now, attempts=models.F("attempts") + 1,
+             # Until the take ends, finished_at is when the provider had finished (we claim
+             # at once when it says so): the download window runs from there.
+             finished_at=Coalesce("finished_at", Value(now)))
     if not claimed:
         return
+    take.attempts, take.finished_at = Generation.objects.values_list(
+        "attempts", "finished_at").get(pk=take.pk)
+    if take.attempts > MAX_DOWNLOAD_ATTEMPTS:
+        # The earlier tries never reported back (their workers died): no more of them.
+        _unfetched(take, f"the download never finished (tried {MAX_DOWNLOAD_ATTEMPTS} times)")
+        realtime.broadcast_take(take)
+        return
+    declared = None
     try:
         result = result or provider.result(endpoint=take.endpoint, request_id=take.request_id)
         with tempfile.TemporaryDirectory(prefix="download-") as tmp:
             original = Path(tmp) / "original.mp4"
             download.fetch(result.video_url, original, allowed_hosts=provider.download_hosts,
                            **settings.DOWNLOADS)
+            # The header first, whatever the format: a decoder allocates what it declares,
+            # and house-format files are stored without ever passing through normalize.
+            declared = house.check(original)
             if house.is_house_format(original):
                 normalized = original
             else:
@@ -464,26 +497,37 @@ def _download(take: Generation, provider, *, result: Result | None = None) -> No
             with original.open("rb") as fh:
                 take.original.save("original.mp4", File(fh), save=False)
             _store(take, normalized)
+    except house.Refused as e:
+        _fail_delivered(take, provider, e.declared, e.reason)
+        realtime.broadcast_take(take)
+        return
     except house.HouseError as e:
-        # The provider finished, so it billed: count its worst case rather than nothing.
-        take.advance(State.FAILED, expected=(State.DOWNLOADING,),
-                     actual_micros=take.estimated_micros,
-                     error=f"The provider's video could not be read: {e}")
+        # FFmpeg's own words name temporary paths: they go to the log, not to people.
+        logger.warning("Video of take %s is unusable: %s", take.uid, e.__cause__ or e)
+        if declared is None:
+            # Not even a header to measure: what it cost is unknown, so the hold stays.
+            _unfetched(take, "what arrived is not a readable video")
+        else:
+            _fail_delivered(take, provider, declared, "it could not be converted")
         realtime.broadcast_take(take)
         return
     except ProviderError as e:
-        # Release the claim so a retry (or the reconciler) can try again, unless hopeless.
+        # The provider finished (and billed) it; we could not fetch it. The worst case stays
+        # held: undercounting is how budgets get overspent.
+        waited = timezone.now() - take.finished_at
         if e.permanent:
-            # The provider finished (and billed) it; we could not fetch it. The worst case
-            # stays held: undercounting is how budgets get overspent.
             _unfetched(take, e.message)
-        elif take.attempts + 1 >= MAX_DOWNLOAD_ATTEMPTS:
-            _unfetched(take, f"{e.message} (tried {take.attempts + 1} times)")
+        elif take.attempts >= MAX_DOWNLOAD_ATTEMPTS:
+            _unfetched(take, f"{e.message} (tried {take.attempts} times)")
+        elif waited > DOWNLOAD_WINDOW:
+            minutes = int(waited.total_seconds() // 60)
+            _unfetched(take, f"{e.message} (still failing {minutes} minutes after "
+                             f"{provider.label} finished)")
         else:
-            Generation.objects.filter(pk=take.pk).update(claimed_at=None,
-                                                          attempts=models.F("attempts") + 1)
+            # Release the claim so the retry (or the reconciler) can try again.
+            Generation.objects.filter(pk=take.pk).update(claimed_at=None)
             take.report(log=f"Download failed, will retry: {e.message}")
-            _schedule(take, backoff=take.attempts + 1)
+            _schedule(take, backoff=take.attempts)
         realtime.broadcast_take(take)
         return
     frames = round(probe.duration * catalogue.FPS)
@@ -499,6 +543,22 @@ def _download(take: Generation, provider, *, result: Result | None = None) -> No
         _select_if_first(take)
         _tell_overrun(take, overrun=micros - take.estimated_micros)
     realtime.broadcast_take(take)
+
+
+def _fail_delivered(take: Generation, provider, declared: house.Declared, reason: str) -> None:
+    """End a take whose video arrived but will not be kept, charged what was delivered.
+
+    The provider finished and billed it by the size and length its header declares, so that
+    is the cost, even far beyond the hold (the budget records the overrun).
+    """
+    micros = catalogue.price_micros(endpoint=take.endpoint, width=declared.width,
+                                    height=declared.height,
+                                    frames=round(declared.duration * catalogue.FPS),
+                                    video_references=_has_video_references(take))
+    take.advance(State.FAILED, expected=(State.DOWNLOADING,), actual_micros=micros,
+                 claimed_at=None,
+                 error=f"{provider.label} delivered a {declared.width}×{declared.height} video; "
+                       f"{reason}. It was charged {usd(micros)}.")
 
 
 def _unfetched(take: Generation, reason: str) -> None:

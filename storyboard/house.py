@@ -50,6 +50,15 @@ DEMUXER = "mov"
 DEMUXER_OPTIONS = {"protocol_whitelist": "file"}
 # A frame stamped hours after the previous one would make us write hours of duplicates.
 MAX_SECONDS = 600
+# Limits read from the header before anything is decoded: a decoder allocates what the header
+# declares, so a small file saying 8192×8192 costs a gigabyte of memory. Seedance's largest
+# output is 1920×1080; these leave room for 4K without letting a file take the server down.
+MAX_PIXELS = 4096 * 2160  # per frame
+MAX_FRAME_RATE = 240
+MAX_BIT_RATE = 400_000_000  # bits per second; a provider's 1080p clip is about 10 Mb/s
+# FFmpeg's stream analysis (inside av.open) decodes up to seven H.264 frames to learn their
+# delay, at whatever size the header declares; skipping every frame keeps it to the header.
+HEADER_ONLY_OPTIONS = {**DEMUXER_OPTIONS, "skip_frame": "all"}
 SAMPLES_PER_FRAME = SAMPLE_RATE // FPS
 FLOAT_BYTES = 4  # fltp samples are 32-bit floats
 
@@ -76,6 +85,97 @@ class Probe:
     reordered: bool = False  # frames are stored out of display order (B-frames)
     faststart: bool = False  # the index comes before the media data
     rotation: int = 0  # degrees a player turns the picture
+
+
+@dataclass(frozen=True)
+class Declared:
+    """What a file's header says about its video, read without decoding a single frame."""
+
+    width: int
+    height: int
+    duration: float  # seconds
+    frames: int  # as the sample table lists them (0 when it does not say)
+    size: int  # bytes on disk
+
+    @property
+    def pixels(self) -> int:
+        return self.width * self.height
+
+
+class Refused(HouseError):
+    """A video whose header we could read, and whose declared size we will not decode.
+
+    `reason` completes "the provider delivered a W×H video; …", and `declared` is what the
+    header said (what the provider billed for).
+    """
+
+    def __init__(self, reason: str, *, declared: Declared) -> None:
+        super().__init__(f"the video is {declared.width}×{declared.height}: {reason}")
+        self.reason = reason
+        self.declared = declared
+
+
+# ---------------------------------------------------------------------------------------------
+# Checking the header before decoding
+
+
+def check(path: Path) -> Declared:
+    """The header's facts if a video within the limits; Refused (carrying the facts) if not;
+    HouseError if not even the header can be read. Nothing is decoded either way."""
+    declared = read_header(path)
+    reason = _beyond_limits(declared)
+    if reason:
+        raise Refused(reason, declared=declared)
+    return declared
+
+
+def read_header(path: Path) -> Declared:
+    path = Path(path)
+    try:
+        with av.open(str(path), format=DEMUXER, options=HEADER_ONLY_OPTIONS) as container:
+            if not container.streams.video:
+                raise HouseError(f"{path.name} has no video stream")
+            stream = container.streams.video[0]
+            width, height = stream.codec_context.width, stream.codec_context.height
+            frames = int(stream.frames or 0)
+            duration = _declared_duration(container, stream, frames)
+    except (av.FFmpegError, OSError, ValueError, ZeroDivisionError) as e:
+        raise HouseError(f"{path.name} is not a readable video: {e}") from e
+    if width <= 0 or height <= 0:
+        raise HouseError(f"{path.name} does not say how large its picture is")
+    return Declared(width=width, height=height, duration=duration, frames=frames,
+                    size=path.stat().st_size)
+
+
+def _declared_duration(container: av.container.InputContainer, stream: av.VideoStream,
+                       frames: int) -> float:
+    if stream.duration and stream.time_base:
+        return float(stream.duration * stream.time_base)
+    if frames and stream.average_rate:
+        return frames / float(stream.average_rate)
+    if container.duration:
+        return container.duration / av.time_base
+    raise ValueError("the header gives no duration")
+
+
+def _beyond_limits(declared: Declared) -> str:
+    """Why a video with these declared facts is refused, in words; "" when it is not."""
+    if declared.width > MAX_SIDE or declared.height > MAX_SIDE:
+        return f"at most {MAX_SIDE} pixels a side are accepted"
+    if declared.pixels > MAX_PIXELS:
+        return (f"that is {declared.pixels / 1e6:.1f} million pixels a frame, and at most "
+                f"{MAX_PIXELS / 1e6:.1f} million are accepted")
+    if declared.duration > MAX_SECONDS:
+        return f"it lasts {declared.duration:.0f} s, and at most {MAX_SECONDS} s are accepted"
+    if declared.duration <= 0:
+        return "its header says it lasts no time at all"
+    if declared.frames / declared.duration > MAX_FRAME_RATE:
+        return (f"it lists {declared.frames} frames in {declared.duration:.2f} s, more than "
+                f"{MAX_FRAME_RATE} a second")
+    if declared.size * 8 / declared.duration > MAX_BIT_RATE:
+        return (f"{declared.size} bytes for {declared.duration:.2f} s is a bit rate no "
+                "video needs")
+    return ""
 
 
 # ---------------------------------------------------------------------------------------------

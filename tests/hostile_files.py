@@ -256,3 +256,138 @@ def hostile_corpus() -> list[tuple[str, str, bytes]]:
         ("mp3_id3_claims_100mb", "song.mp3", b"ID3\x03\x00\x00" + syncsafe(100 * MB)
          + b"\xff\xfb\x90\x00" * 100),
     ]
+
+
+# A video whose header declares a huge picture
+
+
+def oversized_house_video(width: int = 8192, height: int = 8192, frames: int = 3) -> bytes:
+    """An MP4 in house format in every way (H.264 yuv420p, 24 fps, a keyframe a second, no
+    B-frames, index first) whose headers declare `width`×`height`.
+
+    It is really a 64×64 clip with its H.264 sequence header and MP4 boxes rewritten: a few KB
+    to make, where encoding 8192×8192 takes a second and 700 MiB. Only a decoder would notice,
+    and nothing may decode it: the point is that the header alone gets it refused.
+    """
+    with tempfile.TemporaryDirectory() as folder:
+        path = os.path.join(folder, "clip.mp4")
+        with av.open(path, "w", format="mp4") as out:
+            stream = out.add_stream("libx264", rate=24,
+                                    options={"preset": "ultrafast", "g": "24", "bf": "0"})
+            stream.width, stream.height, stream.pix_fmt = 64, 64, "yuv420p"
+            _encode_video(out, stream, Image.new("RGB", (64, 64), (40, 90, 160)), frames)
+        with open(path, "rb") as fp:
+            data = fp.read()
+    boxes = list(_mp4_boxes(data))
+    moov = next(payload for kind, payload in boxes if kind == b"moov")
+    rest = b"".join(_mp4_box(kind, payload) for kind, payload in boxes
+                    if kind not in (b"ftyp", b"moov"))
+    ftyp = _mp4_box(b"ftyp", next(payload for kind, payload in boxes if kind == b"ftyp"))
+    # The index moves in front of the media (faststart), so every chunk offset grows by its size.
+    size = len(_mp4_box(b"moov", _rewrite_box(b"moov", moov, (width, height), 0)))
+    moov = _mp4_box(b"moov", _rewrite_box(b"moov", moov, (width, height), size))
+    return ftyp + moov + rest
+
+
+MP4_CONTAINERS = {b"moov", b"trak", b"mdia", b"minf", b"stbl", b"edts", b"dinf"}
+
+
+def _mp4_boxes(data: bytes):
+    offset = 0
+    while offset + 8 <= len(data):
+        size, kind = struct.unpack(">I4s", data[offset:offset + 8])
+        yield kind, data[offset + 8:offset + size]
+        offset += size
+
+
+def _mp4_box(kind: bytes, payload: bytes) -> bytes:
+    return struct.pack(">I4s", len(payload) + 8, kind) + payload
+
+
+def _rewrite_box(kind: bytes, payload: bytes, size: tuple[int, int], shift: int) -> bytes:
+    def children(data: bytes) -> bytes:
+        return b"".join(_mp4_box(k, _rewrite_box(k, p, size, shift))
+                        for k, p in _mp4_boxes(data))
+
+    width, height = size
+    if kind in MP4_CONTAINERS:
+        return children(payload)
+    if kind == b"stsd":  # version, flags, entry count, then sample entries
+        return payload[:8] + children(payload[8:])
+    if kind == b"avc1":  # 78 bytes of visual sample entry, width and height at 24
+        head = payload[:24] + struct.pack(">HH", width, height) + payload[28:78]
+        return head + children(payload[78:])
+    if kind == b"avcC":
+        return _avcc_with_size(payload, width, height)
+    if kind == b"tkhd" and payload[-8:] != bytes(8):  # the video track's display size
+        return payload[:-8] + struct.pack(">II", width << 16, height << 16)
+    if kind == b"stco":
+        count = struct.unpack(">I", payload[4:8])[0]
+        offsets = struct.unpack(f">{count}I", payload[8:8 + 4 * count])
+        return payload[:8] + struct.pack(f">{count}I", *(o + shift for o in offsets))
+    return payload
+
+
+def _avcc_with_size(payload: bytes, width: int, height: int) -> bytes:
+    assert payload[5] & 0x1F == 1, "one sequence parameter set"
+    length = struct.unpack(">H", payload[6:8])[0]
+    sps = _sps_with_size(payload[8:8 + length], width, height)
+    return payload[:6] + struct.pack(">H", len(sps)) + sps + payload[8 + length:]
+
+
+def _sps_with_size(nal: bytes, width: int, height: int) -> bytes:
+    """An H.264 sequence parameter set with another picture size (in 16-pixel macroblocks)."""
+    bits = "".join(f"{byte:08b}" for byte in _unescape(nal[1:]))
+    pos = 24  # profile_idc, constraint flags, level_idc
+
+    def ue() -> int:
+        nonlocal pos
+        zeros = bits.index("1", pos) - pos
+        value = int(bits[pos + zeros:pos + 2 * zeros + 1], 2) - 1
+        pos += 2 * zeros + 1
+        return value
+
+    profile = int(bits[:8], 2)
+    ue()  # seq_parameter_set_id
+    if profile in (100, 110, 122, 244, 44, 83, 86, 118, 128, 138, 139, 134, 135):
+        assert ue() == 1, "4:2:0"  # chroma_format_idc
+        ue(), ue()  # bit depths
+        assert bits[pos + 1] == "0", "no scaling matrices"
+        pos += 2
+    ue()  # log2_max_frame_num_minus4
+    order = ue()
+    assert order != 1, "picture order type 1 is not handled"
+    if order == 0:
+        ue()
+    ue()  # max_num_ref_frames
+    pos += 1  # gaps_in_frame_num_value_allowed_flag
+    start = pos
+    ue(), ue()  # the size this rewrite replaces
+    assert width % 16 == 0
+    assert height % 16 == 0
+    tail = bits[pos:bits.rindex("1")]  # up to the stop bit
+    rbsp = bits[:start] + _ue(width // 16 - 1) + _ue(height // 16 - 1) + tail + "1"
+    rbsp += "0" * (-len(rbsp) % 8)
+    raw = bytes(int(rbsp[i:i + 8], 2) for i in range(0, len(rbsp), 8))
+    return nal[:1] + _escape(raw)
+
+
+def _ue(value: int) -> str:
+    code = f"{value + 1:b}"
+    return "0" * (len(code) - 1) + code
+
+
+def _unescape(data: bytes) -> bytes:
+    return data.replace(b"\x00\x00\x03", b"\x00\x00")
+
+
+def _escape(data: bytes) -> bytes:
+    out = bytearray()
+    zeros = 0
+    for byte in data:
+        if zeros >= 2 and byte <= 3:
+            out.append(3)
+            zeros = 0
+        out.append(byte)
+        zeros = zeros + 1 if byte == 0 else 0
+    return bytes(out)

@@ -147,6 +147,7 @@ class Handler(BaseHTTPRequestHandler):
             "/huge-length": self.huge_length,
             "/endless": self.endless,
             "/drip": self.drip,
+            "/drip-headers": self.drip_headers,
             "/page": self.page,
             "/tiny": self.tiny,
         }.get(self.path)
@@ -199,6 +200,11 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(FTYP_HEAD)
         self.trickle(lambda: b"\x00", pause=0.02, limit=500)
+
+    def drip_headers(self) -> None:
+        # Slowloris: every byte comes well within a read timeout, the headers never end.
+        self.wfile.write(b"HTTP/1.1 200 OK\r\n")
+        self.trickle(lambda: b"X", pause=0.1, limit=300)
 
     def trickle(self, piece: Callable[[], bytes], *, pause: float, limit: int) -> None:
         # Until the client hangs up (or a limit, so a broken test never leaves a thread behind).
@@ -480,6 +486,17 @@ def test_a_slow_drip_is_cut_at_the_deadline(local, tmp_path) -> None:
         fetch_local(local, "/drip", dest, deadline=0.5)
     elapsed = time.monotonic() - started
     assert 0.5 <= elapsed < 2.0
+    assert not failed.value.permanent
+    assert_nothing_written(dest)
+
+
+def test_a_drip_that_never_finishes_the_headers_is_cut_at_the_deadline(local, tmp_path) -> None:
+    dest = tmp_path / "video.mp4"
+    started = time.monotonic()
+    with pytest.raises(DownloadError, match="longer than allowed") as failed:
+        fetch_local(local, "/drip-headers", dest, deadline=0.5)
+    # Each byte beats the read timeout; only the watchdog ends this (the server goes on 30 s).
+    assert time.monotonic() - started < 1.5
     assert not failed.value.permanent
     assert_nothing_written(dest)
 

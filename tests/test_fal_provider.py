@@ -34,6 +34,8 @@ KEY = "test-fal-key"
 START = 1_800_000_000.0
 V2 = "bytedance/seedance-2.0/fast/text-to-video"
 V1 = "fal-ai/bytedance/seedance/v1/lite/text-to-video"
+I2V = "bytedance/seedance-2.0/fast/image-to-video"
+R2V = "bytedance/seedance-2.0/fast/reference-to-video"
 HEADERS = ("X-Fal-Webhook-Request-Id", "X-Fal-Webhook-User-Id", "X-Fal-Webhook-Timestamp",
            "X-Fal-Webhook-Signature")
 
@@ -118,13 +120,14 @@ def assert_full_jitter(delays: list[float], base: float = 0.1, cap: float = 10.0
 # Queue: submit, status, result, cancel -------------------------------------------------
 
 
-@pytest.mark.parametrize(("endpoint", "base"), [
-    (V2, "bytedance/seedance-2.0"),
-    ("bytedance/seedance-2.0/image-to-video", "bytedance/seedance-2.0"),
-    (V1, "fal-ai/bytedance"),
+@pytest.mark.parametrize(("endpoint", "base", "extra"), [
+    (V2, "bytedance/seedance-2.0", {}),
+    ("bytedance/seedance-2.0/image-to-video", "bytedance/seedance-2.0",
+     {"image_url": "https://example.com/start.png"}),
+    (V1, "fal-ai/bytedance", {}),
 ])
-def test_it_runs_a_job_through_the_queue(fal, provider, endpoint, base):
-    submitted = provider.submit(job(endpoint, resolution="720p", duration="5"))
+def test_it_runs_a_job_through_the_queue(fal, provider, endpoint, base, extra):
+    submitted = provider.submit(job(endpoint, resolution="720p", duration="5", **extra))
 
     seen = [provider.status(endpoint=endpoint, request_id=submitted.request_id)
             for _ in range(4)]
@@ -142,7 +145,7 @@ def test_it_runs_a_job_through_the_queue(fal, provider, endpoint, base):
     assert polls[-1].path == f"/queue/{base}/requests/{submitted.request_id}"
     # The model input goes unwrapped, exactly as given.
     assert fal.jobs[submitted.request_id].input == {
-        "prompt": "a lighthouse at dusk", "resolution": "720p", "duration": "5"}
+        "prompt": "a lighthouse at dusk", "resolution": "720p", "duration": "5", **extra}
 
 
 def test_it_sends_the_key_and_the_webhook_url(fal, provider):
@@ -177,8 +180,10 @@ def test_it_refuses_the_result_before_completion(provider):
 
 
 @pytest.mark.parametrize(("outcome", "permanent", "error"), [
-    (Outcome.model_error(), True, "Invalid status code: 422"),
-    (Outcome.runner_error(), False, "Runner disconnected"),
+    # The status says only "Invalid status code: 422"; the words come from the result.
+    (Outcome.model_error(), True, "prompt: field required"),
+    (Outcome.runner_error(), False,
+     "fal.ai had trouble running the model (Runner disconnected); try again."),
 ])
 def test_it_reports_a_failed_job(fal, provider, outcome, permanent, error):
     fal.script(outcome)
@@ -296,7 +301,7 @@ def test_it_inlines_small_files_as_data_uris(fal, provider, tmp_path):
     image = write(tmp_path / "start.png", png(1000))
     end = write(tmp_path / "end-frame", png(500))
 
-    submitted = provider.submit(job(files={"image_url": [image], "end_image_url": [end]}))
+    submitted = provider.submit(job(I2V, files={"image_url": [image], "end_image_url": [end]}))
 
     sent = fal.jobs[submitted.request_id].input
     assert sent["image_url"] == "data:image/png;base64," + base64.b64encode(
@@ -313,8 +318,8 @@ def test_it_uploads_large_files_to_fal_storage(fal, delays, tmp_path):
     large = [write(tmp_path / f"ref{i}.png", png(5000 + i)) for i in range(2)]
     clip = write(tmp_path / "clip.mp4", b"\x00\x00\x00\x18ftypmp42" + b"\x00" * 2000)
 
-    submitted = provider.submit(job(files={"image_urls": [small, *large],
-                                           "video_urls": [clip]}))
+    submitted = provider.submit(job(R2V, files={"image_urls": [small, *large],
+                                                "video_urls": [clip]}))
 
     sent = fal.jobs[submitted.request_id].input
     assert sent["image_urls"][0].startswith("data:image/png;base64,")
@@ -335,12 +340,12 @@ def test_it_fetches_a_new_upload_token_when_it_expires(fal, delays, clock, tmp_p
                            data_uri_max=10)
     image = write(tmp_path / "a.png", png(100))
 
-    provider.submit(job(files={"image_url": [image]}))
+    provider.submit(job(I2V, files={"image_url": [image]}))
     clock.advance(3600 - 61)
-    provider.submit(job(files={"image_url": [image]}))
+    provider.submit(job(I2V, files={"image_url": [image]}))
     assert fal.count("token") == 1
     clock.advance(2)
-    provider.submit(job(files={"image_url": [image]}))
+    provider.submit(job(I2V, files={"image_url": [image]}))
     assert fal.count("token") == 2
 
 

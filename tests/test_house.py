@@ -21,6 +21,7 @@ from PIL import Image, ImageChops, ImageDraw, ImageStat
 
 from storyboard import house, previz
 from storyboard.house import HouseError, is_house_format, normalize, probe
+from tests.hostile_files import oversized_house_video
 
 
 @dataclass(frozen=True)
@@ -319,3 +320,40 @@ def test_normalize_never_overwrites_its_source(sources, tmp_path) -> None:
     with pytest.raises(HouseError):
         normalize(src, src)
     assert sha256(src) == before
+
+
+# The header check that runs before anything is decoded
+
+
+def test_it_refuses_a_house_format_file_that_declares_8192_a_side(tmp_path):
+    path = tmp_path / "big.mp4"
+    path.write_bytes(oversized_house_video(8192, 8192, frames=3))
+    with pytest.raises(house.Refused, match="at most 4096 pixels a side") as refused:
+        house.check(path)
+    declared = refused.value.declared
+    assert (declared.width, declared.height, declared.frames) == (8192, 8192, 3)
+    assert declared.duration == pytest.approx(3 / 24)
+
+
+def test_it_refuses_more_pixels_a_frame_than_4k(tmp_path):
+    path = tmp_path / "wide.mp4"
+    path.write_bytes(oversized_house_video(4096, 4096, frames=1))
+    with pytest.raises(house.Refused, match="million pixels a frame"):
+        house.check(path)
+
+
+def test_it_passes_an_allowed_header_on_as_declared(tmp_path):
+    path = tmp_path / "ok.mp4"
+    path.write_bytes(oversized_house_video(1280, 720, frames=3))
+    declared = house.check(path)
+    assert (declared.width, declared.height, declared.frames) == (1280, 720, 3)
+    assert declared.size == path.stat().st_size
+
+
+def test_a_file_without_a_readable_header_is_not_a_refusal(tmp_path):
+    path = tmp_path / "junk.mp4"
+    path.write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(64))
+    with pytest.raises(HouseError) as failed:
+        house.check(path)
+    # Nothing was declared, so nothing can be measured (or charged) from it.
+    assert not isinstance(failed.value, house.Refused)

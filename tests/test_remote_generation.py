@@ -7,23 +7,29 @@ house-format copy → completed take with its measured cost.
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 
 import httpx
 import pytest
 from django.urls import reverse
+from django.utils import timezone
 from django_tasks_db.models import DBTaskResult
 
 from storyboard import catalogue, generation, house
-from storyboard.models import Budget, Generation
+from storyboard.models import Budget, Generation, LedgerEntry
+from storyboard.money import usd
 from storyboard.providers import get_provider
 from tests.emulators import tls
 from tests.emulators.eachlabs import EachlabsEmulator
-from tests.emulators.fal import FalEmulator
-from tests.factories import ShotFactory
+from tests.emulators.fal import DEFAULT_VIDEO, SCHEMAS, FalEmulator, Outcome
+from tests.factories import AssetFactory, ShotFactory
 from tests.helpers import work_off_the_queue
-from tests.hostile_files import video_bytes
+from tests.hostile_files import oversized_house_video, video_bytes
 
 State = Generation.State
 FAST_T2V = "bytedance/seedance-2.0/fast/text-to-video"
@@ -150,8 +156,6 @@ def test_a_refused_fal_submit_fails_with_the_reason(cast, fal):
 
 @pytest.mark.django_db
 def test_a_failed_fal_job_ends_the_take(cast, fal):
-    from tests.emulators.fal import Outcome
-
     fal.script(Outcome.content_policy())
     take = _run_to_the_end(generation.start_generation(shot=_shot(cast), user=cast.editor))
     assert take.state == State.FAILED
@@ -413,3 +417,237 @@ def test_a_late_webhook_after_settling_as_not_billed_charges_the_take(cast, fal,
     budget = Budget.for_team(cast.team)
     assert budget.overrun_micros == take.estimated_micros
     assert budget.ledger_totals()["overrun_micros"] == budget.overrun_micros
+
+
+# Hostile deliveries: a CDN that drips, a video bigger than its bill (issue #8, item 7)
+
+
+def _until_unfetched_or_done(take: Generation, *, drives: int = 20) -> Generation:
+    for _ in range(drives):
+        take.refresh_from_db()
+        if take.is_terminal or take.state == State.UNFETCHED:
+            break
+        generation.drive(take_id=take.pk)
+    take.refresh_from_db()
+    return take
+
+
+@pytest.mark.django_db
+def test_a_slowloris_video_ends_unfetched_within_its_deadlines(cast, fal, settings):
+    settings.DOWNLOADS = {**settings.DOWNLOADS, "deadline": 0.5}
+    fal.faults.add("file", drip=0.2, times=100)
+    take = generation.start_generation(shot=_shot(cast), user=cast.editor)
+    started = time.monotonic()
+    take = _until_unfetched_or_done(take)
+    elapsed = time.monotonic() - started
+    assert take.state == State.UNFETCHED, (take.state, take.error)
+    assert take.error.startswith(
+        "Finished at fal.ai, but the video could not be fetched: the download took longer "
+        "than allowed (tried 5 times). Its cost stays held")
+    assert take.attempts == fal.count("file") == generation.MAX_DOWNLOAD_ATTEMPTS
+    # Five tries of half a second each, then nothing more: no try outlived its deadline.
+    assert elapsed < 5 * 0.5 + 3
+    budget = Budget.for_team(cast.team)
+    assert budget.held_micros == take.estimated_micros
+    assert budget.spent_micros == 0
+
+
+def _finished_and_downloading(cast, fal, **fields) -> Generation:
+    take = generation.start_generation(shot=_shot(cast), user=cast.editor)
+    generation.drive(take_id=take.pk)
+    take.refresh_from_db()
+    fal.finish(take.request_id)
+    Generation.objects.filter(pk=take.pk).update(state=State.DOWNLOADING, **fields)
+    take.refresh_from_db()
+    return take
+
+
+@pytest.mark.django_db
+def test_a_download_whose_workers_keep_dying_stops_at_the_cap(cast, fal):
+    # Five claims whose workers died mid-download (the reconciler re-queues such takes).
+    take = _finished_and_downloading(
+        cast, fal, attempts=generation.MAX_DOWNLOAD_ATTEMPTS,
+        claimed_at=timezone.now() - generation.DOWNLOAD_CLAIM_EXPIRES - timedelta(seconds=1),
+        finished_at=timezone.now() - timedelta(minutes=20))
+    generation.drive(take_id=take.pk)
+    take.refresh_from_db()
+    assert take.state == State.UNFETCHED
+    assert "the download never finished (tried 5 times)" in take.error
+    assert fal.count("file") == 0
+    # Only a person moves it now: the reconciler leaves it alone.
+    Generation.objects.filter(pk=take.pk).update(updated=timezone.now() - timedelta(hours=1))
+    assert generation.reconcile() == 0
+
+
+@pytest.mark.django_db
+def test_a_download_gives_up_an_hour_after_the_provider_finished(cast, fal):
+    fal.faults.add("file", status=503, times=10)
+    take = _finished_and_downloading(cast, fal, attempts=1,
+                                     finished_at=timezone.now() - timedelta(minutes=61))
+    generation.drive(take_id=take.pk)
+    take.refresh_from_db()
+    assert take.state == State.UNFETCHED
+    assert "(still failing 61 minutes after fal.ai finished)" in take.error
+    assert fal.count("file") == 1
+
+
+@pytest.mark.django_db
+def test_an_oversized_house_format_video_fails_charged_what_was_delivered(cast, fal):
+    fal.video = oversized_house_video(8192, 8192, frames=3)
+    take = _run_to_the_end(generation.start_generation(shot=_shot(cast), user=cast.editor))
+    price = catalogue.price_micros(endpoint=FAST_T2V, width=8192, height=8192, frames=3)
+    assert take.state == State.FAILED
+    assert take.error == (f"fal.ai delivered a 8192×8192 video; at most 4096 pixels a side are "
+                          f"accepted. It was charged {usd(price)}.")
+    assert take.actual_micros == price
+    assert not take.video
+    assert not take.original
+    # Far beyond its hold: the hold is captured and the rest is an overrun line of its own.
+    rows = dict(LedgerEntry.objects.filter(take=take).exclude(kind=LedgerEntry.Kind.HOLD)
+                .values_list("kind", "amount_micros"))
+    assert rows == {LedgerEntry.Kind.CAPTURE: take.estimated_micros,
+                    LedgerEntry.Kind.OVERRUN: price - take.estimated_micros}
+    budget = Budget.for_team(cast.team)
+    assert budget.charged_micros == price
+    assert budget.held_micros == 0
+
+
+@pytest.mark.django_db
+def test_a_video_whose_header_cannot_be_read_keeps_its_hold(cast, fal):
+    fal.video = DEFAULT_VIDEO  # starts like an MP4, and nothing more
+    take = _until_unfetched_or_done(
+        generation.start_generation(shot=_shot(cast), user=cast.editor))
+    assert take.state == State.UNFETCHED
+    assert "what arrived is not a readable video" in take.error
+    assert Budget.for_team(cast.team).held_micros == take.estimated_micros
+
+
+# Peak memory, measured in a child process so this process's history does not count.
+
+PEAK_RSS = """
+import resource, sys, tempfile
+from pathlib import Path
+from storyboard import house, previz
+from storyboard.providers import download
+url, host, ca, deadline = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4])
+with tempfile.TemporaryDirectory() as tmp:
+    original = Path(tmp) / "original.mp4"
+    try:
+        # The same steps as generation._download, short of the database.
+        download.fetch(url, original, allowed_hosts=[host], deadline=deadline,
+                       extra_networks=["127.0.0.0/8"], verify=ca)
+        house.check(original)
+        house.is_house_format(original)
+        previz.first_frame(original)
+        outcome = "stored"
+    except (download.DownloadError, house.HouseError) as e:
+        outcome = type(e).__name__
+# VmHWM starts afresh with the new program; ru_maxrss would count the parent's pages too.
+status = Path("/proc/self/status")
+if status.exists():
+    peak = next(int(line.split()[1]) for line in status.read_text().splitlines()
+                if line.startswith("VmHWM:"))
+else:
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(outcome, peak * 1024)
+"""
+
+
+@pytest.mark.parametrize(("case", "outcome"), [("8192x8192", "Refused"),
+                                               ("slowloris", "DownloadError")])
+def test_a_hostile_delivery_stays_under_half_a_gigabyte(case, outcome):
+    emulator = FalEmulator(video=oversized_house_video(8192, 8192, frames=3))
+    emulator.tls = True
+    with emulator as fal:
+        if case == "slowloris":
+            fal.faults.add("file", drip=0.05)
+        host = fal.url.removeprefix("https://")
+        child = subprocess.run(
+            [sys.executable, "-c", PEAK_RSS, fal.video_url("r1"), host, tls.ca_file(), "1"],
+            capture_output=True, text=True, timeout=60, check=True)
+    said, peak = child.stdout.split()
+    assert said == outcome
+    assert int(peak) < 512 * 1024 * 1024, f"peak RSS {int(peak) / 2**20:.0f} MiB"
+
+
+# Errors in plain words, the same by polling as by webhook (issue #8, item 4)
+
+IMAGE_ERROR = {"loc": ["body", "image_url"], "msg": "Failed to load the image.",
+               "url": "https://docs.fal.ai/errors#image_load_error"}
+
+
+@pytest.mark.parametrize(("outcome", "words"), [
+    (Outcome.content_policy(),
+     "The content checker flagged the prompt. Change the wording or the input images and try "
+     "again."),
+    (Outcome.model_error([{**IMAGE_ERROR, "type": "image_load_error"}]),
+     "fal.ai could not read the start frame as an image. Use a JPEG, PNG or WebP that opens on "
+     "your computer, and try again."),
+    (Outcome.model_error([{**IMAGE_ERROR, "type": "file_download_error"}]),
+     "fal.ai could not download the start frame. Try again; if it keeps failing, upload the "
+     "file again."),
+    (Outcome.runner_error("request_timeout", "Request timed out", 504),
+     "fal.ai timed out; try again."),
+    (Outcome.runner_error("startup_timeout", "Runner did not start in time", 504),
+     "fal.ai timed out; try again."),
+    (Outcome.model_error([{"loc": ["body"], "msg": "The moon is in the wrong phase.",
+                           "type": "moon_phase"}]),
+     "The moon is in the wrong phase."),
+], ids=["content-policy", "image-load", "file-download", "request-timeout", "startup-timeout",
+        "unknown-type"])
+@pytest.mark.django_db
+def test_a_model_error_learnt_by_polling_reads_as_the_webhook_says(cast, fal, outcome, words):
+    fal.script(outcome)
+    take = _run_to_the_end(generation.start_generation(shot=_shot(cast), user=cast.editor))
+    assert take.state == State.FAILED
+    assert take.error == words
+    assert "status code" not in take.error
+    body = fal.webhook_body(take.request_id)
+    event = get_provider("fal").parse_webhook(
+        headers=fal.sign(body, request_id=take.request_id), body=body)
+    assert event.status.error == take.error
+
+
+# Exactly the arguments each endpoint's schema asks for (issue #8, item 4)
+
+
+def _shot_for(cast, endpoint: str, *, num_frames: int | None = None):
+    spec = catalogue.ENDPOINTS[endpoint]
+    v1 = spec.family == "seedance-1.0"
+    shot = ShotFactory(project=cast.project, mode=spec.mode, endpoint=endpoint,
+                       resolution="480p", aspect_ratio="16:9", duration="5" if v1 else "4",
+                       num_frames=num_frames, seed=7)
+    if spec.mode == "image":
+        shot.start_frame = AssetFactory(project=cast.project)
+        shot.save()
+    if spec.mode == "reference":
+        # Images only: the video and audio lists are empty, so they must not be sent.
+        shot.references.add(AssetFactory(project=cast.project))
+        shot.prompt = "@Image1 walks through the rain."
+        shot.save()
+    return shot
+
+
+CASES = [(endpoint, None) for endpoint in catalogue.ENDPOINTS] + [
+    (endpoint, 48) for endpoint, spec in catalogue.ENDPOINTS.items()
+    if "num_frames" in spec.extra]
+
+
+@pytest.mark.parametrize(("endpoint", "num_frames"), CASES,
+                         ids=[f"{e}{'+frames' if n else ''}" for e, n in CASES])
+@pytest.mark.django_db
+def test_it_sends_each_endpoint_exactly_what_its_schema_lists(cast, fal, endpoint, num_frames):
+    take = generation.start_generation(shot=_shot_for(cast, endpoint, num_frames=num_frames),
+                                       user=cast.editor)
+    generation.drive(take_id=take.pk)
+    take.refresh_from_db()
+    # The emulator refuses unknown, missing or mistyped fields with a 422, as fal does.
+    assert take.state == State.SUBMITTED, take.error
+    sent = fal.jobs[take.request_id].input
+    assert set(sent) <= set(SCHEMAS[endpoint])
+    assert [name for name, value in sent.items() if value in ([], "", None)] == []
+    assert ("duration" in sent) != ("num_frames" in sent)
+    if num_frames:
+        assert sent["num_frames"] == num_frames
+    else:
+        assert sent["duration"] == take.input["duration"]

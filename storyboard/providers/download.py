@@ -13,8 +13,9 @@ where a finished video can legitimately be:
   `extra_networks`, a test-only escape hatch that defaults to empty), and the connection goes
   to the address we checked: TLS SNI, certificate verification and the Host header still use
   the name, so DNS rebinding between our check and the connect cannot move us;
-- no redirects, only 200, at most `max_bytes`, at most `deadline` seconds of wall clock
-  (checked between chunks; each read also times out), and the result must start like an
+- no redirects, only 200, at most `max_bytes`, at most `deadline` seconds of wall clock for the
+  whole transfer (a watchdog shuts the socket when time is up, so a server dripping a byte
+  now and then cannot outlast it between two reads), and the result must start like an
   MP4/QuickTime file. A failure never leaves a partial file behind.
 
 Everything wrong raises DownloadError: `permanent=True` when policy refused (retrying cannot
@@ -23,11 +24,14 @@ help), `permanent=False` for network trouble worth another try.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
+import logging
 import os
 import re
 import socket
 import ssl
+import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -37,6 +41,8 @@ from urllib.parse import urlsplit
 import httpx
 
 from storyboard.providers.base import ProviderError
+
+logger = logging.getLogger(__name__)
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -316,19 +322,85 @@ def _embedded_ipv4(address: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address
 # The transfer
 
 
+class Watchdog:
+    """Ends a transfer when its time is up, whatever the server does.
+
+    Read timeouts only bound the wait for the *next* bytes: a server sending one byte every few
+    seconds never trips them. httpx cannot shorten a timeout mid-stream, so a timer shuts the
+    connection's socket down at the deadline, which wakes a blocked read at once. The socket is
+    a duplicate of httpcore's (taken when the TCP connect completes), so it stays valid when
+    TLS wraps the original and is ours to close.
+    """
+
+    def __init__(self, *, started: float, deadline: float) -> None:
+        self.deadline = deadline
+        self.until = started + deadline
+        self.expired = threading.Event()
+        self._socket: socket.socket | None = None
+        self._lock = threading.Lock()
+        self._timer = threading.Timer(self.left(), self._fire)
+        self._timer.daemon = True
+
+    def __enter__(self) -> Watchdog:
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._timer.cancel()
+        with self._lock:
+            if self._socket is not None:
+                self._socket.close()
+                self._socket = None
+
+    @property
+    def late(self) -> bool:
+        return self.expired.is_set() or time.monotonic() > self.until
+
+    def left(self) -> float:
+        return max(0.0, self.until - time.monotonic())
+
+    def trace(self, event: str, info: dict) -> None:
+        """httpcore's trace hook: keep hold of the connection's socket once it exists."""
+        if event != "connection.connect_tcp.complete":
+            return
+        stream = info.get("return_value")
+        sock = stream.get_extra_info("socket") if stream is not None else None
+        if not isinstance(sock, socket.socket):
+            return
+        with self._lock:
+            self._socket = socket.fromfd(sock.fileno(), sock.family, sock.type)
+        if self.expired.is_set():
+            self._fire()
+
+    def _fire(self) -> None:
+        self.expired.set()
+        with self._lock:
+            if self._socket is not None:
+                # shutdown, not close: it acts on the connection both descriptors share.
+                with contextlib.suppress(OSError):
+                    self._socket.shutdown(socket.SHUT_RDWR)
+
+
 def _download(transport: httpx.BaseTransport, target: Target, address: IPAddress, dest: Path,
               *, max_bytes: int, deadline: float, started: float) -> int:
     part = dest.with_suffix(".part")
     try:
-        with httpx.Client(transport=transport, trust_env=False, follow_redirects=False) as client:
-            request = _request(client, target, address, deadline)
-            response = client.send(request, stream=True)
+        with (Watchdog(started=started, deadline=deadline) as watchdog,
+              httpx.Client(transport=transport, trust_env=False,
+                           follow_redirects=False) as client):
             try:
-                _check_response(response, max_bytes)
-                written = _stream(response, part, max_bytes=max_bytes,
-                                  until=started + deadline)
-            finally:
-                response.close()
+                request = _request(client, target, address, watchdog)
+                response = client.send(request, stream=True)
+                try:
+                    _check_response(response, max_bytes)
+                    written = _stream(response, part, max_bytes=max_bytes, watchdog=watchdog)
+                finally:
+                    response.close()
+            except (httpx.HTTPError, OSError) as e:
+                if watchdog.late:
+                    # Whatever broke, it broke because the watchdog cut the connection.
+                    raise _too_slow(deadline) from e
+                raise
         os.replace(part, dest)
         return written
     except BaseException as e:
@@ -337,6 +409,11 @@ def _download(transport: httpx.BaseTransport, target: Target, address: IPAddress
         if failure is None or failure is e:
             raise
         raise failure from e
+
+
+def _too_slow(deadline: float) -> DownloadError:
+    logger.info("Download cut at its deadline of %g s", deadline)
+    return DownloadError("the download took longer than allowed", permanent=False)
 
 
 def _as_download_error(target: Target, error: BaseException) -> DownloadError | None:
@@ -353,7 +430,7 @@ def _as_download_error(target: Target, error: BaseException) -> DownloadError | 
 
 
 def _request(client: httpx.Client, target: Target, address: IPAddress,
-             deadline: float) -> httpx.Request:
+             watchdog: Watchdog) -> httpx.Request:
     """GET the validated address; the name goes into TLS SNI and the Host header.
 
     httpcore wraps the socket with `server_hostname=sni_hostname`, and the default SSL context
@@ -366,8 +443,12 @@ def _request(client: httpx.Client, target: Target, address: IPAddress,
     host_header = target.host if default_port else f"{target.host}:{target.port}"
     if target.ip is not None and target.ip.version == 6:
         host_header = f"[{target.host}]" if default_port else f"[{target.host}]:{target.port}"
-    extensions = {} if target.ip is not None else {"sni_hostname": target.host}
-    timeout = httpx.Timeout(min(READ_TIMEOUT, deadline), connect=min(CONNECT_TIMEOUT, deadline))
+    extensions: dict = {"trace": watchdog.trace}
+    if target.ip is None:
+        extensions["sni_hostname"] = target.host
+    # No single wait may outlast what is left of the deadline (the watchdog ends the rest).
+    left = max(0.001, watchdog.left())
+    timeout = httpx.Timeout(min(READ_TIMEOUT, left), connect=min(CONNECT_TIMEOUT, left))
     return client.build_request(
         "GET", url, timeout=timeout, extensions=extensions,
         # identity: the byte cap then counts what lands on disk, and no decompression bomb.
@@ -392,7 +473,7 @@ def _check_response(response: httpx.Response, max_bytes: int) -> None:
         raise _refuse(f"the video is {int(length)} bytes; at most {max_bytes} are accepted")
 
 
-def _stream(response: httpx.Response, part: Path, *, max_bytes: int, until: float) -> int:
+def _stream(response: httpx.Response, part: Path, *, max_bytes: int, watchdog: Watchdog) -> int:
     written = 0
     head = b""
     with part.open("wb") as fp:
@@ -400,6 +481,8 @@ def _stream(response: httpx.Response, part: Path, *, max_bytes: int, until: floa
         # works for transports that hand over an already-read body. No chunk_size: that
         # would buffer 64 KiB before yielding, and a slow drip would never reach the check.
         for chunk in response.iter_bytes():
+            if watchdog.late:
+                raise _too_slow(watchdog.deadline)
             written += len(chunk)
             if written > max_bytes:
                 raise _refuse(f"the video is larger than {max_bytes} bytes")
@@ -409,8 +492,9 @@ def _stream(response: httpx.Response, part: Path, *, max_bytes: int, until: floa
                 if len(head) == 8 and not looks_like_mp4(head):
                     raise _refuse("the download is not an MP4 or QuickTime video")
             fp.write(chunk)
-            if time.monotonic() > until:
-                raise DownloadError("the download took longer than allowed", permanent=False)
+    if watchdog.expired.is_set():
+        # Cut by the watchdog: without a Content-Length, that looks like a clean end.
+        raise _too_slow(watchdog.deadline)
     if not looks_like_mp4(head):
         raise _refuse("the download is not an MP4 or QuickTime video")
     return written

@@ -49,6 +49,46 @@ INFRA_ERROR_TYPES = frozenset({
     "client_disconnected", "internal_error",
 })
 CANCELED_ERROR_TYPES = frozenset({"client_cancelled"})
+TIMEOUT_ERROR_TYPES = frozenset({"request_timeout", "startup_timeout", "generation_timeout"})
+# What to change, per model error type (fal's error reference; the types seen on Seedance
+# are content_policy_violation, no_media_generated, generation_timeout,
+# feature_not_supported and image_too_small). "{where}" names the input, "{msg}" is fal's text.
+MODEL_ERROR_ADVICE = {
+    "content_policy_violation": "The content checker flagged {where}. Change the wording or "
+                                "the input images and try again.",
+    "image_load_error": "fal.ai could not read {where} as an image. Use a JPEG, PNG or WebP "
+                        "that opens on your computer, and try again.",
+    "file_download_error": "fal.ai could not download {where}. Try again; if it keeps "
+                           "failing, upload the file again.",
+    "image_too_small": "{where} is too small for this model ({msg}). Use a larger image.",
+    "image_too_large": "{where} is too large for this model ({msg}). Use a smaller image.",
+    "file_too_large": "{where} is too large for this model ({msg}). Use a smaller file.",
+    "unsupported_image_format": "{where} is in a format this model does not take. Use a "
+                                "JPEG, PNG or WebP image.",
+    "unsupported_video_format": "{where} is in a format this model does not take. Use an MP4 "
+                                "or MOV video.",
+    "unsupported_audio_format": "{where} is in a format this model does not take. Use an MP3 "
+                                "or WAV file.",
+    "video_duration_too_long": "{where} is too long for this model ({msg}). Use a shorter "
+                               "clip.",
+    "video_duration_too_short": "{where} is too short for this model ({msg}). Use a longer "
+                                "clip.",
+    "audio_duration_too_long": "{where} is too long for this model ({msg}). Use a shorter "
+                               "clip.",
+    "audio_duration_too_short": "{where} is too short for this model ({msg}). Use a longer "
+                                "clip.",
+    "no_media_generated": "The model produced no video for this prompt. Try again, or change "
+                          "the prompt.",
+    "generation_timeout": "fal.ai timed out; try again.",
+    "feature_not_supported": "This endpoint does not support that ({msg}). Change the shot's "
+                             "settings and try again.",
+}
+# Our names for the inputs fal's error locations point at.
+INPUT_NAMES = {
+    "prompt": "the prompt", "image_url": "the start frame", "end_image_url": "the end frame",
+    "image_urls": "a reference image", "video_urls": "a reference video",
+    "audio_urls": "a reference audio file",
+}
 
 HEADER_REQUEST_ID = "x-fal-webhook-request-id"
 HEADER_USER_ID = "x-fal-webhook-user-id"
@@ -176,9 +216,34 @@ class FalProvider(HttpProvider):
             return Status("running", logs=logs)
         if state == "COMPLETED":
             if body.get("error") or body.get("error_type"):
-                return _failed_status(body, logs)
+                return self._failed_status(endpoint, request_id, body, logs)
             return Status("completed", logs=logs)
         raise ProviderError(f"{self.label} reported an unknown status {state!r}.")
+
+    def _failed_status(self, endpoint: str, request_id: str, body: dict,
+                       logs: tuple[str, ...]) -> Status:
+        error_type = body.get("error_type") if isinstance(body.get("error_type"), str) else ""
+        error = body.get("error") if isinstance(body.get("error"), str) else ""
+        if error_type in CANCELED_ERROR_TYPES:
+            return Status("canceled", logs=logs, error=error or "Canceled.")
+        detail = None
+        if error_type not in INFRA_ERROR_TYPES:
+            # A model error's status says only "Invalid status code: 422"; what went wrong,
+            # in fal's words, is what the result answers (as the webhook's payload carries).
+            detail = self._error_body(endpoint, request_id)
+        message = plain_error(detail, error=error, error_type=error_type)
+        return Status("failed", logs=logs, error=message,
+                      permanent=error_type not in INFRA_ERROR_TYPES)
+
+    def _error_body(self, endpoint: str, request_id: str) -> Any:
+        try:
+            response = self._request("GET", self._request_url(endpoint, request_id),
+                                     headers=self._auth())
+        except HttpStatusError as exc:
+            return exc.body
+        except ProviderError:
+            return None
+        return _json_or_empty(response)
 
     def result(self, *, endpoint: str, request_id: str) -> Result:
         url = self._request_url(endpoint, request_id)
@@ -356,13 +421,42 @@ def _log_lines(logs: Any) -> tuple[str, ...]:
     return tuple(lines)
 
 
-def _failed_status(body: dict, logs: tuple[str, ...]) -> Status:
-    error_type = body.get("error_type") if isinstance(body.get("error_type"), str) else ""
-    error = body.get("error") if isinstance(body.get("error"), str) else ""
-    if error_type in CANCELED_ERROR_TYPES:
-        return Status("canceled", logs=logs, error=error or "Canceled.")
-    return Status("failed", logs=logs, error=error or error_type or "The request failed.",
-                  permanent=error_type not in INFRA_ERROR_TYPES)
+def plain_error(body: Any, *, error: str = "", error_type: str = "") -> str:
+    """What went wrong and what to change, from fal's error body (a result's or a webhook's
+    payload) and the `error`/`error_type` its status or webhook gave. Falls back to fal's own
+    message, and never to a bare "Invalid status code"."""
+    items = body.get("detail") if isinstance(body, dict) else None
+    if isinstance(items, list) and any(isinstance(item, dict) for item in items):
+        words = [_plain_item(item) for item in items if isinstance(item, dict)]
+        message = " ".join(dict.fromkeys(w for w in words if w))
+        if message:
+            return message
+    described, found_type = describe_error(body)
+    error_type = found_type or error_type
+    if error_type in TIMEOUT_ERROR_TYPES:
+        return "fal.ai timed out; try again."
+    if error_type in INFRA_ERROR_TYPES:
+        return f"fal.ai had trouble running the model ({described or error}); try again."
+    if described:
+        return described
+    if error and not error.startswith("Invalid status code"):
+        return error
+    said = f" ({error})" if error else ""
+    return f"fal.ai could not generate this take and gave no reason{said}."
+
+
+def _plain_item(item: dict) -> str:
+    kind = item.get("type") if isinstance(item.get("type"), str) else ""
+    advice = MODEL_ERROR_ADVICE.get(kind)
+    if advice is None:
+        return describe_error({"detail": [item]})[0]
+    loc = item.get("loc") if isinstance(item.get("loc"), list) else []
+    fields = [str(part) for part in loc if part not in ("body", "query")]
+    field = fields[0] if fields else ""
+    where = INPUT_NAMES.get(field, f"the {field}" if field else "an input")
+    msg = item.get("msg") if isinstance(item.get("msg"), str) else ""
+    text = advice.format(where=where, msg=msg.rstrip(".") or kind.replace("_", " "))
+    return text[0].upper() + text[1:] if advice.startswith("{where}") else text
 
 
 def _video_result(body: Any) -> Result | None:
@@ -488,5 +582,5 @@ def _webhook_error_status(data: dict, payload: Any) -> Status:
         error_type = data["error_type"]
     if error_type in CANCELED_ERROR_TYPES:
         return Status("canceled", error=message or error or "Canceled.")
-    return Status("failed", error=message or error or "The request failed.",
+    return Status("failed", error=plain_error(payload, error=error, error_type=error_type),
                   permanent=error_type not in INFRA_ERROR_TYPES)

@@ -86,6 +86,8 @@ class Fault:
     drop_response: bool = False
     # Do the operation, then wait this long before answering.
     slow: float = 0.0
+    # Answer, but send the body one byte every `drip` seconds (a slowloris CDN).
+    drip: float = 0.0
     # For "webhook": skip the delivery / send this many extra copies.
     never: bool = False
     duplicates: int = 0
@@ -101,13 +103,13 @@ class Faults:
     def add(self, call: str, *, times: int = 1, status: int | None = None,
             ingress: bool = False, body: Any = None, retry_after: float | str | None = None,
             create: bool = False, drop_response: bool = False, slow: float = 0.0,
-            never: bool = False, duplicates: int = 0) -> Fault:
+            drip: float = 0.0, never: bool = False, duplicates: int = 0) -> Fault:
         if call not in CALLS:
             raise ValueError(f"Unknown call {call!r}; use one of {CALLS}")
         fault = Fault(call=call, times=times, status=status, ingress=ingress, body=body,
                       retry_after=None if retry_after is None else str(retry_after),
-                      create=create, drop_response=drop_response, slow=slow, never=never,
-                      duplicates=duplicates)
+                      create=create, drop_response=drop_response, slow=slow, drip=drip,
+                      never=never, duplicates=duplicates)
         with self._lock:
             self._pending.append(fault)
         return fault
@@ -233,6 +235,7 @@ class _Reply:
     body: Any
     headers: dict[str, str] = field(default_factory=dict)
     content_type: str = "application/json"
+    drip: float = 0.0
 
 
 _DROP = object()
@@ -254,7 +257,7 @@ class FalEmulator:
                  queue_ahead: int = 2, auto_advance: bool = True,
                  instant: bool = False, clock: Callable[[], float] = time.time,
                  token_ttl: float = 3600, webhook_attempts: int = 1,
-                 webhook_on_cancel: bool = False) -> None:
+                 webhook_on_cancel: bool = False, strict: bool = True) -> None:
         self.key = key
         self.user_id = user_id
         self.video = video
@@ -267,6 +270,8 @@ class FalEmulator:
         self.token_ttl = token_ttl
         self.webhook_attempts = webhook_attempts
         self.webhook_on_cancel = webhook_on_cancel
+        # Submits to a Seedance endpoint must match its documented input schema exactly.
+        self.strict = strict
         self.faults = Faults()
         self.jobs: dict[str, EmulatedJob] = {}
         self.submits = SubmitCounter()
@@ -439,6 +444,8 @@ class FalEmulator:
                 reply = _fault_reply(fault)
         if fault is not None and fault.slow:
             self._stopping.wait(fault.slow)
+        if fault is not None and fault.drip and isinstance(reply, _Reply):
+            reply.drip = fault.drip
         if fault is not None and fault.drop_response:
             return kind, _DROP
         return kind, reply
@@ -491,6 +498,9 @@ class FalEmulator:
         if not isinstance(payload, dict):
             return _Reply(422, {"detail": [{"loc": ["body"], "msg": "Input should be a valid "
                                             "dictionary", "type": "dict_type"}]})
+        problems = input_problems(endpoint, payload) if self.strict else []
+        if problems:
+            return _Reply(422, {"detail": problems})
         job = self._create(endpoint, app, payload, query.get("fal_webhook", [None])[0])
         base = f"{self.queue_url}/{app}/requests/{job.request_id}"
         body = {"status": "IN_QUEUE", "request_id": job.request_id,
@@ -725,7 +735,22 @@ class _Handler(BaseHTTPRequestHandler):
         for name, value in reply.headers.items():
             self.send_header(name, value)
         self.end_headers()
-        self.wfile.write(payload)
+        if reply.drip:
+            self._drip(payload, reply.drip)
+        else:
+            self.wfile.write(payload)
+
+    def _drip(self, payload: bytes, pause: float) -> None:
+        # One byte at a time until the client hangs up or the emulator stops.
+        self.close_connection = True
+        for index in range(len(payload)):
+            if self.emulator._stopping.wait(pause):
+                return
+            try:
+                self.wfile.write(payload[index:index + 1])
+                self.wfile.flush()
+            except OSError:
+                return
 
     def _drop(self) -> None:
         # The request was handled; the client sees the connection end with no answer.
@@ -783,6 +808,115 @@ class WebhookSink:
         assert self._server is not None
         host, port = self._server.server_address[:2]
         return f"http://{host}:{port}{path}"
+
+
+# Seedance input schemas ----------------------------------------------------------------
+# From fal's pages in /work/shared/seeds: 2.0 from the model pages and the API reference
+# (000, 001, 003; fast shares the standard schema but stops at 720p), 1.0 from the lite
+# image-to-video reference (002), whose common fields the 1.0 overview gives every endpoint.
+
+
+@dataclass(frozen=True)
+class Param:
+    kind: type  # str, bool, int or list (of strings)
+    required: bool = False
+    choices: tuple[str, ...] = ()
+    low: int | None = None
+    high: int | None = None
+    most: int | None = None  # list length
+
+
+ASPECT = ("auto", "21:9", "16:9", "4:3", "1:1", "3:4", "9:16")
+V2_COMMON = {
+    "prompt": Param(str, required=True),
+    "duration": Param(str, choices=("auto", *(str(n) for n in range(4, 16)))),
+    "aspect_ratio": Param(str, choices=ASPECT),
+    "generate_audio": Param(bool),
+    "seed": Param(int),
+    "end_user_id": Param(str),
+}
+V1_COMMON = {
+    "prompt": Param(str, required=True),
+    "resolution": Param(str, choices=("480p", "720p", "1080p")),
+    "duration": Param(str, choices=tuple(str(n) for n in range(2, 13))),
+    "camera_fixed": Param(bool),
+    "seed": Param(int),
+    "enable_safety_checker": Param(bool),
+    "num_frames": Param(int, low=29, high=289),
+}
+V2_MODES = {
+    "text-to-video": {},
+    "image-to-video": {"image_url": Param(str, required=True), "end_image_url": Param(str)},
+    "reference-to-video": {"image_urls": Param(list, most=9), "video_urls": Param(list, most=3),
+                           "audio_urls": Param(list, most=3)},
+}
+V1_MODES = {
+    # 1.0 text to video offers no "auto" ratio (there is nothing to infer it from).
+    "text-to-video": {"aspect_ratio": Param(str, choices=(*ASPECT[1:], "9:21"))},
+    "image-to-video": {"aspect_ratio": Param(str, choices=ASPECT),
+                       "image_url": Param(str, required=True), "end_image_url": Param(str)},
+}
+
+
+def _schemas() -> dict[str, dict[str, Param]]:
+    schemas = {}
+    for mode, extra in V2_MODES.items():
+        for tier, resolutions in (("", ("480p", "720p", "1080p")), ("fast/", ("480p", "720p"))):
+            schemas[f"bytedance/seedance-2.0/{tier}{mode}"] = {
+                **V2_COMMON, "resolution": Param(str, choices=resolutions), **extra}
+    for tier in ("lite", "pro"):
+        for mode, extra in V1_MODES.items():
+            schemas[f"fal-ai/bytedance/seedance/v1/{tier}/{mode}"] = {**V1_COMMON, **extra}
+    return schemas
+
+
+SCHEMAS = _schemas()
+
+
+def input_problems(endpoint: str, payload: dict) -> list[dict]:
+    """fal's 422 `detail` items for a submit that does not match the endpoint's schema."""
+    schema = SCHEMAS.get(endpoint)
+    if schema is None:
+        return []
+    problems = [_problem(name, "Extra inputs are not permitted", "extra_forbidden")
+                for name in payload if name not in schema]
+    for name, param in schema.items():
+        if name not in payload:
+            if param.required:
+                problems.append(_problem(name, "field required", "value_error.missing"))
+            continue
+        problem = _value_problem(param, payload[name])
+        if problem:
+            problems.append(_problem(name, *problem))
+    return problems
+
+
+def _value_problem(param: Param, value: Any) -> tuple[str, str] | None:
+    if param.kind is list:
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            return "value is not a valid list of strings", "type_error.list"
+        if param.most is not None and len(value) > param.most:
+            return f"ensure this value has at most {param.most} items", \
+                "value_error.list.max_items"
+        return None
+    # JSON true is not an integer here, whatever Python thinks.
+    if not isinstance(value, param.kind) or (param.kind is int and isinstance(value, bool)):
+        return f"value is not a valid {param.kind.__name__}", f"type_error.{param.kind.__name__}"
+    if param.choices and value not in param.choices:
+        permitted = ", ".join(repr(c) for c in param.choices)
+        return f"value is not a valid enumeration member; permitted: {permitted}", \
+            "type_error.enum"
+    if param.low is not None and value < param.low:
+        return f"ensure this value is greater than or equal to {param.low}", \
+            "value_error.number.not_ge"
+    if param.high is not None and value > param.high:
+        return f"ensure this value is less than or equal to {param.high}", \
+            "value_error.number.not_le"
+    return None
+
+
+def _problem(name: str, msg: str, kind: str) -> dict:
+    return {"loc": ["body", name], "msg": msg, "type": kind}
 
 
 # Helpers -------------------------------------------------------------------------------
