@@ -466,13 +466,13 @@ def _download(take: Generation, provider, *, result: Result | None = None) -> No
         Q(claimed_at=None) | Q(claimed_at__lt=now - DOWNLOAD_CLAIM_EXPIRES),
         pk=take.pk, state=State.DOWNLOADING,
     ).update(claimed_at=now, attempts=models.F("attempts") + 1,
-             # Until the take ends, finished_at is when the provider had finished (we claim
-             # at once when it says so): the download window runs from there.
-             finished_at=Coalesce("finished_at", Value(now)))
+             # The first try starts the download window (we claim as soon as the provider
+             # says it finished).
+             fetch_started=Coalesce("fetch_started", Value(now)))
     if not claimed:
         return
-    take.attempts, take.finished_at = Generation.objects.values_list(
-        "attempts", "finished_at").get(pk=take.pk)
+    take.attempts, take.fetch_started = Generation.objects.values_list(
+        "attempts", "fetch_started").get(pk=take.pk)
     if take.attempts > MAX_DOWNLOAD_ATTEMPTS:
         # The earlier tries never reported back (their workers died): no more of them.
         _unfetched(take, f"the download never finished (tried {MAX_DOWNLOAD_ATTEMPTS} times)")
@@ -514,7 +514,7 @@ def _download(take: Generation, provider, *, result: Result | None = None) -> No
     except ProviderError as e:
         # The provider finished (and billed) it; we could not fetch it. The worst case stays
         # held: undercounting is how budgets get overspent.
-        waited = timezone.now() - take.finished_at
+        waited = timezone.now() - take.fetch_started
         if e.permanent:
             _unfetched(take, e.message)
         elif take.attempts >= MAX_DOWNLOAD_ATTEMPTS:
@@ -574,7 +574,7 @@ def _unfetched(take: Generation, reason: str) -> None:
 def refetch(*, take: Generation) -> None:
     """Try again to fetch a finished take's video (the "Fetch again" button)."""
     if not take.advance(State.DOWNLOADING, expected=(State.UNFETCHED,), claimed_at=None,
-                        attempts=0, error=""):
+                        attempts=0, fetch_started=None, error=""):
         raise GenerationRefused("This take is not waiting for its video any more.")
     take.report(log="Fetching the video again.")
     transaction.on_commit(lambda: _enqueue(take))

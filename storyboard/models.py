@@ -579,8 +579,11 @@ class Generation(models.Model):
     # When a worker claimed the download; a claim older than a few minutes belongs to a dead
     # worker and may be taken over.
     claimed_at = models.DateTimeField(null=True, blank=True)
-    # Provider polls and calls that failed transiently in a row (for backoff).
+    # Provider polls and calls that failed transiently in a row (for backoff), or tries to
+    # fetch the finished video.
     attempts = models.PositiveIntegerField(default=0)
+    # The first try to fetch the provider's finished video: retries stop an hour after it.
+    fetch_started = models.DateTimeField(null=True, blank=True)
     # An unresolved take a producer settled by hand ("billed" or "not billed"), and why.
     resolved_by = models.ForeignKey(settings.AUTH_USER_MODEL, models.SET_NULL, null=True,
                                     blank=True, related_name="+")

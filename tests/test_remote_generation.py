@@ -468,7 +468,7 @@ def test_a_download_whose_workers_keep_dying_stops_at_the_cap(cast, fal):
     take = _finished_and_downloading(
         cast, fal, attempts=generation.MAX_DOWNLOAD_ATTEMPTS,
         claimed_at=timezone.now() - generation.DOWNLOAD_CLAIM_EXPIRES - timedelta(seconds=1),
-        finished_at=timezone.now() - timedelta(minutes=20))
+        fetch_started=timezone.now() - timedelta(minutes=20))
     generation.drive(take_id=take.pk)
     take.refresh_from_db()
     assert take.state == State.UNFETCHED
@@ -483,7 +483,7 @@ def test_a_download_whose_workers_keep_dying_stops_at_the_cap(cast, fal):
 def test_a_download_gives_up_an_hour_after_the_provider_finished(cast, fal):
     fal.faults.add("file", status=503, times=10)
     take = _finished_and_downloading(cast, fal, attempts=1,
-                                     finished_at=timezone.now() - timedelta(minutes=61))
+                                     fetch_started=timezone.now() - timedelta(minutes=61))
     generation.drive(take_id=take.pk)
     take.refresh_from_db()
     assert take.state == State.UNFETCHED
