@@ -27,10 +27,14 @@ import av
 from av.video.frame import PictureType
 from av.video.reformatter import VideoReformatter
 
-from storyboard.previz import AUDIO_CHUNK, FPS, MAX_SIDE, SAMPLE_RATE
+# The frame and sample grid every stored clip is on; previz renders onto it too.
+FPS = 24
+SAMPLE_RATE = 48_000
+AUDIO_CHUNK = 1024  # the AAC frame size: chunks this long go to the encoder without re-slicing
+MAX_SIDE = 4096
 
-# The encoder settings previz uses (previz keeps them inside private helpers, so they are
-# spelled out here; `add_video_stream`/`add_audio_stream` are meant to be shared by both).
+# The encoder settings of every clip we write (normalised downloads and previz renders alike,
+# through `add_video_stream`/`add_audio_stream`).
 VIDEO_CODEC = "libx264"
 # One keyframe per second keeps seeking cheap; no B-frames keeps pts = dts (no edit list).
 VIDEO_OPTIONS = {"preset": "veryfast", "g": str(FPS), "bf": "0"}
@@ -340,8 +344,10 @@ def is_house_format(path: Path) -> bool:
 
 
 def add_video_stream(container: av.container.OutputContainer, width: int,
-                     height: int) -> av.VideoStream:
-    stream = container.add_stream(VIDEO_CODEC, rate=FPS, options=dict(VIDEO_OPTIONS))
+                     height: int, *, fps: int = FPS) -> av.VideoStream:
+    # One keyframe per second at any rate keeps seeking (and last-frame grabs) cheap.
+    stream = container.add_stream(VIDEO_CODEC, rate=fps,
+                                  options={**VIDEO_OPTIONS, "g": str(fps)})
     stream.width = width
     stream.height = height
     stream.pix_fmt = PIX_FMT

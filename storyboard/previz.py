@@ -43,10 +43,9 @@ import av
 from av.video.reformatter import VideoReformatter
 from PIL import Image, ImageDraw, ImageFilter, ImageFont, ImageOps, UnidentifiedImageError
 
-FPS = 24
-SAMPLE_RATE = 48_000
-AUDIO_CHUNK = 1024  # the AAC frame size: chunks this long go to the encoder without re-slicing
-MAX_SIDE = 4096
+from storyboard import house
+from storyboard.house import AUDIO_CHUNK, FPS, MAX_SIDE, SAMPLE_RATE
+
 MAX_OVERSAMPLE = 1.35
 LOOKAHEAD = 3
 PROGRESS_STEPS = 48
@@ -777,11 +776,11 @@ def _encode(spec: RenderSpec, path: Path, paint: Callable[[int], av.VideoFrame],
             track: tuple[array.array, array.array] | None,
             report: Callable[[float], None]) -> None:
     every = math.ceil(spec.frames / PROGRESS_STEPS)
-    with av.open(str(path), "w", format="mp4", options={"movflags": "+faststart"}) as container:
+    with av.open(str(path), "w", format="mp4", options=dict(house.MUXER_OPTIONS)) as container:
         container.metadata["title"] = spec.title
         container.metadata["comment"] = LABEL
-        video = _video_stream(container, spec)
-        audio = _audio_stream(container) if track else None
+        video = house.add_video_stream(container, spec.width, spec.height, fps=spec.fps)
+        audio = house.add_audio_stream(container) if track else None
         sent = 0
         for index, frame in enumerate(_ahead(paint, spec.frames, LOOKAHEAD)):
             container.mux(video.encode(frame))
@@ -794,29 +793,6 @@ def _encode(spec: RenderSpec, path: Path, paint: Callable[[int], av.VideoFrame],
         container.mux(video.encode(None))
         if audio:
             container.mux(audio.encode(None))
-
-
-def _video_stream(container: av.container.OutputContainer,
-                  spec: RenderSpec) -> av.VideoStream:
-    # One keyframe per second keeps seeking (and last_frame) cheap; no B-frames keeps pts = dts
-    # and the mp4 free of an edit list.
-    stream = container.add_stream("libx264", rate=spec.fps, options={
-        "preset": "veryfast", "g": str(spec.fps), "bf": "0"})
-    stream.width = spec.width
-    stream.height = spec.height
-    stream.pix_fmt = "yuv420p"
-    context = stream.codec_context
-    context.colorspace = context.color_primaries = context.color_trc = 1  # BT.709
-    context.color_range = 1  # limited ("MPEG") range, what players expect
-    return stream
-
-
-def _audio_stream(container: av.container.OutputContainer) -> av.AudioStream:
-    # The default "twoloop" coder is 5× slower and buys nothing on a synthesized pad.
-    stream = container.add_stream("aac", rate=SAMPLE_RATE, layout="stereo",
-                                  options={"aac_coder": "fast"})
-    stream.bit_rate = 128_000
-    return stream
 
 
 def _send_audio(container: av.container.OutputContainer, stream: av.AudioStream,
