@@ -28,7 +28,8 @@ from PIL import Image
 from storyboard.providers.base import Job, ProviderError, WebhookRejected
 from storyboard.providers.fal import FalProvider, app_base
 from storyboard.providers.http import HttpProvider, describe_error
-from tests.emulators.fal import FalEmulator, Outcome, WebhookSink
+from tests.emulators.base import WebhookSink
+from tests.emulators.fal import FalEmulator, Outcome
 
 KEY = "test-fal-key"
 START = 1_800_000_000.0

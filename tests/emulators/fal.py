@@ -17,31 +17,33 @@ webhooks. One server, four roots:
 Jobs are deterministic: each status poll answers with the job's current step and then moves it
 one step on (IN_QUEUE 2 → IN_QUEUE 1 → IN_PROGRESS → COMPLETED), or tests call advance()/finish().
 Once a job completes, a signed webhook is POSTed to its `fal_webhook` URL from a background
-thread; wait_for_deliveries() waits for those.
+thread; wait_for_deliveries() waits for those. `deliveries` holds one record per POST: one per
+copy sent unless `webhook_attempts` lets a copy be retried.
+
+The server, replies, the faults registry, the calls and deliveries records and the senders are
+tests.emulators.base's; this module keeps what is fal's: routes, queue semantics, signing,
+schemas, outcomes, and the fault knobs only fal needs (`ingress`, `drip`).
 """
 
 from __future__ import annotations
 
 import base64
-import contextlib
 import hashlib
 import json
-import socket
-import threading
 import time
 import uuid
 from collections import Counter, deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
-from urllib.parse import parse_qs, quote, unquote, urlsplit
+from typing import Any, Self, cast
+from urllib.parse import quote, unquote
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from tests.emulators import tls, wire
+from tests.emulators import wire
+from tests.emulators.base import Delivery, Emulator, Fault, Handler, Reply
 
 CALLS = ("submit", "status", "result", "cancel", "token", "upload", "file", "jwks", "webhook")
 # What nginx in front of fal answers when the queue itself cannot be reached.
@@ -71,62 +73,13 @@ QUEUE_STEPS = ("IN_QUEUE", "IN_PROGRESS", "COMPLETED")
 
 
 @dataclass
-class Fault:
-    call: str
-    times: int
-    # Answer with this status instead of doing the operation.
-    status: int | None = None
+class FalFault(Fault):
+    """base.Fault plus what only fal's front door and CDN do wrong."""
+
     # A load-balancer answer (HTML, no x-fal-request-id): fal-client treats it as never sent.
     ingress: bool = False
-    body: Any = None
-    retry_after: str | None = None
-    # For a faulted submit: the job is created even though the answer is an error.
-    create: bool = False
-    # Do the operation, then close the socket without answering.
-    drop_response: bool = False
-    # Do the operation, then wait this long before answering.
-    slow: float = 0.0
     # Answer, but send the body one byte every `drip` seconds (a slowloris CDN).
     drip: float = 0.0
-    # For "webhook": skip the delivery / send this many extra copies.
-    never: bool = False
-    duplicates: int = 0
-
-
-class Faults:
-    """Faults for the next calls of a kind, consumed in the order they were added."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._pending: list[Fault] = []
-
-    def add(self, call: str, *, times: int = 1, status: int | None = None,
-            ingress: bool = False, body: Any = None, retry_after: float | str | None = None,
-            create: bool = False, drop_response: bool = False, slow: float = 0.0,
-            drip: float = 0.0, never: bool = False, duplicates: int = 0) -> Fault:
-        if call not in CALLS:
-            raise ValueError(f"Unknown call {call!r}; use one of {CALLS}")
-        fault = Fault(call=call, times=times, status=status, ingress=ingress, body=body,
-                      retry_after=None if retry_after is None else str(retry_after),
-                      create=create, drop_response=drop_response, slow=slow, drip=drip,
-                      never=never, duplicates=duplicates)
-        with self._lock:
-            self._pending.append(fault)
-        return fault
-
-    def take(self, call: str) -> Fault | None:
-        with self._lock:
-            for fault in self._pending:
-                if fault.call == call:
-                    fault.times -= 1
-                    if fault.times <= 0:
-                        self._pending.remove(fault)
-                    return fault
-        return None
-
-    def clear(self) -> None:
-        with self._lock:
-            self._pending.clear()
 
 
 # Records -------------------------------------------------------------------------------
@@ -199,26 +152,6 @@ class EmulatedJob:
 
 
 @dataclass
-class Call:
-    kind: str
-    method: str
-    path: str
-    status: int | None
-    headers: dict[str, str]
-    body: bytes
-
-
-@dataclass
-class Delivery:
-    request_id: str
-    url: str
-    status: int | None
-    headers: dict[str, str]
-    body: bytes
-    error: str = ""
-
-
-@dataclass
 class SubmitCounter:
     """Paid submits as fal saw them: the number that must never exceed one per job."""
 
@@ -230,34 +163,27 @@ class SubmitCounter:
 
 
 @dataclass
-class _Reply:
-    status: int
-    body: Any
-    headers: dict[str, str] = field(default_factory=dict)
-    content_type: str = "application/json"
+class Dripped(Reply):
+    """A reply whose body goes out one byte every `drip` seconds; see _Handler."""
+
     drip: float = 0.0
-
-
-_DROP = object()
 
 
 # The emulator --------------------------------------------------------------------------
 
 
-class FalEmulator:
-    # Set before start() to serve https with the test CA (see tests.emulators.tls).
-    tls = False
-
-    @property
-    def scheme(self) -> str:
-        return "https" if self.tls else "http"
+class FalEmulator(Emulator):
+    CALLS = CALLS
+    FAULT = FalFault
 
     def __init__(self, *, key: str = "test-fal-key", user_id: str = "emu-user-1",
                  video: bytes | Callable[[EmulatedJob], bytes] = DEFAULT_VIDEO,
                  queue_ahead: int = 2, auto_advance: bool = True,
                  instant: bool = False, clock: Callable[[], float] = time.time,
                  token_ttl: float = 3600, webhook_attempts: int = 1,
-                 webhook_on_cancel: bool = False, strict: bool = True) -> None:
+                 webhook_on_cancel: bool = False, strict: bool = True,
+                 tls: bool | None = None) -> None:
+        super().__init__(tls=tls)
         self.key = key
         self.user_id = user_id
         self.video = video
@@ -268,59 +194,27 @@ class FalEmulator:
         self.instant = instant
         self.clock = clock
         self.token_ttl = token_ttl
+        # POSTs per webhook copy until one is answered 2xx; each is one entry in `deliveries`.
         self.webhook_attempts = webhook_attempts
         self.webhook_on_cancel = webhook_on_cancel
         # Submits to a Seedance endpoint must match its documented input schema exactly.
         self.strict = strict
-        self.faults = Faults()
         self.jobs: dict[str, EmulatedJob] = {}
         self.submits = SubmitCounter()
-        self.calls: list[Call] = []
-        self.deliveries: list[Delivery] = []
         self.uploads: dict[str, tuple[str, bytes]] = {}
         self.tokens: set[str] = set()
         self._outcomes: deque[Outcome] = deque()
         self._signing_keys = [Ed25519PrivateKey.generate()]
-        self._lock = threading.RLock()
-        self._stopping = threading.Event()
-        self._senders: list[threading.Thread] = []
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
 
-    # Lifecycle
-
-    def start(self) -> FalEmulator:
-        handler = type("Handler", (_Handler,), {"emulator": self})
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        self._server.daemon_threads = True
-        if self.tls:
-            # Real https, as the downloader requires; trust comes from tests.emulators.tls.
-            tls.wrap(self._server)
-        self._thread = threading.Thread(target=self._server.serve_forever,
-                                        kwargs={"poll_interval": 0.01}, daemon=True)
-        self._thread.start()
+    def start(self) -> Self:
+        super().start()
+        # base serves with its own Handler, which cannot drip a body. Nobody knows the port
+        # before start() returns, so swapping the class here precedes every request.
+        assert self._server is not None
+        self._server.RequestHandlerClass = type("Handler", (_Handler,), {"emulator": self})
         return self
 
-    def stop(self) -> None:
-        self._stopping.set()
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-        self.wait_for_deliveries(timeout=5)
-
-    def __enter__(self) -> FalEmulator:
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
-
-    # Addresses
-
-    @property
-    def url(self) -> str:
-        assert self._server is not None, "start() the emulator first"
-        host, port = self._server.server_address[:2]
-        return f"{self.scheme}://{host}:{port}"
+    # Addresses (`url` is base's: the one server behind every root)
 
     @property
     def queue_url(self) -> str:
@@ -363,24 +257,6 @@ class FalEmulator:
             while job.state != "COMPLETED":
                 self._step(job)
             return job
-
-    def count(self, kind: str) -> int:
-        with self._lock:
-            return sum(1 for call in self.calls if call.kind == kind)
-
-    def wait_for_deliveries(self, count: int | None = None,
-                            timeout: float = 5.0) -> list[Delivery]:
-        """Wait until `count` deliveries were attempted (or every sender finished)."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            with self._lock:
-                senders = [t for t in self._senders if t.is_alive()]
-                done = len(self.deliveries)
-            if (count is None and not senders) or (count is not None and done >= count):
-                break
-            time.sleep(0.01)
-        with self._lock:
-            return list(self.deliveries)
 
     # Keys and signatures
 
@@ -426,36 +302,27 @@ class FalEmulator:
     # Request handling (called from server threads)
 
     def handle(self, method: str, path: str, query: dict[str, list[str]],
-               headers: dict[str, str], raw: bytes) -> tuple[str, _Reply | object]:
+               headers: dict[str, str], raw: bytes) -> tuple[str, Reply]:
         kind, route = _route(method, path)
         if kind == "unknown":
-            return kind, _Reply(404, {"detail": "Not found"})
+            return kind, Reply(404, {"detail": "Not found"})
         refused = self._refused(kind, headers)
         if refused is not None:
             return kind, refused
-        fault = self.faults.take(kind)
-        if fault is not None and fault.status is not None and not fault.create:
-            if kind == "submit":
-                self._count_submit(query)
-            reply = _fault_reply(fault)
-        else:
-            reply = self._dispatch(kind, route, query, headers, raw)
-            if fault is not None and fault.status is not None:
-                reply = _fault_reply(fault)
-        if fault is not None and fault.slow:
-            self._stopping.wait(fault.slow)
-        if fault is not None and fault.drip and isinstance(reply, _Reply):
-            reply.drip = fault.drip
-        if fault is not None and fault.drop_response:
-            return kind, _DROP
+        fault = cast("FalFault | None", self.faults.take(kind))
+        if kind == "submit" and fault is not None and fault.status is not None \
+                and not fault.create:
+            # fal saw the paid call even though it answered with an error instead of a job.
+            self._count_submit(query)
+        reply = self.faulted(fault, lambda: self._dispatch(kind, route, query, headers, raw),
+                             _fault_reply)
+        if fault is not None and fault.drip and not reply.drop:
+            reply = Dripped(**{f.name: getattr(reply, f.name) for f in fields(Reply)},
+                            drip=fault.drip)
         return kind, reply
 
-    def record(self, call: Call) -> None:
-        with self._lock:
-            self.calls.append(call)
-
     def _dispatch(self, kind: str, route: str, query: dict[str, list[str]],
-                  headers: dict[str, str], raw: bytes) -> _Reply:
+                  headers: dict[str, str], raw: bytes) -> Reply:
         if kind == "submit":
             return self._submit(route, query, raw)
         if kind in ("status", "result", "cancel"):
@@ -467,19 +334,19 @@ class FalEmulator:
             return self._upload(headers, raw)
         if kind == "file":
             return self._file(route)
-        return _Reply(200, self.jwks())
+        return Reply(200, self.jwks())
 
-    def _refused(self, kind: str, headers: dict[str, str]) -> _Reply | None:
+    def _refused(self, kind: str, headers: dict[str, str]) -> Reply | None:
         given = headers.get("authorization", "")
         keyed = kind in ("submit", "status", "result", "cancel", "token")
         if keyed and given != f"Key {self.key}":
-            return _Reply(401, DEFAULT_BODIES[401])
+            return Reply(401, DEFAULT_BODIES[401])
         if kind == "upload":
             scheme, _, token = given.partition(" ")
             with self._lock:
                 known = token in self.tokens
             if scheme != "Bearer" or not known:
-                return _Reply(401, {"detail": "Invalid upload token"})
+                return Reply(401, {"detail": "Invalid upload token"})
         return None
 
     def _count_submit(self, query: dict[str, list[str]]) -> None:
@@ -489,25 +356,25 @@ class FalEmulator:
             if webhook:
                 self.submits.by_webhook[webhook] += 1
 
-    def _submit(self, endpoint: str, query: dict[str, list[str]], raw: bytes) -> _Reply:
+    def _submit(self, endpoint: str, query: dict[str, list[str]], raw: bytes) -> Reply:
         self._count_submit(query)
         app = _app_base(endpoint)
         payload = wire.maybe_json(raw)
         if app is None:
-            return _Reply(404, {"detail": f"Application '{endpoint}' not found"})
+            return Reply(404, {"detail": f"Application '{endpoint}' not found"})
         if not isinstance(payload, dict):
-            return _Reply(422, {"detail": [{"loc": ["body"], "msg": "Input should be a valid "
+            return Reply(422, {"detail": [{"loc": ["body"], "msg": "Input should be a valid "
                                             "dictionary", "type": "dict_type"}]})
         problems = input_problems(endpoint, payload) if self.strict else []
         if problems:
-            return _Reply(422, {"detail": problems})
+            return Reply(422, {"detail": problems})
         job = self._create(endpoint, app, payload, query.get("fal_webhook", [None])[0])
         base = f"{self.queue_url}/{app}/requests/{job.request_id}"
         body = {"status": "IN_QUEUE", "request_id": job.request_id,
                 "gateway_request_id": job.request_id, "response_url": base,
                 "status_url": f"{base}/status", "cancel_url": f"{base}/cancel",
                 "queue_position": job.queue_position if job.state == "IN_QUEUE" else 0}
-        return _Reply(200, body, {"x-fal-request-id": job.request_id})
+        return Reply(200, body, {"x-fal-request-id": job.request_id})
 
     def _create(self, endpoint: str, app: str, payload: dict,
                 webhook: str | None) -> EmulatedJob:
@@ -525,17 +392,17 @@ class FalEmulator:
             return job
 
     def _queue_call(self, kind: str, app: str, request_id: str,
-                    query: dict[str, list[str]]) -> _Reply:
+                    query: dict[str, list[str]]) -> Reply:
         with self._lock:
             job = self.jobs.get(request_id)
             # The subpath rule: only owner/alias addresses a request, never the full endpoint.
             if job is None or job.app != app:
                 if kind == "cancel":
-                    return _Reply(404, {"status": "NOT_FOUND"})
-                return _Reply(404, {"detail": "Request not found"})
+                    return Reply(404, {"status": "NOT_FOUND"})
+                return Reply(404, {"detail": "Request not found"})
             if kind == "status":
                 logs = query.get("logs", ["0"])[0] in ("1", "true", "True")
-                reply = _Reply(200 if job.state == "COMPLETED" else 202,
+                reply = Reply(200 if job.state == "COMPLETED" else 202,
                                self._status_body(job, logs=logs))
                 if self.auto_advance:
                     self._step(job)
@@ -562,27 +429,27 @@ class FalEmulator:
                 body["error_type"] = error_type
         return body
 
-    def _result(self, job: EmulatedJob) -> _Reply:
+    def _result(self, job: EmulatedJob) -> Reply:
         stamp = {"x-fal-request-id": job.request_id}
         if job.canceled:
-            return _Reply(400, {"detail": "Request was cancelled",
+            return Reply(400, {"detail": "Request was cancelled",
                                 "error_type": "client_cancelled"}, stamp)
         if job.state != "COMPLETED":
-            return _Reply(400, {"detail": "Request is still in progress"}, stamp)
+            return Reply(400, {"detail": "Request is still in progress"}, stamp)
         outcome = job.outcome
         if outcome.kind == "ok":
-            return _Reply(200, self._output(job), stamp)
+            return Reply(200, self._output(job), stamp)
         if outcome.kind == "model_error":
-            return _Reply(outcome.http_status, {"detail": outcome.detail}, stamp)
+            return Reply(outcome.http_status, {"detail": outcome.detail}, stamp)
         if outcome.kind == "runner_error":
-            return _Reply(outcome.http_status, {"detail": outcome.detail,
+            return Reply(outcome.http_status, {"detail": outcome.detail,
                                                 "error_type": outcome.error_type},
                           {**stamp, "X-Fal-Error-Type": outcome.error_type})
-        return _Reply(500, {"detail": outcome.error}, stamp)
+        return Reply(500, {"detail": outcome.error}, stamp)
 
-    def _cancel(self, job: EmulatedJob) -> _Reply:
+    def _cancel(self, job: EmulatedJob) -> Reply:
         if job.state == "COMPLETED":
-            return _Reply(400, {"status": "ALREADY_COMPLETED"})
+            return Reply(400, {"status": "ALREADY_COMPLETED"})
         # A queued job is dropped at once; a running one is signalled and stops right away
         # here (on fal it may still finish: the reply only says cancellation was requested).
         job.canceled = True
@@ -590,24 +457,24 @@ class FalEmulator:
             job.step += 1
         if self.webhook_on_cancel:
             self._start_webhook(job)
-        return _Reply(202, {"status": "CANCELLATION_REQUESTED"})
+        return Reply(202, {"status": "CANCELLATION_REQUESTED"})
 
-    def _token(self, query: dict[str, list[str]]) -> _Reply:
+    def _token(self, query: dict[str, list[str]]) -> Reply:
         if query.get("storage_type", [""])[0] != "fal-cdn-v3":
-            return _Reply(400, {"detail": "Unsupported storage type"})
+            return Reply(400, {"detail": "Unsupported storage type"})
         token = uuid.uuid4().hex
         expires = datetime.fromtimestamp(self.clock() + self.token_ttl, tz=UTC)
         with self._lock:
             self.tokens.add(token)
-        return _Reply(200, {"token": token, "token_type": "Bearer",
+        return Reply(200, {"token": token, "token_type": "Bearer",
                             "base_url": f"{self.url}/cdn", "expires_at": expires.isoformat()})
 
-    def _upload(self, headers: dict[str, str], raw: bytes) -> _Reply:
+    def _upload(self, headers: dict[str, str], raw: bytes) -> Reply:
         name = headers.get("x-fal-file-name") or "upload.bin"
         key = f"{uuid.uuid4().hex}/{quote(name, safe='')}"
         with self._lock:
             self.uploads[key] = (headers.get("content-type", "application/octet-stream"), raw)
-        return _Reply(200, {"access_url": f"{self.url}/cdn/files/{key}"})
+        return Reply(200, {"access_url": f"{self.url}/cdn/files/{key}"})
 
     def _video_of(self, request_id: str) -> bytes:
         # `video` is one file for every job, or a function of the job (what it asked for).
@@ -617,14 +484,14 @@ class FalEmulator:
             job = self.jobs.get(request_id)
         return self.video(job) if job is not None else b""
 
-    def _file(self, route: str) -> _Reply:
+    def _file(self, route: str) -> Reply:
         if route.startswith("output/"):
-            return _Reply(200, self._video_of(route.split("/")[1]), content_type="video/mp4")
+            return Reply(200, self._video_of(route.split("/")[1]), content_type="video/mp4")
         with self._lock:
             found = self.uploads.get(route.removeprefix("files/"))
         if found is None:
-            return _Reply(404, {"detail": "Not found"})
-        return _Reply(200, found[1], content_type=found[0])
+            return Reply(404, {"detail": "Not found"})
+        return Reply(200, found[1], content_type=found[0])
 
     def _step(self, job: EmulatedJob) -> None:
         # Called with the lock held.
@@ -672,142 +539,50 @@ class FalEmulator:
         if fault is not None and fault.never:
             return
         copies = 1 + (fault.duplicates if fault is not None else 0)
-        sender = threading.Thread(target=self._send_copies, args=(job, copies), daemon=True)
-        self._senders.append(sender)
-        sender.start()
+        self.spawn(self._send_copies, job, copies)
 
     def _send_copies(self, job: EmulatedJob, copies: int) -> None:
+        assert job.webhook_url
         for _ in range(copies):
-            if self._stopping.is_set():
-                return
-            assert job.webhook_url
             self._send(job, job.webhook_url)
 
     def _send(self, job: EmulatedJob, url: str) -> Delivery:
+        """One copy: up to `webhook_attempts` POSTs (each recorded); the last one made."""
         body = self.webhook_body(job.request_id)
         headers = self.sign(body, request_id=job.request_id)
-        delivery = Delivery(job.request_id, url, None, headers, body)
-        for _ in range(max(1, self.webhook_attempts)):
-            status, error = wire.post(url, headers, body)
-            delivery = Delivery(job.request_id, url, status, headers, body, error)
-            if status is not None and 200 <= status < 300:
-                break
-        with self._lock:
-            self.deliveries.append(delivery)
-        return delivery
+        made = self.post_webhook(job.request_id, url, headers, body,
+                                 attempts=self.webhook_attempts)
+        # Nothing is made once the emulator is stopping; say so as a failed attempt would.
+        return made[-1] if made else Delivery(job.request_id, url, 1, None, headers, body,
+                                              "stopped")
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(Handler):
+    """base's handler, plus a body sent one byte at a time for a Dripped reply."""
+
     emulator: FalEmulator
-    protocol_version = "HTTP/1.1"
-    # Headers and body go out as separate writes; with Nagle on, each answer waits ~40 ms.
-    disable_nagle_algorithm = True
 
-    def do_GET(self) -> None:
-        self._serve("GET")
-
-    def do_POST(self) -> None:
-        self._serve("POST")
-
-    def do_PUT(self) -> None:
-        self._serve("PUT")
-
-    def _serve(self, method: str) -> None:
-        parts = urlsplit(self.path)
-        length = int(self.headers.get("Content-Length") or 0)
-        raw = self.rfile.read(length) if length else b""
-        headers = {name.lower(): value for name, value in self.headers.items()}
-        query = parse_qs(parts.query)
-        kind, reply = self.emulator.handle(method, parts.path, query, headers, raw)
-        status = reply.status if isinstance(reply, _Reply) else None
-        self.emulator.record(Call(kind, method, self.path, status, headers, raw))
-        if isinstance(reply, _Reply):
-            self._answer(reply)
-        else:
-            self._drop()
-
-    def _answer(self, reply: _Reply) -> None:
-        body = reply.body
-        payload = body if isinstance(body, bytes) else json.dumps(body).encode()
+    def _answer(self, reply: Reply) -> None:
+        if not isinstance(reply, Dripped) or not reply.drip:
+            super()._answer(reply)
+            return
+        payload = reply.payload()
         self.send_response(reply.status)
         self.send_header("Content-Type", reply.content_type)
         self.send_header("Content-Length", str(len(payload)))
         for name, value in reply.headers.items():
             self.send_header(name, value)
         self.end_headers()
-        if reply.drip:
-            self._drip(payload, reply.drip)
-        else:
-            self.wfile.write(payload)
-
-    def _drip(self, payload: bytes, pause: float) -> None:
         # One byte at a time until the client hangs up or the emulator stops.
         self.close_connection = True
         for index in range(len(payload)):
-            if self.emulator._stopping.wait(pause):
+            if self.emulator._stopping.wait(reply.drip):
                 return
             try:
                 self.wfile.write(payload[index:index + 1])
                 self.wfile.flush()
             except OSError:
                 return
-
-    def _drop(self) -> None:
-        # The request was handled; the client sees the connection end with no answer.
-        self.close_connection = True
-        with contextlib.suppress(OSError):
-            self.connection.shutdown(socket.SHUT_RDWR)
-
-    def log_message(self, format: str, *args: object) -> None:
-        # Quiet: the calls log is the record.
-        return
-
-
-class WebhookSink:
-    """A receiver for webhook deliveries: records them and answers `respond(headers, body)`."""
-
-    def __init__(self, respond: Callable[[dict[str, str], bytes], int] | None = None) -> None:
-        self.respond = respond or (lambda headers, body: 200)
-        self.received: list[tuple[dict[str, str], bytes, int]] = []
-        self._lock = threading.Lock()
-        self._server: ThreadingHTTPServer | None = None
-
-    def __enter__(self) -> WebhookSink:
-        sink = self
-
-        class Receiver(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-            disable_nagle_algorithm = True
-
-            def do_POST(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length)
-                headers = dict(self.headers.items())
-                status = sink.respond(headers, body)
-                with sink._lock:
-                    sink.received.append((headers, body, status))
-                self.send_response(status)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, format: str, *args: object) -> None:
-                return
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
-        self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.01},
-                         daemon=True).start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        assert self._server is not None
-        self._server.shutdown()
-        self._server.server_close()
-
-    def url(self, path: str = "/hooks/fal/") -> str:
-        assert self._server is not None
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}{path}"
 
 
 # Seedance input schemas ----------------------------------------------------------------
@@ -962,18 +737,18 @@ def _status_error(job: EmulatedJob) -> tuple[str, str]:
     return "", ""
 
 
-def _fault_reply(fault: Fault) -> _Reply:
+def _fault_reply(fault: Fault) -> Reply:
     status = fault.status or 500
     headers = {"Retry-After": fault.retry_after} if fault.retry_after is not None else {}
-    if fault.ingress:
+    if isinstance(fault, FalFault) and fault.ingress:
         # The load balancer answered: HTML, and no x-fal-request-id.
-        return _Reply(status, INGRESS_PAGE, headers, content_type="text/html")
+        return Reply(status, INGRESS_PAGE, headers, content_type="text/html")
     body = fault.body if fault.body is not None else DEFAULT_BODIES.get(
         status, {"detail": f"HTTP {status}"})
     headers["x-fal-request-id"] = str(uuid.uuid4())
     if isinstance(body, dict) and isinstance(body.get("error_type"), str):
         headers["X-Fal-Error-Type"] = body["error_type"]
-    return _Reply(status, body, headers)
+    return Reply(status, body, headers)
 
 
 def _jwk(key: Ed25519PrivateKey, index: int) -> dict:
