@@ -8,15 +8,14 @@ was capped at the hold. Now the estimate is a safe upper bound and the capture i
 
 from __future__ import annotations
 
-import httpx
 import pytest
 
 from storyboard import catalogue, generation
 from storyboard.models import Budget, Generation, LedgerEntry
 from storyboard.providers import get_provider
-from tests.emulators import delivery, tls
+from tests.emulators import delivery
 from tests.emulators.fal import FalEmulator
-from tests.test_remote_generation import _configure, _no_sleep, _run_to_the_end
+from tests.test_remote_generation import _run_to_the_end, use_fal
 
 State = Generation.State
 V2_T2V = "bytedance/seedance-2.0/text-to-video"
@@ -80,11 +79,7 @@ def plausible_fal(settings):
     emulator = FalEmulator(video=video, instant=True)
     emulator.tls = True
     with emulator:
-        port = emulator.url.rsplit(":", 1)[1]
-        _configure(settings, "fal", "storyboard.providers.fal.FalProvider", {
-            **emulator.provider_options(), "cdn_hosts": (f"127.0.0.1:{port}",),
-            "transport": httpx.HTTPTransport(verify=tls.client_context()), "sleep": _no_sleep,
-        })
+        use_fal(settings, emulator)
         yield emulator
     get_provider.cache_clear()
 
@@ -125,11 +120,7 @@ def test_a_delivery_bigger_than_its_hold_is_charged_in_full_and_stops_new_takes(
     emulator = FalEmulator(video=big, instant=True)
     emulator.tls = True
     with emulator:
-        port = emulator.url.rsplit(":", 1)[1]
-        _configure(settings, "fal", "storyboard.providers.fal.FalProvider", {
-            **emulator.provider_options(), "cdn_hosts": (f"127.0.0.1:{port}",),
-            "transport": httpx.HTTPTransport(verify=tls.client_context()), "sleep": _no_sleep,
-        })
+        use_fal(settings, emulator)
         from tests.factories import ShotFactory
 
         shot = ShotFactory(project=cast.project, mode="text", endpoint=V2_T2V,

@@ -51,16 +51,21 @@ def _configure(settings, name: str, backend: str, options: dict) -> None:
     get_provider.cache_clear()
 
 
+def use_fal(settings, emulator: FalEmulator) -> None:
+    """Make the running (TLS) emulator the app's fal: its queue, its CDN, the test CA."""
+    port = emulator.url.rsplit(":", 1)[1]
+    _configure(settings, "fal", "storyboard.providers.fal.FalProvider", {
+        **emulator.provider_options(), "cdn_hosts": (f"127.0.0.1:{port}",),
+        "transport": httpx.HTTPTransport(verify=tls.client_context()), "sleep": _no_sleep,
+    })
+
+
 @pytest.fixture
 def fal(settings):
     emulator = FalEmulator(video=CLIP)
     emulator.tls = True
     with emulator:
-        port = emulator.url.rsplit(":", 1)[1]
-        _configure(settings, "fal", "storyboard.providers.fal.FalProvider", {
-            **emulator.provider_options(), "cdn_hosts": (f"127.0.0.1:{port}",),
-            "transport": httpx.HTTPTransport(verify=tls.client_context()), "sleep": _no_sleep,
-        })
+        use_fal(settings, emulator)
         yield emulator
     get_provider.cache_clear()
 
@@ -279,11 +284,7 @@ def test_two_hundred_takes_through_a_fault_storm(cast, settings, live_server):
     emulator = FalEmulator(video=_house_clip(), instant=True)
     emulator.tls = True
     with emulator as fal:
-        port = fal.url.rsplit(":", 1)[1]
-        _configure(settings, "fal", "storyboard.providers.fal.FalProvider", {
-            **fal.provider_options(), "cdn_hosts": (f"127.0.0.1:{port}",),
-            "transport": httpx.HTTPTransport(verify=tls.client_context()), "sleep": _no_sleep,
-        })
+        use_fal(settings, fal)
         shot = _shot(cast)
         takes = [generation.start_generation(shot=shot, user=cast.editor) for _ in range(200)]
         never_webhooked = 0
