@@ -1,19 +1,26 @@
-"""Small wire helpers both emulators use: a webhook POST and lenient JSON parsing."""
+"""Small wire helpers the emulators use: a webhook POST and lenient JSON parsing."""
 
 from __future__ import annotations
 
 import http.client
 import json
+import ssl
 from typing import Any
 from urllib.parse import urlsplit
 
 
-def post(url: str, headers: dict[str, str], body: bytes) -> tuple[int | None, str]:
+def post(url: str, headers: dict[str, str], body: bytes, *, timeout: float = 5,
+         context: ssl.SSLContext | None = None) -> tuple[int | None, str]:
     """POST and report (status, "") or (None, error name); a delivery must never raise."""
     parts = urlsplit(url)
-    kind = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
-    # Short: real providers wait longer (fal is said to allow 15 s), tests should not.
-    connection = kind(parts.hostname or "", parts.port, timeout=5)
+    connection: http.client.HTTPConnection
+    if parts.scheme == "https":
+        connection = http.client.HTTPSConnection(parts.hostname or "", parts.port,
+                                                 timeout=timeout, context=context)
+    else:
+        # Short by default: real providers wait longer (fal is said to allow 15 s).
+        connection = http.client.HTTPConnection(parts.hostname or "", parts.port,
+                                                timeout=timeout)
     target = parts.path or "/"
     if parts.query:
         target += f"?{parts.query}"
