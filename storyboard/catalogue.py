@@ -7,6 +7,7 @@ checks one reads it from here, so a new endpoint or a changed limit is one edit.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from fractions import Fraction
 
 ASPECT_RATIOS = ("auto", "21:9", "16:9", "4:3", "1:1", "3:4", "9:16")
 
@@ -229,9 +230,22 @@ def price_micros(*, endpoint: str, width: int, height: int, frames: int,
     return -(-numerator // denominator)
 
 
+def per_second_micros(*, rates: dict[str, int], resolution: str, seconds: Fraction) -> int:
+    """The price of a clip from a provider that bills per second of output by resolution
+    (eachlabs), to the nearest micro-dollar, halves up as eachlabs rounds. `rates` are
+    micro-dollars per second by resolution; an unlisted resolution takes the dearest rate, so
+    an estimate never comes out low."""
+    rate = rates.get(resolution) or max(rates.values())
+    numerator, denominator = rate * seconds.numerator, seconds.denominator
+    return (2 * numerator + denominator) // (2 * denominator)
+
+
 def estimate(*, endpoint: str, resolution: str, aspect_ratio: str, duration: str,
-             num_frames: int | None = None, video_references: bool = False) -> Estimate:
-    """Worst-case price of a generation with these parameters (what a budget hold reserves)."""
+             num_frames: int | None = None, video_references: bool = False,
+             rates: dict[str, int] | None = None) -> Estimate:
+    """Worst-case price of a generation with these parameters (what a budget hold reserves).
+
+    `rates`: the provider's own per-second table (see per_second_micros), when it has one."""
     width, height = output_size(resolution, aspect_ratio)
     if num_frames:
         frames = num_frames
@@ -239,8 +253,12 @@ def estimate(*, endpoint: str, resolution: str, aspect_ratio: str, duration: str
         frames = WORST_CASE_SECONDS * FPS + EXTRA_FRAMES.get(ENDPOINTS[endpoint].family, 0)
     else:
         frames = int(duration) * FPS + EXTRA_FRAMES.get(ENDPOINTS[endpoint].family, 0)
-    micros = price_micros(endpoint=endpoint, width=width, height=height, frames=frames,
-                          video_references=video_references)
+    if rates:
+        micros = per_second_micros(rates=rates, resolution=resolution,
+                                   seconds=Fraction(frames, FPS))
+    else:
+        micros = price_micros(endpoint=endpoint, width=width, height=height, frames=frames,
+                              video_references=video_references)
     worst_case = duration == "auto" or aspect_ratio == "auto"
     return Estimate(micros=micros, width=width, height=height, frames=frames,
                     worst_case=worst_case)

@@ -14,12 +14,14 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
+from fractions import Fraction
 from pathlib import Path
 
 from django.conf import settings
 from django.core import signing
 from django.core.files import File
 from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import models, transaction
 from django.db.models import Q, Value
@@ -27,6 +29,7 @@ from django.db.models.fields.files import FieldFile
 from django.db.models.functions import Coalesce
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.crypto import constant_time_compare, salted_hmac
 from django.utils.module_loading import import_string
 from PIL import Image
 
@@ -36,6 +39,7 @@ from storyboard.models import Asset, Budget, BudgetRefused, Generation, Shot
 from storyboard.money import usd
 from storyboard.providers import (
     Canceled,
+    CannotCancel,
     Job,
     ProviderError,
     Result,
@@ -71,6 +75,10 @@ def start_generation(*, shot: Shot, user: User) -> Generation:
     if found:
         raise GenerationRefused(" ".join(found))
     provider = get_provider(_default_provider())
+    # What the provider's own documents refuse is refused here, before any money is held.
+    found = preflight(shot=shot, provider=provider)
+    if found:
+        raise GenerationRefused(" ".join(found))
     estimate = shot.estimate()
     try:
         with transaction.atomic():
@@ -96,6 +104,18 @@ def start_generation(*, shot: Shot, user: User) -> Generation:
     return take
 
 
+def preflight(*, shot: Shot, provider) -> list[str]:
+    """Why `provider` would refuse a take of this shot, before anything is held or sent."""
+    files = _input_names(shot)
+    found = provider.preflight(endpoint=shot.endpoint, arguments=arguments_for(shot),
+                               files=files)
+    if files and provider.needs_public_inputs and not _public_inputs():
+        found.append(f"{provider.label} fetches input files itself, from a public HTTPS "
+                     "address: set WEBHOOK_BASE_URL to this instance's public https address, "
+                     "or keep media on S3 (S3_BUCKET).")
+    return found
+
+
 def retry(*, take: Generation, user: User) -> Generation:
     return start_generation(shot=take.shot, user=user)
 
@@ -105,9 +125,12 @@ def retry(*, take: Generation, user: User) -> Generation:
 DRIVE_TASK = "storyboard.tasks.run_generation"
 
 
-def _enqueue(take: Generation) -> None:
+def _enqueue(take: Generation, *, hint: str = "") -> None:
     run_generation = import_string(DRIVE_TASK)
-    run_generation.enqueue(take_id=take.pk)
+    if hint:
+        run_generation.enqueue(take_id=take.pk, hint=hint)
+    else:
+        run_generation.enqueue(take_id=take.pk)
 
 
 def cancel(*, take: Generation) -> None:
@@ -136,12 +159,33 @@ def _cancel_remote(take: Generation) -> None:
     provider = get_provider(take.provider)
     try:
         stopped = provider.cancel(endpoint=take.endpoint, request_id=take.request_id)
+    except CannotCancel as e:
+        # It runs on and will be billed: the hold stays, and people may choose not to keep it.
+        if Generation.objects.filter(pk=take.pk, state__in=WAITING).update(
+                cancel_refused=True):
+            take.refresh_from_db()
+            take.report(log=e.message)
+            realtime.broadcast_take(take)
+        raise GenerationRefused(f"{e.message} Its hold stays until then. You can discard the "
+                                "result: it is still charged, but not kept.") from e
     except ProviderError as e:
         raise GenerationRefused(f"{provider.label} did not accept the cancel: "
                                 f"{e.message}") from e
     if not stopped:
         raise GenerationRefused("The provider had already finished this take.")
     take.advance(State.CANCELED, expected=WAITING, error="Canceled.")
+
+
+def discard(*, take: Generation) -> None:
+    """Do not keep the result of a take its provider could not stop; it is charged all the
+    same (the hold stays until it is)."""
+    if not Generation.objects.filter(pk=take.pk, state__in=(*WAITING, State.DOWNLOADING),
+                                     cancel_refused=True).update(discard=True):
+        raise GenerationRefused("Only a running take its provider could not stop can be "
+                                "discarded.")
+    take.refresh_from_db()
+    take.report(log="Will be discarded when it arrives; it is still charged.")
+    realtime.broadcast_take(take)
 
 
 def arguments_for(shot: Shot) -> dict:
@@ -165,10 +209,16 @@ def arguments_for(shot: Shot) -> dict:
     return args
 
 
-def drive(*, take_id: int) -> None:
-    """Run one take as far as it can go now. Safe to call twice: states only move forward."""
+def drive(*, take_id: int, hint: str = "") -> None:
+    """Run one take as far as it can go now. Safe to call twice: states only move forward.
+
+    `hint`: a request id an unsigned webhook named, to be confirmed with the provider first.
+    """
     take = Generation.objects.select_related("shot", "project").get(pk=take_id)
     provider = get_provider(take.provider)
+    if hint:
+        _confirm(take, provider, hint)
+        return
     if take.is_terminal:
         return
     if provider.inline:
@@ -291,6 +341,20 @@ def _input_files(take: Generation) -> Iterator[tuple[dict[str, list[Path]],
         paths = {name: [_local_path(f, Path(tmp)) for f in files]
                  for name, files in fields.items()}
         yield paths, _input_urls(take, fields)
+
+
+def _input_names(shot: Shot) -> set[str]:
+    """The file arguments a take of this shot will send, as _input_fields will find them."""
+    names: set[str] = set()
+    if shot.chained or (shot.mode == Shot.Mode.IMAGE and shot.start_frame_id):
+        names.add("image_url")
+    if shot.mode == Shot.Mode.IMAGE and shot.end_frame_id:
+        names.add("end_image_url")
+    if shot.mode == Shot.Mode.REFERENCE:
+        kinds = set(shot.references.values_list("kind", flat=True))
+        names |= {name for kind, name in (("image", "image_urls"), ("video", "video_urls"),
+                                          ("audio", "audio_urls")) if kind in kinds}
+    return names
 
 
 def _input_fields(take: Generation) -> dict[str, list[FieldFile]]:
@@ -418,7 +482,9 @@ def apply_status(take: Generation, status: Status, *, result: Result | None = No
     provider gets its answer within its delivery timeout.
     """
     if status.logs:
-        fresh = [line for line in status.logs if line not in take.logs[-len(status.logs):]]
+        # A status the provider's documents do not list is noted once per take.
+        seen = take.logs if status.state == "unknown" else take.logs[-len(status.logs):]
+        fresh = [line for line in status.logs if line not in seen]
         if fresh:
             Generation.objects.filter(pk=take.pk).update(logs=[*take.logs, *fresh][-200:])
             take.logs = [*take.logs, *fresh][-200:]
@@ -488,6 +554,10 @@ def _download(take: Generation, provider, *, result: Result | None = None) -> No
             # The header first, whatever the format: a decoder allocates what it declares,
             # and house-format files are stored without ever passing through normalize.
             declared = house.check(original)
+            if Generation.objects.filter(pk=take.pk, discard=True).exists():
+                _discard_delivered(take, provider, declared)
+                realtime.broadcast_take(take)
+                return
             if house.is_house_format(original):
                 normalized = original
             else:
@@ -530,10 +600,7 @@ def _download(take: Generation, provider, *, result: Result | None = None) -> No
             _schedule(take, backoff=take.attempts)
         realtime.broadcast_take(take)
         return
-    frames = round(probe.duration * catalogue.FPS)
-    micros = catalogue.price_micros(endpoint=take.endpoint, width=probe.width,
-                                    height=probe.height, frames=frames,
-                                    video_references=_has_video_references(take))
+    micros = _charge(take, provider, declared=declared, measured=probe)
     if take.advance(State.COMPLETED, expected=(State.DOWNLOADING,), progress=1.0,
                     original=take.original.name, video=take.video.name,
                     poster=take.poster.name, width=probe.width, height=probe.height,
@@ -551,14 +618,40 @@ def _fail_delivered(take: Generation, provider, declared: house.Declared, reason
     The provider finished and billed it by the size and length its header declares, so that
     is the cost, even far beyond the hold (the budget records the overrun).
     """
-    micros = catalogue.price_micros(endpoint=take.endpoint, width=declared.width,
-                                    height=declared.height,
-                                    frames=round(declared.duration * catalogue.FPS),
-                                    video_references=_has_video_references(take))
+    micros = _charge(take, provider, declared=declared)
     take.advance(State.FAILED, expected=(State.DOWNLOADING,), actual_micros=micros,
                  claimed_at=None,
                  error=f"{provider.label} delivered a {declared.width}×{declared.height} video; "
                        f"{reason}. It was charged {usd(micros)}.")
+
+
+def _charge(take: Generation, provider, *, declared: house.Declared,
+            measured: house.Probe | None = None) -> int:
+    """What the provider charged for the delivered clip.
+
+    A provider with its own per-second table (eachlabs) bills the resolution asked for times
+    the output's length, as its header states it; otherwise the catalogue's per-token price of
+    what was measured (the house copy), or of what the header declares.
+    """
+    rates = provider.per_second_rates(take.endpoint)
+    if rates:
+        seconds = Fraction(declared.duration).limit_denominator(100_000)
+        return catalogue.per_second_micros(
+            rates=rates, resolution=take.input.get("resolution") or "720p", seconds=seconds)
+    size = measured or declared
+    return catalogue.price_micros(endpoint=take.endpoint, width=size.width, height=size.height,
+                                  frames=round(size.duration * catalogue.FPS),
+                                  video_references=_has_video_references(take))
+
+
+def _discard_delivered(take: Generation, provider, declared: house.Declared) -> None:
+    """The take was asked to be discarded: charge what was delivered, keep nothing."""
+    micros = _charge(take, provider, declared=declared)
+    if take.advance(State.CANCELED, expected=(State.DOWNLOADING,), actual_micros=micros,
+                    claimed_at=None, progress=1.0,
+                    error=f"Discarded as asked: {provider.label} finished it and charged "
+                          f"{usd(micros)}."):
+        _tell_overrun(take, overrun=micros - take.estimated_micros)
 
 
 def _unfetched(take: Generation, reason: str) -> None:
@@ -610,7 +703,54 @@ def _has_video_references(take: Generation) -> bool:
 
 
 def apply_webhook(*, take: Generation, event: WebhookEvent) -> bool:
-    """A verified delivery for this take. False (and nothing changes) when it is not ours."""
+    """A verified delivery for this take. False (and nothing changes) when it is not ours.
+
+    A delivery that is only a hint (event.confirm) moves nothing itself: it queues a look at
+    the request it names, and what the provider answers then is what counts.
+    """
+    if not event.confirm:
+        return _apply_event(take, event)
+    if take.request_id != event.request_id and Generation.objects.filter(
+            provider=take.provider, request_id=event.request_id).exists():
+        # Another take's request, replayed to this take's address: not ours to hear.
+        return False
+    if take.request_id and take.request_id != event.request_id:
+        # A request of this take's own address that is not its request: one the provider ran
+        # although it answered the create with an error. Confirmed and noted, nothing moves.
+        transaction.on_commit(lambda: _enqueue(take, hint=event.request_id))
+        return True
+    if take.is_terminal and not take.resolved_by_id:
+        return True
+    transaction.on_commit(lambda: _enqueue(take, hint=event.request_id))
+    return True
+
+
+def _confirm(take: Generation, provider, request_id: str) -> None:
+    """Ask the provider about a request a webhook named, then act on its answer alone."""
+    if take.request_id != request_id and Generation.objects.filter(
+            provider=take.provider, request_id=request_id).exclude(pk=take.pk).exists():
+        return
+    try:
+        status = provider.status(endpoint=take.endpoint, request_id=request_id)
+    except ProviderError as e:
+        # Unknown to the provider (a forged id) or it cannot answer now: nothing moves, and
+        # the take's own polls carry on as before.
+        logger.info("Could not confirm %s's webhook about %s: %s", take.uid, request_id,
+                    e.message)
+        return
+    if take.request_id and take.request_id != request_id:
+        line = (f"{provider.label} also ran request {request_id} for this take (it had answered "
+                f"the create with an error); it is not used, but {provider.label} may charge "
+                f"for it: it {status.state}.")
+        if line not in take.logs:
+            logger.warning("Take %s: %s", take.uid, line)
+            take.report(log=line)
+        return
+    _apply_event(take, WebhookEvent(request_id, status))
+
+
+def _apply_event(take: Generation, event: WebhookEvent) -> bool:
+    """Apply what the provider said about this take (a signed delivery, or its own answer)."""
     if take.resolved_by_id and take.is_terminal:
         return _late_answer(take, event)
     if not take.request_id:
@@ -624,7 +764,10 @@ def apply_webhook(*, take: Generation, event: WebhookEvent) -> bool:
         if take.state == State.SUBMITTING:
             take.advance(State.SUBMITTED, expected=(State.SUBMITTING,))
         if take.cancel_requested and event.status.state not in ("completed", "failed"):
-            _cancel_remote(take)
+            try:
+                _cancel_remote(take)
+            except GenerationRefused as e:
+                take.report(log=e.message)
             return True
     elif take.request_id != event.request_id:
         return False
@@ -682,14 +825,46 @@ def _webhook_url(take: Generation) -> str | None:
     base = settings.WEBHOOK_BASE_URL
     if not base:
         return None
-    return base + reverse("sb:webhook", args=[take.provider, take.uid])
+    token = webhook_token(provider=take.provider, take_uid=str(take.uid))
+    return base + reverse("sb:webhook", args=[take.provider, take.uid, token])
+
+
+# Per-take webhook tokens: an HMAC under SECRET_KEY, so nothing is stored and nobody without the
+# key can make one. Only the provider ever sees a take's URL, so a delivery that carries the
+# token comes from it (or from someone it leaked the URL to: the body is then still only
+# believed as far as the provider's own answers confirm it; see WebhookEvent.confirm).
+WEBHOOK_SALT = "storyboard.webhook"
+
+
+def webhook_token(*, provider: str, take_uid: str) -> str:
+    return salted_hmac(WEBHOOK_SALT, f"{provider}:{take_uid}", algorithm="sha256").hexdigest()
+
+
+def webhook_token_ok(*, provider: str, take_uid: str, token: str) -> bool:
+    return constant_time_compare(token, webhook_token(provider=provider, take_uid=take_uid))
 
 
 def _input_urls(take: Generation, files: dict[str, list[FieldFile]]) -> dict[str, list[str]]:
-    """Signed, expiring public URLs of the input files, for providers that fetch them."""
-    base = settings.WEBHOOK_BASE_URL or settings.SITE_URL
-    return {name: [base + reverse("sb:input-file", args=[sign_input(f.name)]) for f in fields]
-            for name, fields in files.items()}
+    """Public, signed, expiring HTTPS URLs of the input files, for providers that fetch them
+    (none when this instance has no public HTTPS address; preflight refuses those takes)."""
+    urls = {name: [_public_url(f) for f in fields] for name, fields in files.items()}
+    return {name: found for name, found in urls.items() if all(found)}
+
+
+def _public_url(field: FieldFile) -> str:
+    # Object storage hands out its own short-lived signed https URLs (S3, querystring_auth).
+    direct = field.storage.url(field.name)
+    if direct.startswith("https://"):
+        return direct
+    if settings.WEBHOOK_BASE_URL.startswith("https://"):
+        return settings.WEBHOOK_BASE_URL + reverse("sb:input-file", args=[sign_input(field.name)])
+    return ""
+
+
+def _public_inputs() -> bool:
+    """Can input files reach a provider that fetches them (see _public_url)?"""
+    return (settings.WEBHOOK_BASE_URL.startswith("https://")
+            or default_storage.url("inputs/probe.png").startswith("https://"))
 
 
 def sign_input(name: str) -> str:

@@ -17,6 +17,7 @@ from django.utils import timezone
 from accounts.models import Team, User
 from storyboard import catalogue, media
 from storyboard.money import usd
+from storyboard.providers import per_second_rates
 
 logger = logging.getLogger(__name__)
 
@@ -280,9 +281,11 @@ class Shot(models.Model):
         ).exists()
         num_frames = self.num_frames if "num_frames" in getattr(
             self.endpoint_spec, "extra", ()) else None
+        # Priced as the provider takes will be generated with charges: its own table, if any.
         return catalogue.estimate(endpoint=self.endpoint, resolution=self.resolution,
                                   aspect_ratio=self.aspect_ratio, duration=self.duration,
-                                  num_frames=num_frames, video_references=video_refs)
+                                  num_frames=num_frames, video_references=video_refs,
+                                  rates=per_second_rates(self.endpoint))
 
     def problems(self) -> list[str]:
         """Everything that stops this shot from being generated, before anything is spent."""
@@ -576,6 +579,10 @@ class Generation(models.Model):
     upstream = models.ForeignKey("self", models.SET_NULL, null=True, blank=True,
                                  related_name="downstream")
     cancel_requested = models.BooleanField(default=False)
+    # The provider said it cannot stop this take (it finishes and is charged all the same)...
+    cancel_refused = models.BooleanField(default=False)
+    # ...and someone chose not to keep its result: once it arrives it is charged, not kept.
+    discard = models.BooleanField(default=False)
     # When a worker claimed the download; a claim older than a few minutes belongs to a dead
     # worker and may be taken over.
     claimed_at = models.DateTimeField(null=True, blank=True)

@@ -7,6 +7,7 @@ without a real SECRET_KEY and turns on every transport-security setting `check -
 
 from __future__ import annotations
 
+import json
 import os
 from datetime import timedelta
 from pathlib import Path
@@ -231,10 +232,22 @@ if os.getenv("FAL_KEY"):
         },
     }
 if os.getenv("EACHLABS_KEY"):
+    # Like fal's: the base URL can point elsewhere, and results may come from other hosts.
+    # EACHLABS_MODELS (JSON) maps endpoints to eachlabs models over the documented defaults
+    # (storyboard.providers.eachlabs.DEFAULT_MODELS), e.g. {"my/endpoint": "a-model-slug"}.
     VIDEO_PROVIDERS["eachlabs"] = {
         "BACKEND": "storyboard.providers.eachlabs.EachlabsProvider",
-        "OPTIONS": {"key": os.environ["EACHLABS_KEY"],
-                    "webhook_secret": os.getenv("EACHLABS_WEBHOOK_SECRET", "")},
+        "OPTIONS": {
+            "key": os.environ["EACHLABS_KEY"],
+            "webhook_secret": os.getenv("EACHLABS_WEBHOOK_SECRET", ""),
+            **{option: os.environ[var] for option, var in (
+                ("api_url", "EACHLABS_API_URL"), ("ca_file", "EACHLABS_CA_FILE"),
+            ) if os.getenv(var)},
+            **({"cdn_hosts": envlist("EACHLABS_CDN_HOSTS")}
+               if os.getenv("EACHLABS_CDN_HOSTS") else {}),
+            **({"models": json.loads(os.environ["EACHLABS_MODELS"])}
+               if os.getenv("EACHLABS_MODELS") else {}),
+        },
     }
 DEFAULT_VIDEO_PROVIDER = os.getenv("VIDEO_PROVIDER", "local")
 # The public https address providers can reach for webhooks and input files. Empty: no

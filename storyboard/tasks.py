@@ -13,8 +13,8 @@ from storyboard import generation
 
 
 @task()
-def run_generation(*, take_id: int) -> None:
-    generation.drive(take_id=take_id)
+def run_generation(*, take_id: int, hint: str = "") -> None:
+    generation.drive(take_id=take_id, hint=hint)
 
 
 @task()

@@ -43,7 +43,7 @@ from storyboard.models import (
     Shot,
 )
 from storyboard.money import usd
-from storyboard.providers import WebhookRejected, get_provider
+from storyboard.providers import WebhookRejected, get_provider, per_second_rates
 from storyboard.selectors import assets_context, board_context
 
 logger = logging.getLogger(__name__)
@@ -382,7 +382,8 @@ def shot_estimate(request: HttpRequest, shot_id: int) -> HttpResponse:
             shot.project.assets.filter(kind=Asset.Kind.VIDEO,
                                        pk__in=_ids(request.GET.getlist("references"))).exists()
         )
-        estimate = catalogue.estimate(**params, video_references=video_refs)
+        estimate = catalogue.estimate(**params, video_references=video_refs,
+                                      rates=per_second_rates(params["endpoint"]))
     return render(request, "storyboard/shot.html#estimate",
                   {"shot": shot, "estimate": estimate, "estimate_errors": errors})
 
@@ -556,6 +557,17 @@ def take_cancel(request: HttpRequest, take_uid: str) -> HttpResponse:
 
 @login_required
 @require_POST
+def take_discard(request: HttpRequest, take_uid: str) -> HttpResponse:
+    take = get_take_for_user(request, take_uid, write=True)
+    try:
+        generation.discard(take=take)
+    except generation.GenerationRefused as e:
+        return _refuse(e.message)
+    return _editor_response(request, take.shot)
+
+
+@login_required
+@require_POST
 def take_retry(request: HttpRequest, take_uid: str) -> HttpResponse:
     take = get_take_for_user(request, take_uid, write=True)
     # A retry starts a take too, so it counts against the same limit.
@@ -628,10 +640,18 @@ WEBHOOK_MAX_BYTES = 10 * 1024 * 1024
 
 @csrf_exempt
 @require_POST
-def webhook(request: HttpRequest, provider_name: str, take_uid: str) -> HttpResponse:
-    """A provider reports on a take. Verified before anything is read; duplicates are no-ops."""
+def webhook(request: HttpRequest, provider_name: str, take_uid: str,
+            webhook_token: str) -> HttpResponse:
+    """A provider reports on a take. Verified before anything is read; duplicates are no-ops.
+
+    The per-take token in the URL comes first (only the provider was given it); then the
+    provider's own check (fal's signature, eachlabs' secret header when it sends one).
+    """
     if provider_name not in settings.VIDEO_PROVIDERS:
         raise Http404("No such provider")
+    if not generation.webhook_token_ok(provider=provider_name, take_uid=str(take_uid),
+                                       token=webhook_token):
+        return HttpResponse("Signature rejected", status=401)
     provider = get_provider(provider_name)
     body = request.read(WEBHOOK_MAX_BYTES + 1)
     if len(body) > WEBHOOK_MAX_BYTES:

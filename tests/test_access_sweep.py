@@ -11,6 +11,7 @@ allow-list below says otherwise, with the reason.
 from __future__ import annotations
 
 import hashlib
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +23,7 @@ from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
 from accounts.models import Invitation, Membership, Role, Team, User
 from storyboard.catalogue import DEFAULT_ENDPOINT
-from storyboard.generation import sign_input
+from storyboard.generation import sign_input, webhook_token
 from storyboard.models import Asset, Budget, Generation, LedgerEntry, Project, Scene, Shot
 from tests.conftest import Cast, client_for
 from tests.factories import (
@@ -96,6 +97,8 @@ KWARG_VALUES: dict[str, Callable[[Cast], object]] = {
     "variant": lambda cast: "file",
     "take_uid": lambda cast: GenerationFactory(shot=cast.shot).uid,
     "provider_name": lambda cast: "local",
+    # The right token for SWEPT_TAKE (see ROUTE_KWARGS), so the sweep reaches past it.
+    "webhook_token": lambda cast: webhook_token(provider="local", take_uid=str(SWEPT_TAKE)),
     "signed": lambda cast: sign_input(AssetFactory(project=cast.project).file.name),
     "kind": lambda cast: "video",
 }
@@ -109,7 +112,17 @@ ROUTE_KWARGS: dict[str, dict[str, Callable[[Cast], object]]] = {
         shot=cast.shot, state=Generation.State.OUTCOME_UNKNOWN, progress=0).uid},
     "sb:take-refetch": {"take_uid": lambda cast: GenerationFactory(
         shot=cast.shot, state=Generation.State.UNFETCHED, progress=0).uid},
+    # Only a running take its provider could not stop can be discarded.
+    "sb:take-discard": {"take_uid": lambda cast: GenerationFactory(
+        shot=cast.shot, state=Generation.State.IN_PROGRESS, progress=0,
+        cancel_refused=True).uid},
+    # A webhook's token is made for one take: this one.
+    "sb:webhook": {"take_uid": lambda cast: GenerationFactory(shot=cast.shot,
+                                                              uid=SWEPT_TAKE).uid},
 }
+
+
+SWEPT_TAKE = uuid.UUID("5eed0000-0000-4000-8000-000000000001")
 
 
 def build_url(route: Route, cast: Cast) -> str:
@@ -249,7 +262,8 @@ PUBLIC_URLS: dict[tuple[str, str], str] = {
 }
 # Called by providers, not people: they prove themselves with a signature or a signed token.
 SIGNED_NOT_LOGGED_IN: dict[tuple[str, str], str] = {
-    ("sb:webhook", "POST"): "a provider's delivery, verified by its signature",
+    ("sb:webhook", "POST"): "a provider's delivery, verified by the take's token in its URL "
+                            "and the provider's signature",
     ("sb:webhook", "GET"): "POST only",
     ("sb:input-file", "GET"): "a provider fetching an input with a signed token",
     ("sb:input-file", "POST"): "GET only",

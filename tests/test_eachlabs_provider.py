@@ -1,39 +1,71 @@
-"""EachlabsProvider end to end over real sockets, against the each::api emulator."""
+"""EachlabsProvider over real sockets against the each::api emulator, for both documented
+versions: "2026-06" (the seed page) and "2026-08" (provider-protocols.md §2).
+
+A studio cannot know which version its key meets, so everything that differs between the two
+runs against both (the `version` fixture); what only one version documents says so in its name.
+"""
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import http.client
+import contextlib
 import json
-import queue
+import logging
+import os
 import socket
-import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+import subprocess
+import sys
+import threading
 from pathlib import Path
-from threading import Thread
-from urllib.parse import urlsplit
 
+import httpx
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from storyboard.providers.base import Job, ProviderError, WebhookEvent, WebhookRejected
-from storyboard.providers.eachlabs import MODELS, EachlabsProvider
-from tests.emulators.eachlabs import EachlabsEmulator
+from storyboard.providers.base import (
+    CannotCancel,
+    Job,
+    ProviderError,
+    WebhookEvent,
+    WebhookRejected,
+)
+from storyboard.providers.eachlabs import (
+    DEFAULT_MODELS,
+    FAST_T2V,
+    I2V,
+    KNOWN_MODELS,
+    EachlabsProvider,
+    video_url,
+)
+from tests.emulators import tls
+from tests.emulators.base import WebhookSink
+from tests.emulators.eachlabs import LATER, SEED, STATUSES, EachlabsEmulator, Outcome
 
 KEY = "each-test-key-0123456789"
 SECRET = "whsec-test-0123456789"
-T2V_FAST = "bytedance/seedance-2.0/fast/text-to-video"
-I2V = "bytedance/seedance-2.0/image-to-video"
+I2V_ENDPOINT = "bytedance/seedance-2.0/image-to-video"
+FAST_T2V_ENDPOINT = "bytedance/seedance-2.0/fast/text-to-video"
+V1_LITE_ENDPOINT = "fal-ai/bytedance/seedance/v1/lite/text-to-video"
 START = "https://media.example.com/signed/start.png?sig=abc"
 END = "https://media.example.com/signed/end.png?sig=def"
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(params=[SEED, LATER])
+def version(request) -> str:
+    return request.param
 
 
 @pytest.fixture
-def emulator():
-    with EachlabsEmulator(key=KEY, webhook_interval=0.05) as emulator:
+def emulator(version):
+    with EachlabsEmulator(version=version, key=KEY, tls=True, webhook_interval=0) as emulator:
+        yield emulator
+
+
+@pytest.fixture
+def later():
+    with EachlabsEmulator(version=LATER, key=KEY, tls=True, webhook_interval=0) as emulator:
         yield emulator
 
 
@@ -42,28 +74,35 @@ def delays() -> list[float]:
     return []
 
 
+def make_provider(emulator: EachlabsEmulator, delays: list[float], **options) -> EachlabsProvider:
+    return EachlabsProvider(**{
+        "name": "eachlabs", "key": KEY, "api_url": emulator.url, "webhook_secret": SECRET,
+        "sleep": delays.append, "timeout": 2.0,
+        "transport": httpx.HTTPTransport(verify=tls.client_context()), **options})
+
+
 @pytest.fixture
 def provider(emulator, delays) -> EachlabsProvider:
-    return EachlabsProvider(name="eachlabs", key=KEY, api_url=emulator.url,
-                            webhook_secret=SECRET, sleep=delays.append, timeout=2.0)
+    return make_provider(emulator, delays)
 
 
-def make_job(endpoint: str = T2V_FAST, *, webhook_url: str | None = None,
-             files: dict | None = None, urls: dict | None = None, **arguments) -> Job:
+def i2v_job(*, webhook_url: str | None = None, **arguments) -> Job:
+    """Seedance 2.0 image-to-video: the one model both versions document."""
+    arguments = {"prompt": "A lighthouse at dusk, slow push in", "resolution": "480p",
+                 "duration": "4", "aspect_ratio": "16:9", "generate_audio": True, **arguments}
+    return Job(uid="5f0c1d2e-0000-4000-8000-000000000001", endpoint=I2V_ENDPOINT,
+               arguments=arguments, files={"image_url": [Path("start.png")]},
+               urls={"image_url": [START]}, webhook_url=webhook_url)
+
+
+def job_for(endpoint: str, **arguments) -> Job:
     arguments = {"prompt": "A lighthouse at dusk, slow push in", **arguments}
-    return Job(uid="5f0c1d2e-0000-4000-8000-000000000001", endpoint=endpoint,
-               arguments=arguments, files=files or {}, urls=urls or {},
-               webhook_url=webhook_url)
+    return Job(uid="5f0c1d2e-0000-4000-8000-000000000002", endpoint=endpoint,
+               arguments=arguments)
 
 
-def i2v_job(**kwargs) -> Job:
-    files = {"image_url": [Path("start.png")], "end_image_url": [Path("end.png")]}
-    urls = {"image_url": [START], "end_image_url": [END]}
-    return make_job(I2V, files=files, urls=urls, **kwargs)
-
-
-def create_calls(emulator: EachlabsEmulator) -> list:
-    return [c for c in emulator.calls if c.method == "POST" and c.path == "/v1/prediction"]
+def creates(emulator: EachlabsEmulator) -> list:
+    return [call for call in emulator.calls if call.kind == "create"]
 
 
 def free_port() -> int:
@@ -72,15 +111,7 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def signed(body: bytes, *, secret: str = SECRET, at: float | None = None) -> dict[str, str]:
-    timestamp = str(int(time.time() if at is None else at))
-    digest = hmac.new(secret.encode(), timestamp.encode() + b"." + body,
-                      hashlib.sha256).hexdigest()
-    return {"X-Webhook-Secret": secret, "X-Webhook-Timestamp": timestamp,
-            "X-Webhook-Signature": f"sha256={digest}"}
-
-
-# -- configuration ------------------------------------------------------------------------
+# -- configuration -----------------------------------------------------------------------------
 
 
 def test_it_requires_a_key() -> None:
@@ -93,197 +124,274 @@ def test_it_rejects_unknown_options() -> None:
         EachlabsProvider(name="eachlabs", key=KEY, colour="red")
 
 
-def test_it_keeps_the_key_and_secret_out_of_options() -> None:
+def test_it_keeps_the_key_and_secret_out_of_options_and_repr() -> None:
     provider = EachlabsProvider(name="eachlabs", key=KEY, webhook_secret=SECRET)
-    assert KEY not in repr(provider.options)
-    assert SECRET not in repr(provider.options)
-    assert provider.label == "eachlabs"
-    assert "storage.eachlabs.ai" in provider.download_hosts
+    for shown in (repr(provider.options), repr(provider)):
+        assert KEY not in shown
+        assert SECRET not in shown
 
 
-# -- create ---------------------------------------------------------------------------------
+def test_it_maps_the_documented_models_by_default() -> None:
+    provider = EachlabsProvider(name="eachlabs", key=KEY)
+    assert {endpoint: model.slug for endpoint, model in provider.models.items()} == \
+        DEFAULT_MODELS
+    # Undocumented on eachlabs: Seedance 2.0 standard text-to-video and reference-to-video.
+    assert "bytedance/seedance-2.0/text-to-video" not in provider.models
+    assert all("reference" not in endpoint for endpoint in provider.models)
+
+
+def test_a_new_model_is_one_line_of_configuration() -> None:
+    provider = EachlabsProvider(name="eachlabs", key=KEY, models={
+        "bytedance/seedance-2.0/text-to-video": {
+            "model": "bytedance-seedance-2-0-text-to-video", "schema": FAST_T2V.slug,
+            "rates": {"480p": "0.1412", "720p": "0.3024"}},
+        FAST_T2V_ENDPOINT: None,
+    })
+    model = provider.models["bytedance/seedance-2.0/text-to-video"]
+    assert model.slug == "bytedance-seedance-2-0-text-to-video"
+    assert model.params == FAST_T2V.params
+    assert provider.per_second_rates("bytedance/seedance-2.0/text-to-video") == {
+        "480p": 141_200, "720p": 302_400}
+    assert FAST_T2V_ENDPOINT not in provider.models
+
+
+@pytest.mark.parametrize("models", [{"a/b": "no-such-slug"}, {"a/b": {"schema": I2V.slug}},
+                                    {"a/b": {"model": "x", "rates": {"480p": "cheap"}}}])
+def test_a_mapping_to_an_undocumented_model_is_a_configuration_error(models) -> None:
+    with pytest.raises(ImproperlyConfigured, match="a/b"):
+        EachlabsProvider(name="eachlabs", key=KEY, models=models)
+
+
+def test_it_is_configured_from_the_environment_like_fal() -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EACHLABS_")}
+    env.update(EACHLABS_KEY="k", EACHLABS_API_URL="https://each.example.com",
+               EACHLABS_CDN_HOSTS="a.example.com, b.example.com", EACHLABS_CA_FILE="/ca.pem",
+               EACHLABS_MODELS='{"x/y": "seedance-v1-pro-text-to-video"}',
+               DJANGO_SETTINGS_MODULE="storyboard.settings")
+    shown = subprocess.run(
+        [sys.executable, "-c", "from django.conf import settings; import json; o = dict("
+         "settings.VIDEO_PROVIDERS['eachlabs']['OPTIONS']); o.pop('key'); print(json.dumps(o))"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=60, check=True)
+    assert json.loads(shown.stdout) == {
+        "webhook_secret": "", "api_url": "https://each.example.com", "ca_file": "/ca.pem",
+        "cdn_hosts": ["a.example.com", "b.example.com"],
+        "models": {"x/y": "seedance-v1-pro-text-to-video"}}
+
+
+# -- auth ----------------------------------------------------------------------------------------
+
+
+def test_it_sends_the_key_both_documented_ways_on_every_call(emulator, provider) -> None:
+    request_id = provider.submit(i2v_job()).request_id
+    provider.status(endpoint=I2V_ENDPOINT, request_id=request_id)
+    with contextlib.suppress(CannotCancel):  # the seed page has no cancel
+        provider.cancel(endpoint=I2V_ENDPOINT, request_id=request_id)
+
+    assert {call.kind for call in emulator.calls} >= {"create", "get"}
+    for call in emulator.calls:
+        assert call.headers["x-api-key"] == KEY
+        assert call.headers["authorization"] == f"Bearer {KEY}"
+
+
+def test_it_never_logs_the_key(emulator, provider, caplog) -> None:
+    caplog.set_level(logging.DEBUG)
+    emulator.faults.add("create", status=503)
+    request_id = provider.submit(i2v_job()).request_id
+    provider.status(endpoint=I2V_ENDPOINT, request_id=request_id)
+
+    assert caplog.records
+    assert KEY not in caplog.text
+
+
+def test_a_wrong_key_is_permanent_in_eachlabs_words_and_never_shown(emulator, delays,
+                                                                     version) -> None:
+    provider = make_provider(emulator, delays, key="wrong-key-secret")
+
+    with pytest.raises(ProviderError) as caught:
+        provider.submit(i2v_job())
+    assert caught.value.permanent
+    said = "Missing / invalid X-API-Key" if version == SEED else "Invalid or missing API key"
+    assert said in caught.value.message
+    assert "wrong-key-secret" not in caught.value.message
+    assert emulator.created == 0
+
+
+# -- create ----------------------------------------------------------------------------------------
+
+
+def test_it_finds_either_create_path_and_remembers_it(emulator, provider, version) -> None:
+    provider.submit(i2v_job())
+    provider.submit(i2v_job())
+
+    paths = [call.path for call in emulator.calls if call.method == "POST"]
+    if version == SEED:
+        # The later form first: the seed router has no such route, so nothing was created.
+        assert paths == ["/v1/prediction", "/v1/prediction/", "/v1/prediction/"]
+    else:
+        assert paths == ["/v1/prediction", "/v1/prediction"]
+    assert emulator.created == 2
 
 
 def test_it_creates_a_prediction_with_the_documented_shape(emulator, provider) -> None:
-    submitted = provider.submit(make_job(resolution="720p", duration="5"))
+    submitted = provider.submit(i2v_job(seed=7))
 
-    assert submitted.request_id in emulator.predictions
-    (call,) = create_calls(emulator)
-    assert call.status == 200
-    assert call.headers["authorization"] == f"Bearer {KEY}"
+    (call,) = [c for c in creates(emulator) if c.status == 200]
     assert call.json == {
-        "model": "bytedance-seedance-2-0-text-to-video-fast",
-        "version": "0.0.1",
-        "input": {"prompt": "A lighthouse at dusk, slow push in", "resolution": "720p",
-                  "duration": "5"},
+        "model": "bytedance-seedance-2-0-image-to-video",
+        "input": {"prompt": "A lighthouse at dusk, slow push in", "resolution": "480p",
+                  "duration": "4", "aspect_ratio": "16:9", "generate_audio": True,
+                  "seed": "7", "image_url": START},
     }
+    assert "version" not in call.json  # deprecated
+    assert submitted.request_id in emulator.predictions
 
 
-def test_it_sends_the_webhook_url_and_secret(emulator, provider) -> None:
-    provider.submit(make_job(webhook_url="https://app.example.com/hooks/eachlabs/abc"))
+def test_it_sends_the_webhook_secret_only_to_the_version_that_documents_it(
+        emulator, provider, version) -> None:
+    provider.submit(i2v_job(webhook_url="https://app.example.com/webhooks/eachlabs/x/t/"))
 
-    (call,) = create_calls(emulator)
-    assert call.json["webhook_url"] == "https://app.example.com/hooks/eachlabs/abc"
-    assert call.json["webhook_secret"] == SECRET
-
-
-def test_it_refuses_a_webhook_without_a_secret(emulator, delays) -> None:
-    provider = EachlabsProvider(name="eachlabs", key=KEY, api_url=emulator.url,
-                                sleep=delays.append)
-
-    with pytest.raises(ProviderError) as caught:
-        provider.submit(make_job(webhook_url="https://app.example.com/hooks/x"))
-    assert caught.value.permanent
-    assert emulator.creates == 0
-
-
-@pytest.mark.parametrize(("endpoint", "slug"), sorted(MODELS.items()))
-def test_it_maps_every_offered_endpoint_to_its_slug(emulator, provider, endpoint, slug) -> None:
-    if "image-to-video" in endpoint:
-        job = make_job(endpoint, files={"image_url": [Path("a.png")]},
-                       urls={"image_url": [START]})
+    (call,) = [c for c in creates(emulator) if c.status == 200]
+    assert call.json["webhook_url"] == "https://app.example.com/webhooks/eachlabs/x/t/"
+    if version == SEED:
+        assert "webhook_secret" not in call.json
     else:
-        job = make_job(endpoint)
-
-    provider.submit(job)
-
-    assert emulator.creates_by_model == {slug: 1}
+        assert call.json["webhook_secret"] == SECRET
 
 
-@pytest.mark.parametrize("endpoint", [
-    "bytedance/seedance-2.0/reference-to-video",
-    "bytedance/seedance-2.0/fast/reference-to-video",
-    "fal-ai/bytedance/seedance/v1/lite/image-to-video",
-    "fal-ai/bytedance/seedance/v1/pro/image-to-video",
-])
-def test_it_refuses_endpoints_eachlabs_does_not_offer(emulator, provider, endpoint) -> None:
-    with pytest.raises(ProviderError) as caught:
-        provider.submit(make_job(endpoint))
+def test_later_seedance_1_takes_integer_durations_and_seeds(later, delays) -> None:
+    provider = make_provider(later, delays)
+    submitted = provider.submit(job_for(V1_LITE_ENDPOINT, duration="6", resolution="1080p",
+                                        aspect_ratio="16:9", camera_fixed=True, seed=42,
+                                        enable_safety_checker=True))
 
-    assert caught.value.permanent
-    assert caught.value.message == (
-        f"eachlabs does not offer {endpoint}; choose fal or the offline renderer."
-    )
-    assert emulator.creates == 0
-
-
-def test_it_sends_input_files_as_the_given_urls(emulator, provider) -> None:
-    job = i2v_job()
-    submitted = provider.submit(job)
-
-    seen = emulator.predictions[submitted.request_id].input
-    assert seen["image_url"] == job.urls["image_url"][0]
-    assert seen["end_image_url"] == job.urls["end_image_url"][0]
-    assert "data:" not in json.dumps(create_calls(emulator)[0].json)
-
-
-def test_it_sends_plural_file_arguments_as_lists(emulator, provider) -> None:
-    job = make_job(files={"image_urls": [Path("a.png"), Path("b.png")]},
-                   urls={"image_urls": [START, END]})
-    submitted = provider.submit(job)
-
-    assert emulator.predictions[submitted.request_id].input["image_urls"] == [START, END]
-
-
-def test_it_refuses_a_file_without_a_public_url(emulator, provider) -> None:
-    job = make_job(I2V, files={"image_url": [Path("start.png")]}, urls={})
-
-    with pytest.raises(ProviderError) as caught:
-        provider.submit(job)
-    assert caught.value.permanent
-    assert "image_url" in caught.value.message
-    assert emulator.creates == 0
-
-
-@pytest.mark.parametrize("url", [
-    "data:image/png;base64,iVBORw0KGgo=",
-    "http://localhost:8000/media/start.png",
-    "file:///tmp/start.png",
-])
-def test_it_refuses_urls_eachlabs_cannot_fetch(emulator, provider, url) -> None:
-    job = make_job(I2V, files={"image_url": [Path("start.png")]}, urls={"image_url": [url]})
-
-    with pytest.raises(ProviderError) as caught:
-        provider.submit(job)
-    assert caught.value.permanent
-    assert emulator.creates == 0
-
-
-def test_it_sends_the_seed_as_a_string(emulator, provider) -> None:
-    submitted = provider.submit(make_job(seed=42))
-
-    assert emulator.predictions[submitted.request_id].input["seed"] == "42"
+    assert later.predictions[submitted.request_id].input == {
+        "prompt": "A lighthouse at dusk, slow push in", "duration": 6, "resolution": "1080p",
+        "aspect_ratio": "16:9", "camera_fixed": True, "seed": 42}
 
 
 def test_it_leaves_out_the_random_seed(emulator, provider) -> None:
-    submitted = provider.submit(make_job(seed=-1))
+    submitted = provider.submit(i2v_job(seed=-1))
 
     assert "seed" not in emulator.predictions[submitted.request_id].input
 
 
-def test_it_sends_seedance_1_durations_as_integers(emulator, provider) -> None:
-    endpoint = "fal-ai/bytedance/seedance/v1/lite/text-to-video"
-    submitted = provider.submit(make_job(endpoint, duration="6"))
+REFUSED = [
+    (I2V_ENDPOINT, {"resolution": "1080p"}, {"image_url"},
+     "eachlabs' bytedance-seedance-2-0-image-to-video offers 480p, 720p, not 1080p"),
+    ("bytedance/seedance-2.0/text-to-video", {}, set(),
+     "eachlabs has no model configured for bytedance/seedance-2.0/text-to-video"),
+    ("bytedance/seedance-2.0/reference-to-video", {}, {"image_urls"},
+     "eachlabs has no model configured"),
+    (FAST_T2V_ENDPOINT, {}, {"image_url"}, "does not take a start frame"),
+    (I2V_ENDPOINT, {}, set(), "needs a start frame"),
+    (V1_LITE_ENDPOINT, {"duration": "2"}, set(), "takes a duration from 3 to 12, not 2"),
+    (V1_LITE_ENDPOINT, {"num_frames": 48}, set(), "does not take a frame count"),
+    (V1_LITE_ENDPOINT, {"aspect_ratio": "auto"}, set(), "takes aspect_ratio"),
+    (V1_LITE_ENDPOINT, {"enable_safety_checker": False}, set(),
+     "does not take turning the safety checker off"),
+]
 
-    assert emulator.predictions[submitted.request_id].input["duration"] == 6
+
+@pytest.mark.parametrize(("endpoint", "arguments", "files", "words"), REFUSED)
+def test_it_refuses_what_a_models_schema_does_not_allow_before_sending(
+        emulator, provider, endpoint, arguments, files, words) -> None:
+    arguments = {"prompt": "x", "resolution": "720p", **arguments}
+    problems = provider.preflight(endpoint=endpoint, arguments=arguments, files=files)
+    assert any(words in problem for problem in problems), problems
+
+    job = Job(uid="u", endpoint=endpoint, arguments=arguments,
+              files={name: [Path("a.png")] for name in files},
+              urls={name: [START] for name in files})
+    with pytest.raises(ProviderError) as caught:
+        provider.submit(job)
+    assert caught.value.permanent
+    assert emulator.calls == []
 
 
-# -- create: retries and lost answers -----------------------------------------------------------
+@pytest.mark.parametrize("url", [
+    "data:image/png;base64,iVBORw0KGgo=", "http://media.example.com/start.png",
+    "https://localhost/start.png", "https://127.0.0.1:8443/start.png",
+    "https://10.1.2.3/start.png",
+])
+def test_it_sends_input_files_only_as_public_https_urls(emulator, provider, url) -> None:
+    job = i2v_job()
+    job = Job(uid=job.uid, endpoint=job.endpoint, arguments=job.arguments, files=job.files,
+              urls={"image_url": [url]})
+
+    with pytest.raises(ProviderError) as caught:
+        provider.submit(job)
+    assert caught.value.permanent
+    assert "public HTTPS address" in caught.value.message
+    assert emulator.calls == []
 
 
-def test_it_retries_429_with_full_jitter(emulator, provider, delays) -> None:
-    emulator.faults.add("create", status=429, times=2)
+def test_a_file_without_a_url_is_refused(emulator, provider) -> None:
+    job = Job(uid="u", endpoint=I2V_ENDPOINT, arguments={"prompt": "x"},
+              files={"image_url": [Path("start.png")]})
 
-    submitted = provider.submit(make_job())
+    with pytest.raises(ProviderError, match="no public HTTPS URL"):
+        provider.submit(job)
+    assert emulator.calls == []
+
+
+def test_it_prices_per_second_by_resolution_with_eachlabs_table() -> None:
+    provider = EachlabsProvider(name="eachlabs", key=KEY)
+    assert provider.per_second_rates(I2V_ENDPOINT) == {"480p": 141_200, "720p": 302_400,
+                                                       "1080p": 685_000}
+    assert provider.per_second_rates(FAST_T2V_ENDPOINT) == {"480p": 112_900, "720p": 241_900}
+    assert provider.per_second_rates("bytedance/seedance-2.0/text-to-video") is None
+
+
+# -- create: retries as documented ------------------------------------------------------------
+
+
+def test_it_retries_a_5xx_on_create_with_backoff(emulator, provider, delays) -> None:
+    emulator.faults.add("create", status=503, times=2)
+
+    submitted = provider.submit(i2v_job())
 
     assert submitted.request_id in emulator.predictions
-    assert emulator.creates == 3
-    assert len(emulator.predictions) == 1
+    assert emulator.created == 1
     assert len(delays) == 2
     for attempt, delay in enumerate(delays):
-        assert 0 <= delay <= min(10.0, 0.5 * 2**attempt)
+        assert 0 <= delay <= 0.1 * 2 ** attempt
 
 
-def test_it_honours_retry_after(emulator, provider, delays) -> None:
-    emulator.faults.add("create", status=429, retry_after=3)
+def test_a_5xx_after_eachlabs_created_it_anyway_leaves_a_second_prediction(
+        emulator, provider) -> None:
+    # The documents say a 5xx is to be retried, so it is; an eachlabs that created the
+    # prediction before failing runs it all the same (see test_eachlabs_remote.py).
+    emulator.faults.add("create", status=500, create=True)
 
-    provider.submit(make_job())
+    submitted = provider.submit(i2v_job())
 
-    assert delays == [3.0]
+    assert emulator.created == 2
+    assert submitted.request_id in emulator.predictions
 
 
-def test_it_gives_up_after_five_attempts(emulator, provider, delays) -> None:
-    emulator.faults.add("create", status=429, times=10)
+def test_it_gives_up_on_5xx_after_its_cap_in_eachlabs_words(emulator, provider, delays,
+                                                            version) -> None:
+    emulator.faults.add("create", status=500, times=10)
 
     with pytest.raises(ProviderError) as caught:
-        provider.submit(make_job())
+        provider.submit(i2v_job())
     assert not caught.value.permanent
     assert not caught.value.outcome_unknown
-    assert emulator.creates == 5
+    said = "Internal server error" if version == SEED else "Failed to create prediction"
+    assert caught.value.message == f"eachlabs kept failing (HTTP 500): {said}"
     assert len(delays) == 4
-    assert emulator.predictions == {}
+    assert emulator.created == 0
 
 
-def test_it_does_not_wait_minutes_for_retry_after(emulator, provider, delays) -> None:
-    emulator.faults.add("create", status=429, retry_after=60)
+def test_it_waits_for_retry_after_on_429(emulator, provider, delays) -> None:
+    emulator.faults.add("create", status=429, retry_after=7)
+    emulator.faults.add("create", status=429, retry_after=600)
 
-    with pytest.raises(ProviderError) as caught:
-        provider.submit(make_job())
-    assert not caught.value.outcome_unknown
-    assert "60 s" in caught.value.message
-    assert emulator.creates == 1
-    assert delays == []
+    provider.submit(i2v_job())
 
-
-def test_it_retries_when_the_connection_never_opened(delays) -> None:
-    provider = EachlabsProvider(name="eachlabs", key=KEY, api_url=f"http://127.0.0.1:{free_port()}",
-                                sleep=delays.append, timeout=1.0)
-
-    with pytest.raises(ProviderError) as caught:
-        provider.submit(make_job())
-    assert not caught.value.permanent
-    assert not caught.value.outcome_unknown
-    assert len(delays) == 4
+    # As long as eachlabs asks, up to the minute its per-minute limit can take.
+    assert delays == [7.0, 60.0]
+    assert emulator.created == 1
 
 
 def test_a_dropped_answer_is_outcome_unknown_and_never_resent(emulator, provider,
@@ -291,466 +399,301 @@ def test_a_dropped_answer_is_outcome_unknown_and_never_resent(emulator, provider
     emulator.faults.add("create", drop_response=True)
 
     with pytest.raises(ProviderError) as caught:
-        provider.submit(make_job())
+        provider.submit(i2v_job())
     assert caught.value.outcome_unknown
-    assert emulator.creates == 1
-    assert len(emulator.predictions) == 1
+    assert emulator.created == 1
     assert delays == []
 
 
 def test_a_read_timeout_is_outcome_unknown_and_never_resent(emulator, delays) -> None:
-    provider = EachlabsProvider(name="eachlabs", key=KEY, api_url=emulator.url,
-                                sleep=delays.append, timeout=0.3)
-    emulator.faults.add("create", slow=2.0)
+    provider = make_provider(emulator, delays, timeout=0.2)
+    # Find the create path first, so the slow answer is that of the route that exists.
+    provider.submit(i2v_job())
+    release = threading.Event()
+    emulator.faults.add("create", hold=release)
 
-    with pytest.raises(ProviderError) as caught:
-        provider.submit(make_job())
+    try:
+        with pytest.raises(ProviderError) as caught:
+            provider.submit(i2v_job())
+    finally:
+        release.set()
     assert caught.value.outcome_unknown
-    assert emulator.creates == 1
+    assert emulator.created == 2
     assert delays == []
 
 
-def test_a_500_on_create_is_outcome_unknown_and_not_resent(emulator, provider, delays) -> None:
-    emulator.faults.add("create", status=500)
+def test_it_retries_when_the_connection_never_opened(delays) -> None:
+    provider = EachlabsProvider(name="eachlabs", key=KEY, api_url=f"https://127.0.0.1:{free_port()}",
+                                sleep=delays.append, timeout=1.0)
 
     with pytest.raises(ProviderError) as caught:
-        provider.submit(make_job())
-    assert caught.value.outcome_unknown
-    assert emulator.creates == 1
-    assert delays == []
-
-
-def test_402_is_permanent_with_the_credit_message(emulator, provider) -> None:
-    emulator.faults.add("create", status=402)
-
-    with pytest.raises(ProviderError) as caught:
-        provider.submit(make_job())
-    assert caught.value.permanent
-    assert caught.value.message == "The eachlabs account is out of credit."
-
-
-def test_a_refused_input_is_permanent_in_plain_words(emulator, provider) -> None:
-    job = make_job(I2V)  # no image_url: the emulator answers 400 as eachlabs does
-
-    with pytest.raises(ProviderError) as caught:
-        provider.submit(job)
-    assert caught.value.permanent
-    assert "Invalid input for model; image_url is required" in caught.value.message
-
-
-@pytest.mark.parametrize("code", [400, 401, 403, 422])
-def test_client_errors_are_permanent(emulator, provider, code) -> None:
-    emulator.faults.add("create", status=code)
-
-    with pytest.raises(ProviderError) as caught:
-        provider.submit(make_job())
-    assert caught.value.permanent
+        provider.submit(i2v_job())
+    assert not caught.value.permanent
     assert not caught.value.outcome_unknown
-    assert emulator.creates == 1
+    assert len(delays) == 4
 
 
-def test_a_wrong_key_is_permanent_and_never_shown(emulator, delays) -> None:
-    provider = EachlabsProvider(name="eachlabs", key="wrong-key-secret", api_url=emulator.url,
-                                sleep=delays.append)
+def test_later_402_is_permanent_in_eachlabs_words(later, delays) -> None:
+    later.faults.add("create", status=402)
 
     with pytest.raises(ProviderError) as caught:
-        provider.submit(make_job())
+        make_provider(later, delays).submit(i2v_job())
     assert caught.value.permanent
-    assert "Invalid or missing API key" in caught.value.message
-    assert "wrong-key-secret" not in caught.value.message
+    assert caught.value.message == ("The eachlabs account is out of credit: payment required: "
+                                    "Insufficient balance. Top up your account to continue.")
 
 
-# -- status -----------------------------------------------------------------------------------
+def test_a_refused_input_is_permanent_in_eachlabs_words(emulator, provider, version) -> None:
+    emulator.faults.add("create", status=400)
+
+    with pytest.raises(ProviderError) as caught:
+        provider.submit(i2v_job())
+    assert caught.value.permanent
+    said = "Invalid input" if version == SEED else "Invalid input for model"
+    assert caught.value.message == f"eachlabs refused the request: {said}"
 
 
-def test_each_poll_advances_one_step(emulator, provider) -> None:
-    request_id = provider.submit(make_job()).request_id
+def test_an_unknown_model_is_refused_in_eachlabs_words(emulator, delays, version) -> None:
+    provider = make_provider(emulator, delays, models={
+        I2V_ENDPOINT: {"model": "no-such-model", "schema": I2V.slug}})
 
-    states = [provider.status(endpoint=T2V_FAST, request_id=request_id).state
-              for _ in range(4)]
+    with pytest.raises(ProviderError) as caught:
+        provider.submit(i2v_job())
+    assert caught.value.permanent
+    said = "Unknown model or prediction id" if version == SEED else "Model not found"
+    assert said in caught.value.message
+    assert "no-such-model" in caught.value.message
 
-    assert states == ["queued", "running", "completed", "completed"]
-    assert emulator.gets[request_id] == 4
+
+# -- status ----------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("raw", "state"), [
-    ("created", "queued"),
-    ("starting", "queued"),
-    ("processing", "running"),
-    ("success", "completed"),
-    ("succeeded", "completed"),
-    ("error", "failed"),
-    ("failed", "failed"),
-    ("cancelled", "canceled"),
-])
-def test_it_maps_every_documented_status(emulator, provider, raw, state) -> None:
-    request_id = provider.submit(make_job()).request_id
+def test_each_poll_moves_one_documented_step(emulator, provider, version) -> None:
+    request_id = provider.submit(i2v_job()).request_id
+
+    states = [provider.status(endpoint=I2V_ENDPOINT, request_id=request_id).state
+              for _ in range(5)]
+
+    if version == SEED:  # processing → success
+        assert states == ["running", "running", "running", "completed", "completed"]
+    else:  # created → starting → processing → success
+        assert states == ["queued", "queued", "running", "completed", "completed"]
+
+
+@pytest.mark.parametrize(("version", "raw"), [(v, s) for v in (SEED, LATER)
+                                              for s in STATUSES[v]])
+def test_it_reads_every_documented_status(emulator, provider, raw) -> None:
+    request_id = provider.submit(i2v_job()).request_id
     emulator.set_status(request_id, raw)
 
-    assert provider.status(endpoint=T2V_FAST, request_id=request_id).state == state
+    state = provider.status(endpoint=I2V_ENDPOINT, request_id=request_id).state
+
+    assert state == {"created": "queued", "starting": "queued", "processing": "running",
+                     "success": "completed", "error": "failed", "failed": "failed",
+                     "cancelled": "canceled"}[raw]
 
 
-def test_an_unknown_status_is_an_error_not_a_guess(emulator, provider) -> None:
-    request_id = provider.submit(make_job()).request_id
-    emulator.set_status(request_id, "hibernating")
+def test_an_undocumented_status_keeps_waiting_and_is_logged_once(emulator, provider,
+                                                                 caplog) -> None:
+    request_id = provider.submit(i2v_job()).request_id
+    odd = {"status": "hibernating", "predictionID": request_id}
+    emulator.faults.add("get", status=200, body=odd, times=3)
 
-    with pytest.raises(ProviderError) as caught:
-        provider.status(endpoint=T2V_FAST, request_id=request_id)
-    assert not caught.value.permanent
+    seen = [provider.status(endpoint=I2V_ENDPOINT, request_id=request_id) for _ in range(3)]
 
-
-@pytest.mark.parametrize(("logs", "lines"), [
-    ("loading model\nstep 1/30", ("loading model", "step 1/30")),
-    (["loading model", "step 2/30"], ("loading model", "step 2/30")),
-    (None, ()),
-])
-def test_it_reads_logs_in_every_shape(emulator, provider, logs, lines) -> None:
-    request_id = provider.submit(make_job()).request_id
-    emulator.set_status(request_id, "processing", logs=logs)
-
-    assert provider.status(endpoint=T2V_FAST, request_id=request_id).logs == lines
+    assert {status.state for status in seen} == {"unknown"}
+    assert "'hibernating'" in seen[0].logs[0]
+    warnings = [r for r in caplog.records if "undocumented status" in r.getMessage()]
+    assert len(warnings) == 1
 
 
-def test_a_failed_prediction_reports_the_error_text(emulator, provider) -> None:
-    emulator.faults.add("create", fail_prediction=True)
-    request_id = provider.submit(make_job()).request_id
+def test_a_failed_prediction_reads_in_eachlabs_words(emulator, provider) -> None:
+    emulator.script(Outcome.model_timeout())
+    request_id = provider.submit(i2v_job()).request_id
     emulator.finish(request_id)
 
-    status = provider.status(endpoint=T2V_FAST, request_id=request_id)
+    status = provider.status(endpoint=I2V_ENDPOINT, request_id=request_id)
 
     assert status.state == "failed"
-    assert status.error == emulator.fail_message
-    assert status.permanent
-    with pytest.raises(ProviderError) as caught:
-        provider.result(endpoint=T2V_FAST, request_id=request_id)
-    assert caught.value.message == emulator.fail_message
-    assert caught.value.permanent
-
-
-def test_a_transient_failure_code_is_not_permanent(emulator, provider) -> None:
-    request_id = provider.submit(make_job()).request_id
-    emulator.set_status(request_id, "error", output={
-        "error_code": "PROVIDER_SERVER_ERROR",
-        "error_message": "The model service is temporarily unavailable.",
-    })
-
-    status = provider.status(endpoint=T2V_FAST, request_id=request_id)
-
-    assert status.error == "The model service is temporarily unavailable."
-    assert not status.permanent
-
-
-def test_a_legacy_failure_string_is_shown(emulator, provider) -> None:
-    request_id = provider.submit(make_job()).request_id
-    emulator.set_status(request_id, "failed", output="Error: Model timeout after 30s")
-
-    status = provider.status(endpoint=T2V_FAST, request_id=request_id)
-
     assert status.error == "Error: Model timeout after 30s"
+    assert not status.permanent  # a timeout may pass
+    with pytest.raises(ProviderError) as caught:
+        provider.result(endpoint=I2V_ENDPOINT, request_id=request_id)
+    assert caught.value.message == "Error: Model timeout after 30s"
 
 
-def test_status_retries_server_errors_and_drops(emulator, provider, delays) -> None:
-    request_id = provider.submit(make_job()).request_id
+def test_later_failed_status_reads_its_error_message(later, delays) -> None:
+    later.script(Outcome.content_policy(status="failed"))
+    provider = make_provider(later, delays)
+    request_id = provider.submit(i2v_job()).request_id
+    later.finish(request_id)
+
+    status = provider.status(endpoint=I2V_ENDPOINT, request_id=request_id)
+
+    assert status.error == ("Content policy violation: the input was flagged by the safety "
+                            "checker.")
+    assert status.permanent
+
+
+def test_status_retries_5xx_drops_and_429(emulator, provider, delays) -> None:
+    request_id = provider.submit(i2v_job()).request_id
+    delays.clear()
     emulator.faults.add("get", status=503, times=2)
     emulator.faults.add("get", drop_response=True)
     emulator.faults.add("get", status=429, retry_after=1)
 
-    status = provider.status(endpoint=T2V_FAST, request_id=request_id)
+    status = provider.status(endpoint=I2V_ENDPOINT, request_id=request_id)
 
     assert status.state in ("queued", "running")
     assert len(delays) == 4
     assert delays[3] == 1.0
 
 
-def test_status_gives_up_without_claiming_permanence(emulator, provider, delays) -> None:
-    request_id = provider.submit(make_job()).request_id
-    emulator.faults.add("get", status=500, times=10)
-
+def test_status_of_an_unknown_prediction_is_permanent(emulator, provider) -> None:
     with pytest.raises(ProviderError) as caught:
-        provider.status(endpoint=T2V_FAST, request_id=request_id)
-    assert not caught.value.permanent
-    assert len(delays) == 4
-
-
-def test_status_of_an_unknown_prediction_is_permanent(provider) -> None:
-    with pytest.raises(ProviderError) as caught:
-        provider.status(endpoint=T2V_FAST, request_id="no-such-prediction")
+        provider.status(endpoint=I2V_ENDPOINT, request_id="no-such-prediction")
     assert caught.value.permanent
 
 
-# -- result -----------------------------------------------------------------------------------
-
-
-def fetch(url: str) -> tuple[int, bytes]:
-    parts = urlsplit(url)
-    connection = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=5)
-    try:
-        connection.request("GET", parts.path)
-        response = connection.getresponse()
-        return response.status, response.read()
-    finally:
-        connection.close()
+# -- result ----------------------------------------------------------------------------------------
 
 
 def test_result_gives_the_video_url_which_serves_the_mp4(emulator, provider) -> None:
-    request_id = provider.submit(make_job(seed=7)).request_id
+    request_id = provider.submit(i2v_job()).request_id
     emulator.finish(request_id)
 
-    result = provider.result(endpoint=T2V_FAST, request_id=request_id)
+    result = provider.result(endpoint=I2V_ENDPOINT, request_id=request_id)
 
     assert result.video_url == emulator.file_url(request_id)
-    assert result.seed == 7
-    assert fetch(result.video_url) == (200, emulator.video)
+    video = httpx.get(result.video_url, verify=tls.client_context())
+    assert video.content == emulator.video
 
 
-@pytest.mark.parametrize("shape", ["string", "object", "list", "list of objects"])
-def test_result_reads_every_output_shape(emulator, provider, shape) -> None:
-    request_id = provider.submit(make_job()).request_id
-    url = "https://storage.eachlabs.ai/predictions/abc/video.mp4"
-    output = {"string": url, "object": {"url": url}, "list": [url],
-              "list of objects": [{"url": url}]}[shape]
-    emulator.set_status(request_id, "success", output=output)
+@pytest.mark.parametrize("output", [
+    "https://storage.eachlabs.ai/p/1.mp4", {"url": "https://storage.eachlabs.ai/p/1.mp4"},
+    ["https://storage.eachlabs.ai/p/1.mp4"],
+])
+def test_it_reads_both_documented_output_shapes(output) -> None:
+    assert video_url(output) == "https://storage.eachlabs.ai/p/1.mp4"
 
-    assert provider.result(endpoint=T2V_FAST, request_id=request_id).video_url == url
+
+@pytest.mark.parametrize("output", [None, "", "javascript:alert(1)", {"url": 5}, [], {}])
+def test_it_finds_no_video_in_anything_else(output) -> None:
+    assert video_url(output) == ""
 
 
 def test_result_before_completion_is_not_permanent(emulator, provider) -> None:
-    request_id = provider.submit(make_job()).request_id
+    request_id = provider.submit(i2v_job()).request_id
 
     with pytest.raises(ProviderError) as caught:
-        provider.result(endpoint=T2V_FAST, request_id=request_id)
+        provider.result(endpoint=I2V_ENDPOINT, request_id=request_id)
     assert not caught.value.permanent
     assert "not finished" in caught.value.message
 
 
-# -- cancel -----------------------------------------------------------------------------------
+# -- cancel ----------------------------------------------------------------------------------------
 
 
-def test_cancel_returns_true_and_the_status_is_canceled(emulator, provider) -> None:
-    request_id = provider.submit(make_job()).request_id
+def test_seed_cannot_cancel_and_says_so_plainly(delays) -> None:
+    with EachlabsEmulator(version=SEED, key=KEY, tls=True) as seed:
+        provider = make_provider(seed, delays)
+        request_id = provider.submit(i2v_job()).request_id
 
-    assert provider.cancel(endpoint=T2V_FAST, request_id=request_id) is True
-    assert provider.status(endpoint=T2V_FAST, request_id=request_id).state == "canceled"
-    assert emulator.cancels[request_id] == 1
-
-
-def test_cancel_after_completion_returns_false(emulator, provider) -> None:
-    request_id = provider.submit(make_job()).request_id
-    emulator.finish(request_id)
-
-    assert provider.cancel(endpoint=T2V_FAST, request_id=request_id) is False
+        with pytest.raises(CannotCancel) as caught:
+            provider.cancel(endpoint=I2V_ENDPOINT, request_id=request_id)
+    assert caught.value.message == ("eachlabs could not stop this take: it will finish, and "
+                                    "eachlabs will charge for it.")
+    assert not seed.predictions[request_id].terminal
 
 
-def test_cancel_of_an_unknown_prediction_is_permanent(provider) -> None:
+def test_later_cancel_is_believed_only_when_the_prediction_says_so(later, delays) -> None:
+    provider = make_provider(later, delays)
+    running = provider.submit(i2v_job()).request_id
+    assert provider.cancel(endpoint=I2V_ENDPOINT, request_id=running) is True
+    assert provider.status(endpoint=I2V_ENDPOINT, request_id=running).state == "canceled"
+
+    finished = provider.submit(i2v_job()).request_id
+    later.finish(finished)
+    assert provider.cancel(endpoint=I2V_ENDPOINT, request_id=finished) is False
+
+    # "Best-effort": the answer says cancelled, the prediction runs on (and will be billed).
+    stubborn = provider.submit(i2v_job()).request_id
+    later.faults.add("cancel", ignore=True)
+    with pytest.raises(CannotCancel, match="still running"):
+        provider.cancel(endpoint=I2V_ENDPOINT, request_id=stubborn)
+
+
+def test_later_cancel_of_an_unknown_prediction_is_permanent(later, delays) -> None:
     with pytest.raises(ProviderError) as caught:
-        provider.cancel(endpoint=T2V_FAST, request_id="no-such-prediction")
+        make_provider(later, delays).cancel(endpoint=I2V_ENDPOINT, request_id="nope")
     assert caught.value.permanent
+    assert not isinstance(caught.value, CannotCancel)
 
 
-def test_a_canceled_prediction_sends_no_webhook(emulator, provider) -> None:
-    request_id = provider.submit(make_job(webhook_url="http://127.0.0.1:9/hook")).request_id
-    provider.cancel(endpoint=T2V_FAST, request_id=request_id)
-    emulator.finish(request_id)
-
-    assert emulator.wait_for_deliveries(1, timeout=0.2) == []
+# -- webhooks: hints, read from both shapes ----------------------------------------------------
 
 
-# -- webhooks: verification --------------------------------------------------------------------
+def test_the_emulators_delivery_is_read_as_a_hint(emulator, provider, version) -> None:
+    with WebhookSink() as sink:
+        request_id = provider.submit(i2v_job(webhook_url=sink.url())).request_id
+        emulator.finish(request_id)
+        (received,) = sink.wait(1)
 
-
-SUCCESS = json.dumps({"exec_id": "pred-1", "flow_id": None, "status": "succeeded",
-                      "output": {"url": "https://storage.eachlabs.ai/p/1.mp4"},
-                      "error": ""}).encode()
-FAILURE = json.dumps({"exec_id": "pred-2", "flow_id": None, "status": "failed", "output": [
-    {"id": "", "status": "", "output": "", "error": {
-        "error_code": "EXECUTION_TIMEOUT",
-        "error_message": "The execution exceeded its time limit."}}], "error": ""}).encode()
-
-
-def test_the_right_secret_gives_an_event(provider) -> None:
-    event = provider.parse_webhook(headers={"X-Webhook-Secret": SECRET}, body=SUCCESS)
-
-    assert event.request_id == "pred-1"
+    assert ("X-Webhook-Secret" in received.headers) is (version == LATER)
+    event = provider.parse_webhook(headers=received.headers, body=received.body)
+    assert event == WebhookEvent(request_id, event.status, confirm=True)
     assert event.status.state == "completed"
-    assert event.result is not None
-    assert event.result.video_url == "https://storage.eachlabs.ai/p/1.mp4"
+    assert event.result is None  # what to download comes from eachlabs, not the delivery
 
 
-def test_the_secret_header_name_is_case_insensitive(provider) -> None:
-    event = provider.parse_webhook(headers={"x-webhook-secret": SECRET}, body=SUCCESS)
+def test_a_failure_delivery_is_a_hint_too(emulator, provider) -> None:
+    emulator.script(Outcome.model_timeout())
+    with WebhookSink() as sink:
+        request_id = provider.submit(i2v_job(webhook_url=sink.url())).request_id
+        emulator.finish(request_id)
+        (received,) = sink.wait(1)
 
-    assert event.request_id == "pred-1"
+    event = provider.parse_webhook(headers=received.headers, body=received.body)
+    assert (event.request_id, event.status.state, event.confirm) == (request_id, "failed", True)
 
 
-def test_a_failure_delivery_carries_the_message(provider) -> None:
-    event = provider.parse_webhook(headers={"X-Webhook-Secret": SECRET}, body=FAILURE)
-
-    assert event.status.state == "failed"
-    assert event.status.error == "The execution exceeded its time limit."
-    assert not event.status.permanent
-    assert event.result is None
+SEED_BODY = json.dumps({"exec_id": "pred-1", "status": "succeeded",
+                        "output": "https://storage.eachlabs.ai/p/1.mp4", "error": ""}).encode()
 
 
 @pytest.mark.parametrize("headers", [
-    {},
     {"X-Webhook-Secret": ""},
     {"X-Webhook-Secret": "whsec-test-0123456780"},  # same length, last character differs
-    {"X-Webhook-Secret": SECRET[:-1]},  # one character short
-    {"X-Webhook-Secret": SECRET + "0"},  # one character long
+    {"X-Webhook-Secret": SECRET[:-1]},
+    {"x-webhook-secret": SECRET + "0"},
     {"X-Webhook-Secret": "ünïcode-sécret"},
-    {"Authorization": f"Bearer {SECRET}"},
 ])
-def test_a_missing_or_wrong_secret_is_rejected(provider, headers) -> None:
+def test_a_wrong_secret_header_is_rejected(headers) -> None:
+    provider = EachlabsProvider(name="eachlabs", key=KEY, webhook_secret=SECRET)
     with pytest.raises(WebhookRejected):
-        provider.parse_webhook(headers=headers, body=SUCCESS)
+        provider.parse_webhook(headers=headers, body=SEED_BODY)
+
+
+def test_a_secret_header_is_rejected_when_none_was_configured() -> None:
+    provider = EachlabsProvider(name="eachlabs", key=KEY)
+    with pytest.raises(WebhookRejected):
+        provider.parse_webhook(headers={"X-Webhook-Secret": "guess"}, body=SEED_BODY)
+    # No header at all is the seed page's delivery: the URL's token vouches for it.
+    assert provider.parse_webhook(headers={}, body=SEED_BODY).request_id == "pred-1"
 
 
 @pytest.mark.parametrize("body", [
     b"", b"{", b"not json", b"\xff\xfe", b"[]", b"null", b'"text"',
     b'{"status": "succeeded"}', b'{"exec_id": 5, "status": "succeeded"}',
-    b'{"exec_id": "x", "status": "exploded"}', b"[" * 100_000,
+    b'{"exec_id": ""}', b"[" * 100_000,
 ])
-def test_malformed_deliveries_are_rejected(provider, body) -> None:
+def test_malformed_deliveries_are_rejected(body) -> None:
+    provider = EachlabsProvider(name="eachlabs", key=KEY, webhook_secret=SECRET)
     with pytest.raises(WebhookRejected):
         provider.parse_webhook(headers={"X-Webhook-Secret": SECRET}, body=body)
 
 
-def test_nothing_is_accepted_without_a_configured_secret() -> None:
-    provider = EachlabsProvider(name="eachlabs", key=KEY)
-
-    with pytest.raises(WebhookRejected):
-        provider.parse_webhook(headers={"X-Webhook-Secret": ""}, body=SUCCESS)
-
-
-def test_a_valid_signature_is_accepted(provider) -> None:
-    event = provider.parse_webhook(headers=signed(SUCCESS), body=SUCCESS)
-
-    assert event.status.state == "completed"
-
-
-def test_a_signature_over_another_body_is_rejected(provider) -> None:
-    with pytest.raises(WebhookRejected):
-        provider.parse_webhook(headers=signed(FAILURE), body=SUCCESS)
-
-
-def test_a_stale_signature_is_rejected(provider) -> None:
-    with pytest.raises(WebhookRejected):
-        provider.parse_webhook(headers=signed(SUCCESS, at=time.time() - 301), body=SUCCESS)
-
-
-def test_a_signature_can_be_required(emulator) -> None:
-    provider = EachlabsProvider(name="eachlabs", key=KEY, webhook_secret=SECRET,
-                                require_signature=True)
-
-    with pytest.raises(WebhookRejected):
-        provider.parse_webhook(headers={"X-Webhook-Secret": SECRET}, body=SUCCESS)
-    assert provider.parse_webhook(headers=signed(SUCCESS), body=SUCCESS).request_id == "pred-1"
-
-
-# -- webhooks: real delivery from the emulator ---------------------------------------------------
-
-
-class Receiver:
-    """A tiny webhook endpoint: answers the given statuses in turn, keeps what it got."""
-
-    def __init__(self, answers: tuple[int, ...] = (200,)) -> None:
-        self.received: queue.Queue[tuple[dict[str, str], bytes]] = queue.Queue()
-        answers_left = list(answers)
-        received = self.received
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                received.put((dict(self.headers.items()), body))
-                status = answers_left.pop(0) if len(answers_left) > 1 else answers_left[0]
-                self.send_response(status)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, format: str, *args: object) -> None:
-                return
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05},
-               daemon=True).start()
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hooks/eachlabs"
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
-@pytest.fixture
-def receiver():
-    receiver = Receiver()
-    yield receiver
-    receiver.close()
-
-
-def test_the_emulators_webhook_is_parsed_into_a_completed_event(emulator, provider,
-                                                               receiver) -> None:
-    request_id = provider.submit(make_job(webhook_url=receiver.url)).request_id
-    emulator.finish(request_id)
-
-    headers, body = receiver.received.get(timeout=5)
-    assert headers["X-Webhook-Secret"] == SECRET
-    assert headers["X-Webhook-Signature"].startswith("sha256=")
-    event = provider.parse_webhook(headers=headers, body=body)
-    assert event.request_id == request_id
-    assert event.status.state == "completed"
-    assert event.result is not None
-    assert event.result.video_url == emulator.file_url(request_id)
-
-
-def test_the_emulators_failure_webhook_is_parsed(emulator, provider, receiver) -> None:
-    emulator.faults.add("create", fail_prediction=True)
-    request_id = provider.submit(make_job(webhook_url=receiver.url)).request_id
-    emulator.finish(request_id)
-
-    headers, body = receiver.received.get(timeout=5)
-    event = provider.parse_webhook(headers=headers, body=body)
-    assert event.status.state == "failed"
-    assert event.status.error == emulator.fail_message
-
-
-def test_the_emulator_retries_a_webhook_three_times_in_all(emulator, provider) -> None:
-    receiver = Receiver(answers=(500, 503, 200))
-    try:
-        request_id = provider.submit(make_job(webhook_url=receiver.url)).request_id
-        emulator.finish(request_id)
-
-        deliveries = emulator.wait_for_deliveries(3)
-    finally:
-        receiver.close()
-    assert [d.status for d in deliveries] == [500, 503, 200]
-    # Every attempt of one delivery carries the same signature and timestamp.
-    assert len({d.headers["X-Webhook-Signature"] for d in deliveries}) == 1
-
-
-def test_the_emulator_stops_after_three_failed_attempts(emulator, provider) -> None:
-    receiver = Receiver(answers=(500,))
-    try:
-        request_id = provider.submit(make_job(webhook_url=receiver.url)).request_id
-        emulator.finish(request_id)
-        emulator.wait_for_deliveries(4, timeout=0.5)
-    finally:
-        receiver.close()
-    assert [d.attempt for d in emulator.deliveries] == [1, 2, 3]
-
-
-def test_a_never_webhook_fault_sends_nothing(emulator, provider, receiver) -> None:
-    emulator.faults.add("create", never_webhook=True)
-    request_id = provider.submit(make_job(webhook_url=receiver.url)).request_id
-    emulator.finish(request_id)
-
-    assert emulator.wait_for_deliveries(1, timeout=0.2) == []
-    assert provider.status(endpoint=T2V_FAST, request_id=request_id).state == "completed"
-
-
-# -- webhooks: anything at all ---------------------------------------------------------------------
-
 FUZZ_PROVIDER = EachlabsProvider(name="eachlabs", key=KEY, webhook_secret=SECRET)
-
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner,
@@ -759,30 +702,30 @@ json_values = st.recursive(
 )
 payloads = st.fixed_dictionaries({}, optional={
     "exec_id": st.text(max_size=12) | json_values,
-    "status": st.sampled_from(["succeeded", "failed", "success", "error", "cancelled",
-                               "processing", "SUCCEEDED", ""]) | json_values,
-    "output": json_values | st.fixed_dictionaries({"url": json_values})
-    | st.lists(st.fixed_dictionaries({"error": json_values}), max_size=2),
-    "error": json_values,
+    "status": st.sampled_from(["succeeded", "failed", "success", "error", ""]) | json_values,
+    "output": json_values | st.fixed_dictionaries({"url": json_values}),
+    "error": json_values, "flow_id": json_values,
 })
 bodies = (st.binary(max_size=200) | json_values.map(json.dumps)
           | payloads.map(json.dumps)).map(lambda b: b if isinstance(b, bytes) else b.encode())
-secret_values = st.just(SECRET) | st.text(max_size=30) | st.just(SECRET.upper())
-# Half the time the right secret alone, so the payload parsing gets fuzzed too.
-header_sets = st.just({"X-Webhook-Secret": SECRET}) | st.dictionaries(
-    st.sampled_from(["X-Webhook-Secret", "x-webhook-secret", "X-Webhook-Signature",
-                     "X-Webhook-Timestamp", "Content-Type"]) | st.text(max_size=10),
-    secret_values, max_size=4,
-)
+header_sets = st.just({}) | st.just({"X-Webhook-Secret": SECRET}) | st.dictionaries(
+    st.sampled_from(["X-Webhook-Secret", "x-webhook-secret", "Content-Type"])
+    | st.text(max_size=10), st.just(SECRET) | st.text(max_size=30), max_size=3)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(headers=header_sets, body=bodies)
-def test_parse_webhook_gives_an_event_or_rejects(headers, body) -> None:
+def test_parse_webhook_gives_a_hint_or_rejects(headers, body) -> None:
     try:
         event = FUZZ_PROVIDER.parse_webhook(headers=headers, body=body)
     except WebhookRejected:
         return
-    assert isinstance(event, WebhookEvent)
+    assert event.confirm
+    assert event.result is None
     assert event.request_id
     assert event.status.state in event.status.STATES
+
+
+def test_every_known_model_has_prices_for_its_resolutions() -> None:
+    for model in KNOWN_MODELS.values():
+        assert set(model.resolutions) <= set(model.rates), model.slug

@@ -1,4 +1,5 @@
-"""Takes through fal and eachlabs end to end, against the emulators over real sockets.
+"""Takes through fal end to end, against its emulator over real sockets (eachlabs:
+tests/test_eachlabs_remote.py).
 
 Submit → status polls or a signed webhook → download over https from the emulator's CDN →
 house-format copy → completed take with its measured cost.
@@ -25,7 +26,6 @@ from storyboard.models import Budget, Generation, LedgerEntry
 from storyboard.money import usd
 from storyboard.providers import get_provider
 from tests.emulators import tls
-from tests.emulators.eachlabs import EachlabsEmulator
 from tests.emulators.fal import DEFAULT_VIDEO, SCHEMAS, FalEmulator, Outcome
 from tests.factories import AssetFactory, ShotFactory
 from tests.helpers import work_off_the_queue
@@ -70,19 +70,9 @@ def fal(settings):
     get_provider.cache_clear()
 
 
-@pytest.fixture
-def eachlabs(settings):
-    emulator = EachlabsEmulator(video=CLIP)
-    emulator.tls = True
-    with emulator:
-        port = emulator.url.rsplit(":", 1)[1]
-        _configure(settings, "eachlabs", "storyboard.providers.eachlabs.EachlabsProvider", {
-            "key": emulator.key, "api_url": emulator.url, "webhook_secret": "s3cret",
-            "download_hosts": (f"127.0.0.1:{port}",), "sleep": _no_sleep,
-            "transport": httpx.HTTPTransport(verify=tls.client_context()),
-        })
-        yield emulator
-    get_provider.cache_clear()
+def _webhook_path(take: Generation) -> str:
+    token = generation.webhook_token(provider=take.provider, take_uid=str(take.uid))
+    return reverse("sb:webhook", args=[take.provider, take.uid, token])
 
 
 def _shot(cast):
@@ -221,7 +211,7 @@ def test_twenty_duplicate_webhooks_make_one_transition(cast, fal, live_server, s
     fal.finish(take.request_id)
     body = fal.webhook_body(take.request_id)
     headers = {**fal.sign(body, request_id=take.request_id), "Content-Type": "application/json"}
-    url = live_server.url + reverse("sb:webhook", args=["fal", take.uid])
+    url = live_server.url + _webhook_path(take)
     before = DBTaskResult.objects.count()
     with ThreadPoolExecutor(20) as pool:
         statuses = list(pool.map(
@@ -245,17 +235,10 @@ def test_a_forged_webhook_changes_nothing(cast, fal, live_server, settings):
                        "payload": {"video": {"url": "https://evil.example/x.mp4"}}}).encode()
     headers = fal.sign(body, request_id=take.request_id)
     headers["X-Fal-Webhook-Signature"] = "00" * 64
-    url = live_server.url + reverse("sb:webhook", args=["fal", take.uid])
+    url = live_server.url + _webhook_path(take)
     assert httpx.post(url, content=body, headers=headers).status_code == 401
     take.refresh_from_db()
     assert take.state == State.SUBMITTED
-
-
-@pytest.mark.django_db
-def test_an_eachlabs_take_completes_by_polling(cast, eachlabs):
-    take = _run_to_the_end(generation.start_generation(shot=_shot(cast), user=cast.editor))
-    _assert_stored(take)
-    assert eachlabs.creates == 1
 
 
 # A storm: 200 takes, about 30% of provider calls faulted (T8).

@@ -16,6 +16,7 @@ from django.utils.module_loading import import_string
 
 from storyboard.providers.base import (
     Canceled,
+    CannotCancel,
     Job,
     ProviderError,
     Rendered,
@@ -29,6 +30,7 @@ from storyboard.providers.base import (
 
 __all__ = [
     "Canceled",
+    "CannotCancel",
     "Job",
     "ProviderError",
     "Rendered",
@@ -40,6 +42,7 @@ __all__ = [
     "WebhookRejected",
     "default_provider_name",
     "get_provider",
+    "per_second_rates",
 ]
 
 
@@ -57,3 +60,9 @@ def get_provider(name: str) -> VideoProvider:
 
 def default_provider_name() -> str:
     return settings.DEFAULT_VIDEO_PROVIDER
+
+
+def per_second_rates(endpoint: str) -> dict[str, int] | None:
+    """The default provider's own per-second price table for `endpoint`, if it bills that way
+    (eachlabs); None: the catalogue's per-token price applies."""
+    return get_provider(default_provider_name()).per_second_rates(endpoint)

@@ -81,7 +81,9 @@ class Status:
     error: str = ""
     permanent: bool = True
 
-    STATES = ("queued", "running", "completed", "failed", "canceled")
+    # "unknown": the provider named a status its documents do not list; the take keeps
+    # waiting (nothing moves) and the line in `logs` says what was seen.
+    STATES = ("queued", "running", "completed", "failed", "canceled", "unknown")
 
 
 @dataclass(frozen=True)
@@ -96,6 +98,14 @@ class WebhookEvent:
     status: Status
     # Present when the delivery carries the finished output (fal puts it in `payload`).
     result: Result | None = None
+    # Only a hint (eachlabs: unsigned bodies): ask the provider about `request_id` before
+    # anything moves, and believe its answer, not the delivery.
+    confirm: bool = False
+
+
+class CannotCancel(ProviderError):
+    """The provider will not (or cannot) stop a request it is running: it finishes and is
+    charged all the same."""
 
 
 class VideoProvider:
@@ -112,6 +122,8 @@ class VideoProvider:
     label = "Provider"
     # Hosts the finished videos may be downloaded from (https only); see providers.download.
     download_hosts: tuple[str, ...] = ()
+    # Input files must reach it as public HTTPS URLs (it fetches them itself).
+    needs_public_inputs = False
 
     def __init__(self, *, name: str, **options) -> None:
         self.name = name
@@ -136,3 +148,13 @@ class VideoProvider:
     def parse_webhook(self, *, headers: dict[str, str], body: bytes) -> WebhookEvent:
         """Verify a delivery and read it; raises WebhookRejected when it is not genuine."""
         raise NotImplementedError
+
+    def preflight(self, *, endpoint: str, arguments: dict, files: set[str]) -> list[str]:
+        """Why this provider would refuse these arguments (and input files, by argument
+        name), in plain words; checked before any money is held or anything is sent."""
+        return []
+
+    def per_second_rates(self, endpoint: str) -> dict[str, int] | None:
+        """Micro-dollars per second of output by resolution, when this provider bills that
+        way for the endpoint; None means the catalogue's per-token price."""
+        return None
