@@ -739,14 +739,28 @@ def _confirm(take: Generation, provider, request_id: str) -> None:
                     e.message)
         return
     if take.request_id and take.request_id != request_id:
-        line = (f"{provider.label} also ran request {request_id} for this take (it had answered "
-                f"the create with an error); it is not used, but {provider.label} may charge "
-                f"for it: it {status.state}.")
-        if line not in take.logs:
-            logger.warning("Take %s: %s", take.uid, line)
-            take.report(log=line)
+        _extra_request(take, provider, request_id, status)
         return
     _apply_event(take, WebhookEvent(request_id, status))
+
+
+def _extra_request(take: Generation, provider, request_id: str, status: Status) -> None:
+    """A second request the provider ran for this take although it answered the create with an
+    error: it is not used, but once it completed it was billed, so its worst case (the take's
+    estimate) is charged as a line of its own and producers are told."""
+    line = (f"{provider.label} also ran request {request_id} for this take (it had answered "
+            f"the create with an error); it is not used: it {status.state}.")
+    if line not in take.logs:
+        logger.warning("Take %s: %s", take.uid, line)
+        take.report(log=line)
+    if status.state != "completed":
+        return  # failed and canceled requests are not billed
+    with transaction.atomic():
+        charged = Budget.for_team(take.project.team_id).charge_unheld(
+            take=take, amount=take.estimated_micros, extra_request=request_id,
+            note=f"{provider.label} also ran and billed request {request_id}")
+    if charged:
+        _tell_overrun(take, overrun=take.estimated_micros)
 
 
 def _apply_event(take: Generation, event: WebhookEvent) -> bool:
@@ -790,7 +804,7 @@ def _late_answer(take: Generation, event: WebhookEvent) -> bool:
     label = get_provider(take.provider).label
     with transaction.atomic():
         budget = Budget.for_team(take.project.team_id)
-        charged = budget.charge_late(
+        charged = budget.charge_unheld(
             take=take, amount=take.estimated_micros,
             note=f"Late charge: {label} finished request {event.request_id} after it was "
                  "settled as not billed")

@@ -784,7 +784,7 @@ class Budget(models.Model):
                       .annotate(total=models.Sum("amount_micros")))
         held = sums.get("hold", 0) - sums.get("capture", 0) - sums.get("release", 0)
         return {"held_micros": held, "spent_micros": period.get("capture", 0),
-                "overrun_micros": period.get("overrun", 0)}
+                "overrun_micros": period.get("overrun", 0) + period.get("extra", 0)}
 
     @property
     def period_end(self) -> datetime:
@@ -820,7 +820,7 @@ class Budget(models.Model):
             since = LedgerEntry.objects.filter(budget=self, created__gte=start)
             spent = since.filter(kind=LedgerEntry.Kind.CAPTURE).aggregate(
                 total=models.Sum("amount_micros"))["total"] or 0
-            overrun = since.filter(kind=LedgerEntry.Kind.OVERRUN).aggregate(
+            overrun = since.filter(kind__in=LedgerEntry.BEYOND_HOLDS).aggregate(
                 total=models.Sum("amount_micros"))["total"] or 0
             simulated = since.filter(kind__in=LedgerEntry.CHARGES, simulated=True).aggregate(
                 total=models.Sum("amount_micros"))["total"] or 0
@@ -916,13 +916,20 @@ class Budget(models.Model):
                 # The caller (generation) tells producers; here the books only record it.
                 logger.warning("Take %s cost %d µ$, %d over its hold", take.pk, cost, overrun)
 
-    def charge_late(self, *, take: Generation, amount: int, note: str) -> bool:
-        """The provider billed a take after it was settled as not billed: charge it anyway, as
-        an overrun (no hold covers it any more). Once per take; False if already charged."""
+    def charge_unheld(self, *, take: Generation, amount: int, note: str,
+                      extra_request: str = "") -> bool:
+        """A charge no hold covers any more, counted like an overrun; False if already booked.
+
+        Without `extra_request`: the provider billed a take after it was settled as not billed
+        (once per take). With it: the provider also ran (and billed) another request for this
+        take — it answered the create with an error, then ran it anyway (once per request).
+        """
+        kind = LedgerEntry.Kind.EXTRA if extra_request else LedgerEntry.Kind.OVERRUN
         try:
             with transaction.atomic():
                 LedgerEntry.objects.create(budget=self, take=take, user_id=take.created_by_id,
-                                           amount_micros=amount, kind=LedgerEntry.Kind.OVERRUN,
+                                           amount_micros=amount, kind=kind,
+                                           request_id=extra_request,
                                            simulated=take.simulated, note=note[:300])
                 Budget.objects.filter(pk=self.pk).update(
                     overrun_micros=models.F("overrun_micros") + amount,
@@ -1000,9 +1007,14 @@ class LedgerEntry(models.Model):
         ADJUSTMENT = "adjustment", "Adjustment"
         # What a take cost beyond its hold: charged, and counted against the budget.
         OVERRUN = "overrun", "Overrun"
+        # Another request the provider ran (and billed) for the same take, e.g. a create it
+        # answered with a 5xx and ran anyway; one line per such request.
+        EXTRA = "extra", "Extra request"
 
     # Rows that are money the providers took.
-    CHARGES = (Kind.CAPTURE, Kind.OVERRUN)
+    CHARGES = (Kind.CAPTURE, Kind.OVERRUN, Kind.EXTRA)
+    # Charged beyond what was held: the budget's overrun counter.
+    BEYOND_HOLDS = (Kind.OVERRUN, Kind.EXTRA)
 
     budget = models.ForeignKey(Budget, models.CASCADE, related_name="entries")
     take = models.ForeignKey("Generation", models.SET_NULL, null=True, blank=True,
@@ -1013,6 +1025,8 @@ class LedgerEntry(models.Model):
     amount_micros = models.BigIntegerField()
     simulated = models.BooleanField(default=False)
     note = models.CharField(max_length=300, blank=True)
+    # For an extra request: the provider's id of it (the take's own request is on the take).
+    request_id = models.CharField(max_length=128, blank=True)
     created = models.DateTimeField(default=timezone.now, db_index=True)
 
     objects = LedgerQuerySet.as_manager()
@@ -1021,8 +1035,11 @@ class LedgerEntry(models.Model):
         ordering = ["-created", "-pk"]
         constraints = [
             # Each take is held once and resolved once: never both captured and re-released.
-            models.UniqueConstraint(fields=["take", "kind"], condition=~Q(kind="adjustment"),
+            models.UniqueConstraint(fields=["take", "kind"],
+                                    condition=~Q(kind__in=["adjustment", "extra"]),
                                     name="ledger_one_entry_per_take_and_kind"),
+            models.UniqueConstraint(fields=["take", "request_id"], condition=Q(kind="extra"),
+                                    name="ledger_one_line_per_extra_request"),
         ]
 
     def __str__(self) -> str:

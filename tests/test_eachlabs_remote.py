@@ -111,6 +111,12 @@ def _run_to_the_end(take: Generation, *, polls: int = 12) -> Generation:
     return take
 
 
+def each_id_of(each, take: Generation) -> str | None:
+    """The prediction eachlabs made for a take whose create answer we never heard."""
+    url = generation._webhook_url(take)
+    return next((p.id for p in each.predictions.values() if p.webhook_url == url), None)
+
+
 def _ledger(take: Generation) -> dict[str, int]:
     return dict(LedgerEntry.objects.filter(take=take).values_list("kind", "amount_micros"))
 
@@ -463,12 +469,24 @@ def test_twenty_takes_under_faults_all_resolve_and_none_is_paid_twice_unknowingl
             assert ran[url] == (2 if twice else 1), faulted.get(take.pk)
             if twice:
                 assert any("also ran request" in line for line in take.logs), take.logs
+                # ...and booked: a line of its own at the take's worst case.
+                (extra,) = LedgerEntry.objects.filter(take=take, kind=Kind.EXTRA)
+                assert extra.amount_micros == take.estimated_micros
+                assert extra.request_id != take.request_id
             if take.state == State.COMPLETED:
                 assert billed[url] == ran[url]
                 assert take.actual_micros == each.billed[take.request_id]
                 assert _ledger(take)[Kind.CAPTURE] == take.actual_micros
         # Refusals that created nothing (503, 429) were retried; a lost answer never was.
         assert each.creates - each.created == 7
+        # Every dollar eachlabs billed is on the ledger (extra requests at their worst case),
+        # but for the take whose answer and webhook were both lost, which keeps its hold.
+        charged = sum(LedgerEntry.objects.filter(kind__in=LedgerEntry.CHARGES)
+                      .values_list("amount_micros", flat=True))
+        unheard = sum(amount for prediction_id, amount in each.billed.items()
+                      if prediction_id == each_id_of(each, unknown))
+        assert charged >= sum(each.billed.values()) - unheard
+        assert unheard <= unknown.estimated_micros
 
 
 @pytest.mark.django_db
