@@ -355,13 +355,17 @@ class Handler(BaseHTTPRequestHandler):
 
     def _answer(self, reply: Reply) -> None:
         payload = reply.payload()
+        self._send_head(reply, payload)
+        self.wfile.write(payload)
+
+    def _send_head(self, reply: Reply, payload: bytes) -> None:
+        """Status line and headers; subclasses that send the body their own way reuse it."""
         self.send_response(reply.status)
         self.send_header("Content-Type", reply.content_type)
         self.send_header("Content-Length", str(len(payload)))
         for name, value in reply.headers.items():
             self.send_header(name, value)
         self.end_headers()
-        self.wfile.write(payload)
 
     def _drop(self) -> None:
         self.close_connection = True

@@ -567,12 +567,7 @@ class _Handler(Handler):
             super()._answer(reply)
             return
         payload = reply.payload()
-        self.send_response(reply.status)
-        self.send_header("Content-Type", reply.content_type)
-        self.send_header("Content-Length", str(len(payload)))
-        for name, value in reply.headers.items():
-            self.send_header(name, value)
-        self.end_headers()
+        self._send_head(reply, payload)
         # One byte at a time until the client hangs up or the emulator stops.
         self.close_connection = True
         for index in range(len(payload)):
