@@ -369,6 +369,7 @@ def shot_edit(request: HttpRequest, shot_id: int) -> HttpResponse:
     if saved:
         messages.success(request, "Shot saved.")
         return redirect("sb:board", project.pk)
+    ctx["viewers"] = Presence.objects.viewers(project.pk)
     return render(request, "storyboard/shot.html", ctx, status=status)
 
 
