@@ -20,13 +20,18 @@
 
   // One push serves every page of the project (board cards, an open editor's takes, the
   // presence list); keep what this page has, drop the rest without htmx's oobErrorNoTarget.
+  // A websocket message (no xhr) swaps each top-level element out of band; a response swaps
+  // the elements marked hx-swap-oob.
   htmx.defineExtension("present-targets", {
-    transformResponse: function (text) {
-      if (text.indexOf("hx-swap-oob") === -1) return text;
+    transformResponse: function (text, xhr) {
+      var socket = !xhr;
+      if (!socket && text.indexOf("hx-swap-oob") === -1) return text;
       var template = document.createElement("template");
       template.innerHTML = text;
+      var candidates = socket ? template.content.children
+        : template.content.querySelectorAll("[hx-swap-oob], [data-hx-swap-oob]");
       var dropped = false;
-      template.content.querySelectorAll("[hx-swap-oob], [data-hx-swap-oob]").forEach(function (el) {
+      Array.prototype.slice.call(candidates).forEach(function (el) {
         if (!present(oobSelector(el))) {
           el.remove();
           dropped = true;
