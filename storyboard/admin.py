@@ -11,6 +11,7 @@ from storyboard.models import (
     Project,
     Scene,
     Shot,
+    ShotChange,
 )
 
 
@@ -34,6 +35,18 @@ class ShotAdmin(admin.ModelAdmin):
     search_fields = ("title", "prompt")
     raw_id_fields = ("project", "scene", "start_frame", "end_frame", "created_by",
                      "selected_take", "references")
+
+
+@admin.register(ShotChange)
+class ShotChangeAdmin(admin.ModelAdmin):
+    list_display = ("created", "shot", "user", "undoes")
+    raw_id_fields = ("shot", "user", "undoes")
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False  # history is written by the editor only
+
+    def has_add_permission(self, request) -> bool:
+        return False
 
 
 @admin.register(Asset)

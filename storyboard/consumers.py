@@ -4,11 +4,12 @@ import json
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
+from django.template.loader import render_to_string
 from django.utils import timezone
 
 from storyboard import realtime
 from storyboard.access import can_view_project
-from storyboard.models import Presence
+from storyboard.models import Presence, Shot
 
 # Close codes in the 4000–4999 application range so the browser can tell why it was shut out.
 CLOSE_FORBIDDEN = 4403
@@ -50,6 +51,9 @@ class BoardConsumer(AsyncWebsocketConsumer):
             message = json.loads(text_data or "")
         except ValueError:
             return
+        if isinstance(message, dict) and "editing" in message:
+            await self._editing(message)
+            return
         is_ping = isinstance(message, dict) and "ping" in message
         if is_ping and not await database_sync_to_async(self._ping)():
             await self.access_revoked({"team_id": self.team_id})
@@ -62,6 +66,40 @@ class BoardConsumer(AsyncWebsocketConsumer):
             await self.close(code=CLOSE_FORBIDDEN)
             await self.disconnect(CLOSE_FORBIDDEN)
             self.team_id = None
+
+    # Field presence: "user X is editing field F of shot S" (and "stopped"), relayed to the
+    # project's other sockets as a fragment that puts an avatar beside the field (shot.html).
+
+    async def _editing(self, message: dict) -> None:
+        html, shot_id = await database_sync_to_async(self._editing_html)(
+            message.get("shot"), message.get("editing"))
+        if html:
+            self.editing_shot = shot_id if message.get("editing") else None
+            await self.channel_layer.group_send(realtime.project_group(self.project_id), {
+                "type": "field.editing", "html": html, "sender": self.channel_name})
+
+    async def field_editing(self, event: dict) -> None:
+        if event["sender"] != self.channel_name:
+            await self.send(text_data=event["html"])
+
+    async def websocket_disconnect(self, message: dict) -> None:
+        # A closed tab stops editing: take its avatar off the field it was in.
+        if getattr(self, "editing_shot", None) and self.team_id is not None:
+            await self._editing({"shot": self.editing_shot, "editing": ""})
+        await super().websocket_disconnect(message)
+
+    def _editing_html(self, shot: object, field: object) -> tuple[str, int | None]:
+        """The fragment for a valid editing message from someone who may edit, else ""."""
+        user = self.scope["user"]
+        if not str(shot).isdigit() or field not in ("", None, *Shot.EDITABLE):
+            return "", None
+        membership = can_view_project(user, self.project_id)
+        if membership is None or not membership.can_edit:
+            return "", None
+        if not Shot.objects.filter(pk=int(shot), project_id=self.project_id).exists():
+            return "", None
+        return render_to_string("storyboard/shot.html#field-editing", {
+            "shot_id": int(shot), "field": field or "", "person": user}), int(shot)
 
     def _arrive(self) -> None:
         # Rows left by a crashed server would otherwise pile up; they are already not shown.

@@ -95,23 +95,21 @@ class ShotForm(forms.ModelForm):
     duration = _parameter_fields()["duration"]
     seed = forms.IntegerField(required=False, min_value=0, max_value=SEED_MAX,
                               help_text="Empty for a random seed each take.")
-    # The shot's version when the editor was opened; a save against a newer one is refused
-    # rather than silently overwriting a collaborator's change.
+    # The shot's version when the editor was opened: the history since then tells which fields
+    # a collaborator changed meanwhile (editing.save_shot merges the rest).
     version = forms.CharField(widget=forms.HiddenInput, required=False)
 
     class Meta:
         model = Shot
-        fields = ("title", "scene", "prompt", "notes", "mode", "endpoint", "resolution",
-                  "aspect_ratio", "duration", "generate_audio", "seed", "camera_fixed",
-                  "num_frames", "safety_checker",
-                  "start_frame", "end_frame", "references", "chained")
+        fields = Shot.EDITABLE
         widgets = {
             "prompt": forms.Textarea(attrs={"rows": 5}),
             "notes": forms.Textarea(attrs={"rows": 2}),
             "references": forms.CheckboxSelectMultiple,
         }
         labels = {"chained": "Start from the previous shot's last frame",
-                  "num_frames": "Frames (1.0 only)", "safety_checker": "Safety checker (1.0)"}
+                  "num_frames": "Frames (1.0 only)", "safety_checker": "Safety checker (1.0)",
+                  "camera_fixed": "Fixed camera (1.0 only)"}
         help_texts = {"num_frames": "29–289 at 24 fps; overrides the duration."}
 
     def __init__(self, *args, **kwargs) -> None:
@@ -187,6 +185,32 @@ class ShotForm(forms.ModelForm):
             shot.save()
             self.save_m2m()
         return shot
+
+    def values(self) -> dict[str, object]:
+        """The cleaned submission as `Shot.field_values` gives a stored shot."""
+        values: dict[str, object] = {}
+        for name in Shot.EDITABLE:
+            value = self.cleaned_data.get(name)
+            if name == "references":
+                value = sorted(asset.pk for asset in value or [])
+            elif name in Shot.RELATED:
+                value = value.pk if value else None
+            values[name] = value
+        return values
+
+    @staticmethod
+    def data_for(values: dict[str, object], *, version: str) -> dict[str, object]:
+        """What a browser would post for `values` (the inverse of `values`)."""
+        data: dict[str, object] = {"version": version}
+        for name, value in values.items():
+            if name == "references":
+                data[name] = [str(pk) for pk in value]
+            elif isinstance(value, bool):
+                if value:
+                    data[name] = "on"
+            else:
+                data[name] = "" if value is None else str(value)
+        return data
 
     def warnings(self) -> list[str]:
         """What stops the saved shot from being generated (drafts may still be saved)."""

@@ -191,6 +191,13 @@ class ShotQuerySet(TeamScopedQuerySet):
 
 
 class Shot(models.Model):
+    # What the shot editor changes: the fields a merge compares and the history records.
+    EDITABLE = ("title", "scene", "prompt", "notes", "mode", "endpoint", "resolution",
+                "aspect_ratio", "duration", "generate_audio", "seed", "camera_fixed",
+                "num_frames", "safety_checker", "start_frame", "end_frame", "references",
+                "chained")
+    RELATED = ("scene", "start_frame", "end_frame")
+
     class Mode(models.TextChoices):
         TEXT = catalogue.Mode.TEXT, "Text to video"
         IMAGE = catalogue.Mode.IMAGE, "Image to video"
@@ -330,6 +337,80 @@ class Shot(models.Model):
             return None
         return take
 
+    def field_values(self) -> dict[str, object]:
+        """The editable fields as plain JSON values: related rows by id, references sorted."""
+        values: dict[str, object] = {}
+        for name in Shot.EDITABLE:
+            if name == "references":
+                values[name] = sorted(self.references.values_list("pk", flat=True))
+            elif name in Shot.RELATED:
+                values[name] = getattr(self, f"{name}_id")
+            else:
+                values[name] = getattr(self, name)
+        return values
+
+    def values_at(self, version: str) -> dict[str, object] | None:
+        """The editable fields as they stood at `version`, rebuilt from the change history.
+
+        None when the history cannot tell: a version that is not one of this shot's, or a
+        shot changed since by something that writes no history (the admin, older code).
+        """
+        try:
+            then = datetime.fromisoformat(version)
+        except ValueError:
+            return None
+        values = self.field_values()
+        if then == self.updated:
+            return values
+        later = list(self.changes.filter(created__gt=then).order_by("-created", "-pk"))
+        if then > self.updated or not later:
+            return None
+        for change in later:
+            for name, (old, _new) in change.changes.items():
+                if name in values:
+                    values[name] = old
+        return values
+
+    def change(self, *, values: dict[str, object], user: User | None,
+               undoes: ShotChange | None = None) -> ShotChange | None:
+        """Store new values of editable fields and note them in the history; None if nothing
+        differs. The caller holds the row locked in a transaction (editing.py does)."""
+        before = self.field_values()
+        changes = {name: [before[name], value] for name, value in values.items()
+                   if name in before and before[name] != value}
+        if not changes:
+            return None
+        for name, (_old, value) in changes.items():
+            if name in Shot.RELATED:
+                setattr(self, f"{name}_id", value)
+            elif name != "references":
+                setattr(self, name, value)
+        self.save()
+        if "references" in changes:
+            self.references.set(changes["references"][1])
+        return ShotChange.objects.create(shot=self, user=user, created=self.updated,
+                                         changes=changes, undoes=undoes)
+
+    def history(self, limit: int = 10) -> list[ShotChange]:
+        return list(self.changes.select_related("user").order_by("-created", "-pk")[:limit])
+
+    def describe(self, name: str, value: object) -> str:
+        """A field value from `field_values` as people read it."""
+        if value is None or value == "" or value == []:
+            return "—"
+        if isinstance(value, bool):
+            return "on" if value else "off"
+        if name == "scene":
+            scene = self.project.scenes.filter(pk=value).first()
+            return scene.title if scene else "(deleted scene)"
+        if name in Shot.RELATED or name == "references":
+            ids = value if isinstance(value, list) else [value]
+            names = {a.pk: a.display_name for a in self.project.assets.filter(pk__in=ids)}
+            return ", ".join(names.get(pk, "(deleted file)") for pk in ids)
+        if name in ("mode", "endpoint"):
+            return dict(Shot._meta.get_field(name).flatchoices).get(value, str(value))
+        return str(value)
+
     def insert(self, *, after: Shot | None = None) -> None:
         """Save a new shot at the end of the board, or right after `after`."""
         with transaction.atomic():
@@ -357,6 +438,32 @@ class Shot(models.Model):
             copy.insert(after=self)
             copy.references.set(self.references.all())
         return copy
+
+
+class ShotChange(models.Model):
+    """One saved edit of a shot (or the undo of one): who, when, and each field's old and new
+    value as `Shot.field_values` gives them ({field: [old, new]})."""
+
+    shot = models.ForeignKey(Shot, models.CASCADE, related_name="changes")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, models.SET_NULL, null=True, blank=True,
+                             related_name="+")
+    # Exactly the shot's `updated` after this change, so a version finds the changes after it.
+    created = models.DateTimeField(default=timezone.now, db_index=True)
+    changes = models.JSONField()
+    undoes = models.ForeignKey("self", models.SET_NULL, null=True, blank=True,
+                               related_name="+")
+
+    class Meta:
+        ordering = ["-created", "-pk"]
+
+    def __str__(self) -> str:
+        return f"{', '.join(self.changes)} of {self.shot_id} by {self.user}"
+
+    def rows(self) -> list[tuple[str, str, str]]:
+        """(field label, old, new) as people read them: names for frames, scenes, references."""
+        return [(Shot._meta.get_field(name).verbose_name.capitalize(),
+                 self.shot.describe(name, old), self.shot.describe(name, new))
+                for name, (old, new) in self.changes.items()]
 
 
 def asset_upload_to(asset: Asset, filename: str) -> str:

@@ -15,7 +15,7 @@ from channels.layers import InMemoryChannelLayer, get_channel_layer
 from django.db import transaction
 from django.template.loader import render_to_string
 
-from storyboard.models import Budget, Generation, Presence, Project, Shot
+from storyboard.models import Budget, Generation, Presence, Project, Shot, ShotChange
 from storyboard.selectors import assets_context, board_context
 
 BOARD_TEMPLATE = "storyboard/board.html"
@@ -149,3 +149,28 @@ def broadcast_budget_notice(*, budget: Budget, threshold: int | None, overrun: i
 def broadcast_overrun(*, budget: Budget, overrun: int) -> None:
     """A take cost `overrun` more than its hold: producers on every board of the team hear it."""
     broadcast_budget_notice(budget=budget, threshold=None, overrun=overrun)
+
+
+SHOT_TEMPLATE = "storyboard/shot.html"
+
+
+def broadcast_shot_edit(*, shot: Shot, change: ShotChange, form) -> None:
+    """A saved edit or undo: its fields to every editor open on the shot, and their history.
+
+    `form` is an unbound ShotForm of the stored shot (realtime does not import forms). An
+    editor whose person has typed in one of these fields keeps the typing (static/js/live.js);
+    the history region re-fetches itself, so each role gets its own controls.
+    """
+    def render() -> str:
+        fields = "".join(render_to_string(f"{SHOT_TEMPLATE}#editor-field",
+                                          {"shot": shot, "field": form[name], "oob": True})
+                         for name in change.changes)
+        return fields + render_to_string(f"{SHOT_TEMPLATE}#history-stale", {"shot": shot})
+
+    on_commit(shot.project_id, render)
+
+
+def broadcast_take_list(shot: Shot) -> None:
+    """The shot's takes in every open editor (the one on the board is marked)."""
+    on_commit(shot.project_id, lambda: render_to_string(f"{SHOT_TEMPLATE}#take-list",
+                                                        {"shot": shot, "oob": True}))

@@ -23,7 +23,7 @@ from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
-from storyboard import catalogue, csvsafe, generation, media, realtime, throttle
+from storyboard import catalogue, csvsafe, editing, generation, media, realtime, throttle
 from storyboard.access import (
     get_asset_for_user,
     get_membership_for_user,
@@ -331,41 +331,79 @@ def shot_edit(request: HttpRequest, shot_id: int) -> HttpResponse:
     shot = get_shot_for_user(request, shot_id, write=request.method == "POST")
     project = shot.project
     form = ShotForm(request.POST or None, instance=shot)
-    saved = conflict = False
-    if request.method == "POST":
-        with transaction.atomic():
-            current = Shot.objects.select_for_update().get(pk=shot.pk)
-            sent = request.POST.get("version")
-            conflict = bool(sent) and sent != current.version
-            if not conflict and form.is_valid():
-                form.save()
-                saved = True
-        if saved:
+    edit = None
+    if request.method == "POST" and form.is_valid():
+        keep_theirs = {name for name in Shot.EDITABLE
+                       if request.POST.get(f"keep-{name}") == "theirs"}
+        edit = editing.save_shot(shot=shot, user=request.user, mine=form.values(),
+                                 version=form.cleaned_data["version"], keep_theirs=keep_theirs)
+        if edit.change:
             # The whole board: a changed scene moves the card, a changed duration the totals.
             realtime.broadcast_board(project)
-            # A fresh form: it must carry the new version, not the one that was posted.
-            form = ShotForm(instance=Shot.objects.get(pk=shot.pk))
+        shot = Shot.objects.select_related("project__team").get(pk=shot.pk)
+        shot.project = project
+        if edit.conflicts or edit.refused:
+            # What was not stored stays in the form, next to the stored version where both
+            # people changed a field; the version is the stored one, so saving again resolves.
+            form = ShotForm(ShotForm.data_for(edit.shown, version=shot.version),
+                            instance=Shot.objects.get(pk=shot.pk))
             form.instance.project = project
-        elif conflict:
-            # Show the collaborator's version; their change stays, ours is not applied.
-            current.project = project
-            form = ShotForm(instance=current)
         else:
-            # Nothing was saved, so the form must not keep the rejected values on the instance.
-            form.instance = current
-            form.instance.project = project
-    ctx = {"shot": form.instance, "project": project, "form": form, "saved": saved,
-           "conflict": conflict, "membership": project.membership,
+            form = ShotForm(instance=shot)
+    elif request.method == "POST":
+        # Nothing was saved, so the page shows the stored shot beside the refused values.
+        shot = Shot.objects.select_related("project__team").get(pk=shot.pk)
+        shot.project = project
+        form.instance = shot
+    saved = edit is not None and not edit.conflicts and not edit.refused
+    ctx = {"shot": shot, "project": project, "form": form, "saved": saved,
+           "conflicts": edit.conflicts if edit else [],
+           "merged": bool(edit and edit.change and edit.conflicts),
+           "membership": project.membership,
            "warnings": form.warnings(), "in_panel": _in_panel(request),
-           "estimate": form.instance.estimate(), "estimate_errors": [],
+           "estimate": shot.estimate(), "estimate_errors": [],
            "provider": get_provider(settings.DEFAULT_VIDEO_PROVIDER)}
-    status = 409 if conflict else INVALID if form.errors else 200
+    status = 409 if edit and edit.conflicts else INVALID if form.errors else 200
     if request.htmx:
         return render(request, "storyboard/shot.html#editor", ctx, status=status)
     if saved:
         messages.success(request, "Shot saved.")
         return redirect("sb:board", project.pk)
+    ctx["viewers"] = Presence.objects.viewers(project.pk)
     return render(request, "storyboard/shot.html", ctx, status=status)
+
+
+@login_required
+@require_GET
+def shot_history(request: HttpRequest, shot_id: int) -> HttpResponse:
+    """The shot's recent changes; open editors re-fetch it when an edit is pushed."""
+    shot = get_shot_for_user(request, shot_id)
+    if not request.htmx:
+        return redirect("sb:shot", shot.pk)
+    return render(request, "storyboard/shot.html#history",
+                  {"shot": shot, "project": shot.project,
+                   "membership": shot.project.membership})
+
+
+@login_required
+@require_POST
+def shot_undo(request: HttpRequest, shot_id: int) -> HttpResponse:
+    """Revert the shot's latest change, unless someone changed those fields since."""
+    shot = get_shot_for_user(request, shot_id, write=True)
+    change_id = request.POST.get("change", "")
+    try:
+        if not change_id.isdigit():
+            raise editing.UndoRefused("Choose a change to undo.")
+        editing.undo(shot=shot, change_id=int(change_id), user=request.user)
+    except editing.UndoRefused as e:
+        if request.htmx:
+            return _refuse(e.message)
+        messages.error(request, e.message)
+        return redirect("sb:shot", shot.pk)
+    realtime.broadcast_board(shot.project)
+    if not request.htmx:
+        messages.success(request, "Undone.")
+    return _editor_response(request, shot)
 
 
 @login_required
@@ -602,6 +640,8 @@ def take_select(request: HttpRequest, take_uid: str) -> HttpResponse:
     shot.selected_take = take
     shot.save(update_fields=["selected_take"])
     realtime.broadcast_shot(shot)
+    # Open editors move their "On the board" mark.
+    realtime.broadcast_take_list(shot)
     return _editor_response(request, shot)
 
 

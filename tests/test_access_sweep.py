@@ -24,7 +24,16 @@ from django.urls import URLPattern, URLResolver, get_resolver, reverse
 from accounts.models import Invitation, Membership, Role, Team, User
 from storyboard.catalogue import DEFAULT_ENDPOINT
 from storyboard.generation import sign_input, webhook_token
-from storyboard.models import Asset, Budget, Generation, LedgerEntry, Project, Scene, Shot
+from storyboard.models import (
+    Asset,
+    Budget,
+    Generation,
+    LedgerEntry,
+    Project,
+    Scene,
+    Shot,
+    ShotChange,
+)
 from tests.conftest import Cast, client_for
 from tests.factories import (
     AssetFactory,
@@ -119,10 +128,17 @@ ROUTE_KWARGS: dict[str, dict[str, Callable[[Cast], object]]] = {
     # A webhook's token is made for one take: this one.
     "sb:webhook": {"take_uid": lambda cast: GenerationFactory(shot=cast.shot,
                                                               uid=SWEPT_TAKE).uid},
+    # Only a shot with a change in its history has something to undo.
+    "sb:shot-undo": {"shot_id": lambda cast: _shot_with_a_change(cast).pk},
 }
 
 
 SWEPT_TAKE = uuid.UUID("5eed0000-0000-4000-8000-000000000001")
+
+
+def _shot_with_a_change(cast: Cast) -> Shot:
+    cast.shot.change(values={"title": "Before the undo"}, user=cast.editor)
+    return cast.shot
 
 
 def build_url(route: Route, cast: Cast) -> str:
@@ -149,6 +165,8 @@ def payload(cast: Cast) -> dict:
         "name": "x", "title": "x", "note": "x", "prompt": "x", "role": Role.VIEWER,
         "limit": "123.45", "verdict": "not_billed",
         "confirm": cast.project.name,
+        # The latest change of a shot, for undo.
+        "change": getattr(ShotChange.objects.order_by("-pk").first(), "pk", ""),
         # The whole board in reverse, into the scene if there is one.
         "item": [f"{scene.pk if scene else ''}:{shot.pk}" for shot in shots],
         # cast.shot is first on the board, so "down" really moves it.
@@ -166,8 +184,8 @@ def payload(cast: Cast) -> dict:
 # What a request may change
 
 
-BOARD_MODELS = (Project, Scene, Shot, Shot.references.through, Asset, Generation, Budget,
-                LedgerEntry)
+BOARD_MODELS = (Project, Scene, Shot, Shot.references.through, ShotChange, Asset, Generation,
+                Budget, LedgerEntry)
 PEOPLE_MODELS = (Team, Membership, Invitation, User)
 
 
@@ -305,7 +323,7 @@ OWNER_POST_CHANGES_NOTHING: dict[str, str] = {
 }
 # ... and these refuse POST outright (405).
 GET_ONLY = {"sb:board", "sb:asset-file", "sb:take-file", "sb:input-file", "sb:shot-estimate",
-            "sb:ledger-csv",
+            "sb:ledger-csv", "sb:shot-history",
             "sb:home",
             "sb:projects",
             "accounts:teams", "accounts:members"}

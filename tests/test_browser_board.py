@@ -46,7 +46,9 @@ def _require_chromium() -> None:
     pytest.skip(message)
 
 
-class TestLiveBoard(ChannelsLiveServerTestCase):
+class LiveBrowser(ChannelsLiveServerTestCase):
+    """A live server, Chromium, team Northlight with Emma (editor) and Rita (reviewer)."""
+
     host = "localhost"
     ProtocolServerProcess = SpawnedDaphneProcess
 
@@ -120,6 +122,8 @@ class TestLiveBoard(ChannelsLiveServerTestCase):
     def _card_titles(self, page) -> list[str]:
         return page.locator("#board .shot-card .shot-title").all_inner_texts()
 
+
+class TestLiveBoard(LiveBrowser):
     def test_two_people_edit_and_reorder_live(self) -> None:
         from playwright.sync_api import expect
 

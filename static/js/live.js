@@ -1,0 +1,93 @@
+// Live pages (the board and the shot page): pushes for regions this page lacks are dropped
+// quietly, typing in the shot editor survives others' pushed edits, and the editor tells the
+// others which field this person is in.
+(function () {
+  "use strict";
+
+  function oobSelector(el) {
+    var spec = el.getAttribute("hx-swap-oob") || el.getAttribute("data-hx-swap-oob") || "true";
+    var colon = spec.indexOf(":");
+    return colon > 0 ? spec.slice(colon + 1) : "#" + CSS.escape(el.id);
+  }
+
+  function present(selector) {
+    try {
+      return document.querySelector(selector) !== null;
+    } catch (error) {
+      return false;
+    }
+  }
+
+  // One push serves every page of the project (board cards, an open editor's takes, the
+  // presence list); keep what this page has, drop the rest without htmx's oobErrorNoTarget.
+  // A websocket message (no xhr) swaps each top-level element out of band; a response swaps
+  // the elements marked hx-swap-oob.
+  htmx.defineExtension("present-targets", {
+    transformResponse: function (text, xhr) {
+      var socket = !xhr;
+      if (!socket && text.indexOf("hx-swap-oob") === -1) return text;
+      var template = document.createElement("template");
+      template.innerHTML = text;
+      var candidates = socket ? template.content.children
+        : template.content.querySelectorAll("[hx-swap-oob], [data-hx-swap-oob]");
+      var dropped = false;
+      Array.prototype.slice.call(candidates).forEach(function (el) {
+        if (!present(oobSelector(el))) {
+          el.remove();
+          dropped = true;
+        }
+      });
+      return dropped ? template.innerHTML : text;
+    },
+  });
+
+  function isDirty(root) {
+    return Array.prototype.some.call(root.querySelectorAll("input, textarea, select"), function (el) {
+      if (el === document.activeElement) return true;
+      if (el.type === "checkbox" || el.type === "radio") return el.checked !== el.defaultChecked;
+      if (el.tagName === "SELECT") {
+        return Array.prototype.some.call(el.options, function (o) { return o.selected !== o.defaultSelected; });
+      }
+      return el.value !== el.defaultValue;
+    });
+  }
+
+  // Someone else saved a field of the open shot: show it, unless this person is in that field
+  // or has typed in it. Their typing stays; saving then shows both versions to choose from.
+  document.body.addEventListener("htmx:oobBeforeSwap", function (event) {
+    var target = event.detail.target;
+    if (target.hasAttribute("data-editor-field") && isDirty(target)) {
+      event.detail.shouldSwap = false;
+      target.classList.add("changed-elsewhere");
+    }
+  });
+
+  // Who is editing which field: the editor's small ws-send form carries it over the socket.
+  var editing = null;
+
+  function signal(field) {
+    var form = document.querySelector("#shot-editor form.editing-signal");
+    if (!form || field === editing) return;
+    editing = field;
+    form.querySelector("[name=editing]").value = field || "";
+    htmx.trigger(form, "editing");
+  }
+
+  function fieldOf(el) {
+    var field = el && el.closest && el.closest("form.shot-form [data-editor-field]");
+    return field ? field.getAttribute("data-editor-field") : null;
+  }
+
+  document.body.addEventListener("focusin", function (event) {
+    var field = fieldOf(event.target);
+    if (field) signal(field);
+  });
+  document.body.addEventListener("focusout", function (event) {
+    // Moving to another field says so itself; leaving the form says "stopped".
+    if (fieldOf(event.target) && !fieldOf(event.relatedTarget)) signal(null);
+  });
+  // A swapped-in editor has no focused field (removing one fires no focusout).
+  document.body.addEventListener("htmx:afterSwap", function () {
+    if (editing && !fieldOf(document.activeElement)) signal(null);
+  });
+})();

@@ -1,0 +1,160 @@
+"""Saving a shot edit and undoing one: the two write paths of the shot editor.
+
+Two people may edit one shot at once. A save carries the version its editor was opened at; the
+history since that version says what others changed meanwhile. Fields only one side changed
+merge silently; a field both changed to different values is a conflict, which keeps the other
+side's stored value and hands the typed one back to the person saving, to choose between.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+
+from django.db import transaction
+
+from accounts.models import User
+from storyboard import realtime
+from storyboard.forms import ShotForm
+from storyboard.models import Shot, ShotChange
+
+
+@dataclass
+class Conflict:
+    """A field both people changed: what I typed and what is stored, and who stored it."""
+
+    name: str
+    label: str
+    mine: str
+    theirs: str
+    by: ShotChange | None
+
+
+@dataclass
+class Edit:
+    shot: Shot
+    # What was written (None: nothing needed writing, or the merged shot was refused).
+    change: ShotChange | None
+    # The values the editor shows next: the stored ones, with the typed ones wherever they
+    # were not stored (conflicts, or everything when `refused`).
+    shown: dict[str, object]
+    conflicts: list[Conflict] = field(default_factory=list)
+    # The merged shot did not validate; it carries the reasons and nothing was written.
+    refused: ShotForm | None = None
+
+
+class UndoRefused(Exception):
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+def merge(*, base: dict | None, mine: dict, theirs: dict) -> tuple[dict, list[str]]:
+    """My changes that apply cleanly, and the fields that conflict.
+
+    A field I changed (mine ≠ base) applies when they left it alone or made the same change;
+    when they changed it differently it is a conflict. Without a base (history cannot tell)
+    every field where mine ≠ theirs is a conflict: nothing is overwritten unseen.
+    """
+    applied, conflicts = {}, []
+    for name, value in mine.items():
+        if value == theirs[name]:
+            continue
+        if base is None:
+            conflicts.append(name)
+        elif value == base[name]:
+            continue
+        elif theirs[name] == base[name]:
+            applied[name] = value
+        else:
+            conflicts.append(name)
+    return applied, conflicts
+
+
+def save_shot(*, shot: Shot, user: User, mine: dict[str, object], version: str,
+              keep_theirs: set[str] = frozenset()) -> Edit:
+    """Merge one editor's save into the stored shot, record it, and push it after commit.
+
+    `mine` is the whole submission (ShotForm.values); `keep_theirs` names conflicting fields
+    whose person chose the stored value over their own.
+    """
+    with transaction.atomic():
+        current = Shot.objects.select_for_update().select_related("project").get(pk=shot.pk)
+        theirs = current.field_values()
+        # No version at all (a client that does not send one): the submission is the base.
+        base = current.values_at(version) if version else theirs
+        mine = {**mine, **{name: theirs[name] for name in keep_theirs if name in mine}}
+        applied, conflicting = merge(base=base, mine=mine, theirs=theirs)
+        target = {**theirs, **applied}
+        shown = {**target, **{name: mine[name] for name in conflicting}}
+        change = None
+        if applied:
+            # On a copy: validating a model form writes the values onto its instance.
+            check = ShotForm(ShotForm.data_for(target, version=current.version),
+                             instance=copy.copy(current))
+            if not check.is_valid():
+                return Edit(shot=current, change=None, shown=shown, refused=check)
+            change = current.change(values=applied, user=user)
+            realtime.broadcast_shot_edit(shot=current, change=change,
+                                         form=ShotForm(instance=current))
+        conflicts = [_conflict(current, name, mine=mine[name], theirs=theirs[name])
+                     for name in conflicting]
+    return Edit(shot=current, change=change, shown=shown, conflicts=conflicts)
+
+
+def _conflict(shot: Shot, name: str, *, mine: object, theirs: object) -> Conflict:
+    recent = shot.changes.select_related("user").order_by("-created", "-pk")[:50]
+    by = next((c for c in recent if name in c.changes), None)
+    return Conflict(name=name, label=Shot._meta.get_field(name).verbose_name.capitalize(),
+                    mine=shot.describe(name, mine), theirs=shot.describe(name, theirs), by=by)
+
+
+def undo(*, shot: Shot, change_id: int, user: User) -> ShotChange:
+    """Put back the values a shot's latest change replaced; the undo is a change of its own.
+
+    Refused, changing nothing, when the change is not the latest any more or its fields no
+    longer hold what it wrote: undoing then would throw away someone's later work.
+    """
+    with transaction.atomic():
+        current = Shot.objects.select_for_update().select_related("project").get(pk=shot.pk)
+        change = current.changes.filter(pk=change_id).first()
+        if change is None:
+            raise UndoRefused("That change is not in this shot's history.")
+        latest = current.changes.select_related("user").order_by("-created", "-pk").first()
+        if latest != change:
+            who = latest.user.label if latest.user else "Someone"
+            raise UndoRefused(f"{who} changed {_names(latest.changes)} since; nothing was "
+                              "undone. Undo their change first, or edit the shot.")
+        values = current.field_values()
+        moved = [name for name, (_old, new) in change.changes.items() if values[name] != new]
+        if moved:
+            raise UndoRefused(f"{_names(moved, capital=True)} changed since; nothing was "
+                              "undone.")
+        restore = {name: old for name, (old, _new) in change.changes.items()}
+        missing = _missing_files(current, restore)
+        if missing:
+            raise UndoRefused(f"{_names(missing, capital=True)} would point at a deleted "
+                              "file or scene; nothing was undone.")
+        reverted = current.change(values=restore, user=user, undoes=change)
+        realtime.broadcast_shot_edit(shot=current, change=reverted,
+                                     form=ShotForm(instance=current))
+    return reverted
+
+
+def _missing_files(shot: Shot, values: dict[str, object]) -> list[str]:
+    missing = []
+    for name, value in values.items():
+        if name == "scene" and value is not None:
+            if not shot.project.scenes.filter(pk=value).exists():
+                missing.append(name)
+        elif name in Shot.RELATED or name == "references":
+            ids = set(value if isinstance(value, list) else [value]) - {None}
+            if shot.project.assets.filter(pk__in=ids).count() != len(ids):
+                missing.append(name)
+    return missing
+
+
+def _names(fields, *, capital: bool = False) -> str:
+    labels = [str(Shot._meta.get_field(name).verbose_name) for name in fields]
+    text = ", ".join(labels[:-1]) + (" and " if len(labels) > 1 else "") + labels[-1]
+    return text[:1].upper() + text[1:] if capital else text
