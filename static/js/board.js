@@ -82,8 +82,10 @@
     var code = event.detail.event.code;
     // The ws extension retries only after abnormal closes (1006, 1011-1013). A server that
     // closes cleanly (Daphne after a day, a restart) would leave the board offline for good;
-    // reconnect after a pause, unless the server shut this socket out.
-    if ([1006, 1011, 1012, 1013].indexOf(code) < 0 && !refused(code)) {
+    // reconnect after a pause, unless the server shut this socket out or the board is gone
+    // (the extension closes the socket of an element that left the page).
+    var retried = [1006, 1011, 1012, 1013].indexOf(code) >= 0;
+    if (!retried && !refused(code) && document.body.contains(event.target)) {
       var socket = event.detail.socketWrapper;
       setTimeout(function () { socket.reconnect(); }, 1000 + Math.random() * 4000);
     }
