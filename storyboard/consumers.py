@@ -35,6 +35,7 @@ class BoardConsumer(AsyncWebsocketConsumer):
         await self.accept()
         realtime.remember_server_loop()
         await database_sync_to_async(self._arrive)()
+        realtime.presence_changed(self.project_id)
 
     async def disconnect(self, code: int) -> None:
         if self.team_id is None:
@@ -44,9 +45,11 @@ class BoardConsumer(AsyncWebsocketConsumer):
         await self.channel_layer.group_discard(realtime.user_group(self.scope["user"].pk),
                                                self.channel_name)
         await database_sync_to_async(self._leave)()
+        realtime.presence_changed(self.project_id)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
-        # The only thing a board sends is its presence ping (htmx ws-send of a small form).
+        # A board or shot page sends its presence ping and "editing field F of shot S"
+        # (htmx ws-send of small forms).
         try:
             message = json.loads(text_data or "")
         except ValueError:
@@ -54,9 +57,14 @@ class BoardConsumer(AsyncWebsocketConsumer):
         if isinstance(message, dict) and "editing" in message:
             await self._editing(message)
             return
-        is_ping = isinstance(message, dict) and "ping" in message
-        if is_ping and not await database_sync_to_async(self._ping)():
+        if not (isinstance(message, dict) and "ping" in message):
+            return
+        if not await database_sync_to_async(self._may_stay)():
             await self.access_revoked({"team_id": self.team_id})
+        elif not await database_sync_to_async(self._seen)():
+            # The row was swept while this socket was quiet; put it back.
+            await database_sync_to_async(self._arrive)()
+            realtime.presence_changed(self.project_id)
 
     async def board_html(self, event: dict) -> None:
         await self.send(text_data=event["html"])
@@ -108,24 +116,21 @@ class BoardConsumer(AsyncWebsocketConsumer):
             channel_name=self.channel_name,
             defaults={"project_id": self.project_id, "user": self.scope["user"]},
         )
-        realtime.broadcast_presence(self.project_id)
 
-    def _ping(self) -> bool:
-        """Note that this socket is alive; False if its user may no longer see the board.
+    def _may_stay(self) -> bool:
+        """False if the socket's user may no longer see the board.
 
         Removal from the team closes sockets at once (access.revoked); this catches the rest:
         a deleted project, a deactivated user, a membership removed in the admin.
         """
         user = self.scope["user"]
         user.refresh_from_db(fields=["is_active"])
-        if not user.is_active or can_view_project(user, self.project_id) is None:
-            return False
-        seen = Presence.objects.filter(channel_name=self.channel_name).update(seen=timezone.now())
-        if not seen:
-            # The row was swept while this socket was quiet; put it back.
-            self._arrive()
-        return True
+        return user.is_active and can_view_project(user, self.project_id) is not None
+
+    def _seen(self) -> bool:
+        """Note that this socket is alive; False if its Presence row is gone."""
+        return bool(Presence.objects.filter(channel_name=self.channel_name)
+                    .update(seen=timezone.now()))
 
     def _leave(self) -> None:
         Presence.objects.filter(channel_name=self.channel_name).delete()
-        realtime.broadcast_presence(self.project_id)

@@ -154,19 +154,59 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 
+# Channel layer sizes, set for the fan-out we aim at: 500 people on one board, edits in bursts.
+# Both layers' defaults are written out, so nobody has to look them up to know what happens.
+CHANNEL_LAYER_SIZES = {
+    # Messages waiting on one channel before the layer drops new ones without a word. The
+    # default, 100, is reached by a burst of pushes (a chain of takes finishing, a reorder
+    # storm) while a busy server is still writing the last one out. A queued push is a small
+    # dict pointing at one shared HTML string, so a thousand cost little memory.
+    "capacity": 1000,
+    # A push nobody read for a minute is dropped (in memory its socket also leaves its groups,
+    # so it hears nothing more). A board that far behind re-syncs when it reconnects.
+    "expiry": 60,
+    # A socket leaves its groups a day after joining them. Daphne closes every websocket after
+    # a day (its websocket_timeout); the board reconnects at once, joining afresh and
+    # re-syncing (static/js/board.js), so nobody is left in a group that no longer sends.
+    "group_expiry": 86400,
+}
+
 REDIS_URL = os.getenv("REDIS_URL", "")
 if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL], "prefix": os.getenv("CHANNEL_PREFIX", "asgi")},
+            "CONFIG": {
+                "hosts": [{
+                    "address": REDIS_URL,
+                    # channels_redis waits for a socket's next message with a blocking read of
+                    # 5 s (BZPOPMIN, RedisChannelLayer.brpop_timeout), and redis-py 8 gives every
+                    # connection a 5 s read timeout by default: on a board quiet for 5 s the
+                    # client gave up just before Redis answered "nothing yet", the consumer died
+                    # with TimeoutError and the socket closed without a close frame. The read
+                    # timeout must outlast the blocking read with room for a slow reply; 15 s
+                    # still notices a Redis that stopped answering.
+                    "socket_timeout": 15,
+                    "socket_connect_timeout": 5,
+                    # Notices a Redis that went away (restart, failover) on a connection that
+                    # sits idle between pushes. Explicit: redis-py's defaults have moved before.
+                    "socket_keepalive": True,
+                }],
+                "prefix": os.getenv("CHANNEL_PREFIX", "asgi"),
+                # On Redis all the sockets of one server process share one queue, and a group
+                # send puts one message on it however many of its sockets are on the board, so
+                # `capacity` bounds a whole process's backlog, and each socket's buffer inside
+                # it. Every channel is a consumer's own, so no channel_capacity override.
+                **CHANNEL_LAYER_SIZES,
+            },
         }
     }
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache",
                           "LOCATION": REDIS_URL}}
 else:
     # Per process: fine for the embedded default, which runs everything in one process.
-    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer",
+                                  "CONFIG": CHANNEL_LAYER_SIZES}}
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
 # Throttles (storyboard.throttle; the README's Security section). Failed logins lock out an

@@ -1,4 +1,5 @@
-// Board behaviour: drag-and-drop ordering (SortableJS) and the live-connection indicator.
+// Board behaviour: drag-and-drop ordering (SortableJS), the live-connection indicator and
+// re-syncing after a reconnect.
 // Everything else is plain htmx; this file only adds what htmx has no attribute for.
 (function () {
   "use strict";
@@ -57,6 +58,36 @@
     el.textContent = state;
     el.dataset.state = state;
   }
-  document.body.addEventListener("htmx:wsOpen", function () { setLive("live"); });
-  document.body.addEventListener("htmx:wsClose", function () { setLive("offline"); });
+
+  // Pushes sent while the socket was closed are lost, so a socket that opens again fetches
+  // the board as it is now (the same GET htmx makes for the board region) instead of showing
+  // what it had. The shot editor is left alone: it may hold someone's unsaved typing.
+  function resync() {
+    // This script runs on the board page only, whose own URL serves the board region.
+    if (!document.getElementById("board")) return;
+    htmx.ajax("GET", window.location.pathname, { target: "#board", swap: "outerHTML" });
+  }
+
+  // Close codes the server uses to shut a socket out on purpose (4403: no longer allowed).
+  function refused(code) { return code >= 4000 && code < 5000; }
+
+  var wasOpen = false;
+  document.body.addEventListener("htmx:wsOpen", function () {
+    setLive("live");
+    if (wasOpen) resync();
+    wasOpen = true;
+  });
+  document.body.addEventListener("htmx:wsClose", function (event) {
+    setLive("offline");
+    var code = event.detail.event.code;
+    // The ws extension retries only after abnormal closes (1006, 1011-1013). A server that
+    // closes cleanly (Daphne after a day, a restart) would leave the board offline for good;
+    // reconnect after a pause, unless the server shut this socket out or the board is gone
+    // (the extension closes the socket of an element that left the page).
+    var retried = [1006, 1011, 1012, 1013].indexOf(code) >= 0;
+    if (!retried && !refused(code) && document.body.contains(event.target)) {
+      var socket = event.detail.socketWrapper;
+      setTimeout(function () { socket.reconnect(); }, 1000 + Math.random() * 4000);
+    }
+  });
 })();
