@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+from asgiref.sync import async_to_sync
 from channels.layers import InMemoryChannelLayer, get_channel_layer
 from django.db import transaction
 from django.db.models import Prefetch, prefetch_related_objects
@@ -78,17 +79,31 @@ def remember_server_loop() -> None:
     _server_loop = asyncio.get_running_loop()
 
 
-def _send(group: str, message: dict) -> None:
-    """Every push leaves through here, whichever thread it is sent from, without waiting."""
+def _send(group: str, message: dict, *, wait: bool = False) -> None:
+    """Every push leaves through here, whichever thread it is sent from, without waiting
+    unless asked to (`wait`: only for sends that no request is waiting on)."""
     layer = get_channel_layer()
     loop = _server_loop
     if isinstance(layer, InMemoryChannelLayer) and loop is not None and loop.is_running():
         # The in-memory layer's queues belong to the server's loop: hand the send to that loop
-        # (or the waiting consumers are not woken up), and do not wait for it.
+        # (or the waiting consumers are not woken up).
         future = asyncio.run_coroutine_threadsafe(layer.group_send(group, message), loop)
-        future.add_done_callback(_log_failure)
+        if wait and not _running_in(loop):
+            future.result(timeout=5)
+        else:
+            future.add_done_callback(_log_failure)
+        return
+    if wait:
+        async_to_sync(layer.group_send)(group, message)
         return
     _outbox().put((group, message))
+
+
+def _running_in(loop: asyncio.AbstractEventLoop) -> bool:
+    try:
+        return asyncio.get_running_loop() is loop
+    except RuntimeError:
+        return False
 
 
 def _log_failure(future) -> None:
@@ -127,12 +142,17 @@ def _after_commit(send: Callable[[], None]) -> None:
 
     Every push goes through here, so nobody is shown a change that was then rolled back.
     """
-    transaction.on_commit(send)
+    # robust: a push that fails to render is logged; it never fails the request that committed.
+    transaction.on_commit(send, robust=True)
 
 
 def send_html(project_id: int, html: str) -> None:
-    """Send the same fragment to everyone on the project (presence: it has no controls)."""
-    _send(project_group(project_id), {"type": "board.html", "html": html})
+    """Send the same fragment to everyone on the project (presence: it has no controls).
+
+    Presence is sent from a socket's own thread as it arrives or leaves, never from a request,
+    so it may wait for the layer; an arrival is then announced before its connect completes.
+    """
+    _send(project_group(project_id), {"type": "board.html", "html": html}, wait=True)
 
 
 def on_commit(project_id: int, render: Callable[[], str]) -> None:
@@ -319,8 +339,11 @@ def broadcast_take(take: Generation) -> None:
     """A take moved: its row in the shot editor and the status strip on its card; a new or
     finished take sends the editor's take list, a finished one the card and the totals."""
     def load() -> dict:
-        fresh = Generation.objects.select_related("created_by").get(pk=take.pk)
-        shot = selectors.cards([fresh.shot_id])[0]
+        fresh = Generation.objects.select_related("created_by").filter(pk=take.pk).first()
+        shots = selectors.cards([fresh.shot_id]) if fresh else []
+        if not shots:
+            return {}  # deleted with its shot meanwhile: nothing left to show
+        shot = shots[0]
         fresh.shot = shot
         whole_list = fresh.state in (Generation.State.PENDING, Generation.State.HELD) \
             or fresh.is_terminal
@@ -334,6 +357,8 @@ def broadcast_take(take: Generation) -> None:
         return context
 
     def render(context: dict, audience: Audience) -> str:
+        if not context:
+            return ""
         base = {**context, "membership": audience, "oob": True}
         if context["whole_list"]:
             # New or finished: the whole list, so open editors gain or reorder the row.

@@ -88,3 +88,14 @@ def test_the_pushed_summary_adds_up_like_the_board(cast):
             "total_worst_case")
     assert {k: alone[k] for k in keys} == {k: whole[k] for k in keys}
     assert alone["left_micros"] < alone["total_micros"]
+
+
+def test_a_take_whose_shot_is_gone_pushes_nothing(cast, sent,
+                                                  django_capture_on_commit_callbacks):
+    from tests.factories import GenerationFactory
+
+    take = GenerationFactory(shot=cast.shot)
+    Shot.objects.filter(pk=cast.shot.pk).delete()
+    with django_capture_on_commit_callbacks(execute=True):
+        realtime.broadcast_take(take)
+    assert sent == []
