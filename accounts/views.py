@@ -155,6 +155,8 @@ def member_role(request: HttpRequest, team_id: int, membership_id: int) -> HttpR
         else:
             membership.role = form.cleaned_data["role"]
             membership.save(update_fields=["role"])
+            # Board pushes are rendered per role: their open boards move to the new role's.
+            realtime.role_changed(user_id=membership.user_id, team_id=team.pk)
         messages.success(
             request, f"{membership.user.label} is now {membership.get_role_display()}."
         )

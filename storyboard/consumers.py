@@ -20,6 +20,7 @@ class BoardConsumer(AsyncWebsocketConsumer):
 
     project_id: int
     team_id: int | None = None
+    audience_groups: set[str]
 
     async def connect(self) -> None:
         self.project_id = self.scope["url_route"]["kwargs"]["project_id"]
@@ -31,6 +32,7 @@ class BoardConsumer(AsyncWebsocketConsumer):
         self.team_id = membership.team_id
         await self.channel_layer.group_add(realtime.project_group(self.project_id),
                                            self.channel_name)
+        await self._join_audiences(membership)
         await self.channel_layer.group_add(realtime.user_group(user.pk), self.channel_name)
         await self.accept()
         realtime.remember_server_loop()
@@ -44,6 +46,7 @@ class BoardConsumer(AsyncWebsocketConsumer):
                                                self.channel_name)
         await self.channel_layer.group_discard(realtime.user_group(self.scope["user"].pk),
                                                self.channel_name)
+        await self._join_audiences(None)
         await database_sync_to_async(self._leave)()
         realtime.presence_changed(self.project_id)
 
@@ -68,6 +71,28 @@ class BoardConsumer(AsyncWebsocketConsumer):
 
     async def board_html(self, event: dict) -> None:
         await self.send(text_data=event["html"])
+
+    async def _join_audiences(self, membership) -> None:
+        """Be in the groups of the member's role (board pushes are rendered per role), and
+        in no other."""
+        wanted = {realtime.audience_group(self.project_id, audience)
+                  for audience in (realtime.audiences_for(membership) if membership else ())}
+        joined = getattr(self, "audience_groups", set())
+        for group in joined - wanted:
+            await self.channel_layer.group_discard(group, self.channel_name)
+        for group in wanted - joined:
+            await self.channel_layer.group_add(group, self.channel_name)
+        self.audience_groups = wanted
+
+    async def role_changed(self, event: dict) -> None:
+        if event["team_id"] != self.team_id:
+            return
+        membership = await database_sync_to_async(can_view_project)(self.scope["user"],
+                                                                    self.project_id)
+        if membership is None:
+            await self.access_revoked({"team_id": self.team_id})
+            return
+        await self._join_audiences(membership)
 
     async def access_revoked(self, event: dict) -> None:
         if event["team_id"] == self.team_id:

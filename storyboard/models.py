@@ -10,7 +10,7 @@ from django.conf import settings
 from django.core.files.base import ContentFile
 from django.core.files.uploadedfile import UploadedFile
 from django.db import IntegrityError, models, transaction
-from django.db.models import Max, Q
+from django.db.models import Count, Exists, Max, OuterRef, Q, Subquery
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 
@@ -108,12 +108,18 @@ class Project(models.Model):
                 f"{usd(self.spend_cap_micros)} and only {usd(max(0, left))} left of it. "
                 "An owner or producer can raise the cap in the project's settings.")
 
-    def board(self) -> list[tuple[Scene | None, list[Shot]]]:
-        """Shots in board order, grouped under their scenes; unscened shots come first."""
-        shots = list(
-            self.shots.select_related("start_frame", "scene").order_by("position", "pk")
-        )
-        scenes = list(self.scenes.order_by("position", "pk"))
+    def board(self, shots: models.QuerySet | None = None,
+              scenes: models.QuerySet | None = None) -> list[tuple[Scene | None, list[Shot]]]:
+        """Shots in board order, grouped under their scenes; unscened shots come first.
+
+        `shots` and `scenes` narrow what is loaded (the board's cards load more, the order
+        push less); either way this is two queries.
+        """
+        if shots is None:
+            shots = self.shots.select_related("start_frame", "scene")
+        shots = list(shots.filter(project=self).order_by("position", "pk"))
+        scenes = list((self.scenes.all() if scenes is None else scenes)
+                      .filter(project=self).order_by("position", "pk"))
         groups: list[tuple[Scene | None, list[Shot]]] = [(None, [])]
         by_scene = {scene.pk: [] for scene in scenes}
         for shot in shots:
@@ -188,6 +194,36 @@ class Scene(models.Model):
 
 class ShotQuerySet(TeamScopedQuerySet):
     team_path = "project__team"
+
+    def for_cards(self) -> ShotQuerySet:
+        """Everything a board card shows, in this one query plus one for the newest takes
+        (`with_latest_takes`), however many cards: frames, the take on the board, the take
+        count, and whether video references raise the price."""
+        takes = Generation.objects.filter(shot=OuterRef("pk")).order_by()
+        # A card never shows a take's logs or provider input, the largest columns it has.
+        return self.select_related("start_frame", "selected_take").defer(
+            "selected_take__logs", "selected_take__input").annotate(
+            n_takes=Subquery(takes.values("shot").annotate(n=Count("pk")).values("n")),
+            latest_take_id=Subquery(takes.order_by("-created", "-pk").values("pk")[:1]),
+            video_refs=Exists(Asset.objects.filter(referenced_by=OuterRef("pk"),
+                                                   kind=Asset.Kind.VIDEO)),
+        )
+
+    def for_totals(self) -> ShotQuerySet:
+        """Only what the board's summary line adds up."""
+        return self.only("mode", "endpoint", "resolution", "aspect_ratio", "duration",
+                         "num_frames", "selected_take_id").annotate(
+            video_refs=Exists(Asset.objects.filter(referenced_by=OuterRef("pk"),
+                                                   kind=Asset.Kind.VIDEO)))
+
+
+def with_latest_takes(shots: list[Shot]) -> list[Shot]:
+    """Attach each card's newest take (for its status strip) in one query."""
+    ids = [s.latest_take_id for s in shots if getattr(s, "latest_take_id", None)]
+    takes = Generation.objects.defer("logs", "input").in_bulk(ids)
+    for shot in shots:
+        shot._latest_take = takes.get(getattr(shot, "latest_take_id", None))
+    return shots
 
 
 class Shot(models.Model):
@@ -267,6 +303,19 @@ class Shot(models.Model):
         return cached
 
     @property
+    def latest_take(self) -> Generation | None:
+        if hasattr(self, "_latest_take"):
+            return self._latest_take
+        return self.takes.first()
+
+    @property
+    def take_count(self) -> int:
+        count = getattr(self, "n_takes", None)
+        if hasattr(self, "n_takes"):
+            return count or 0
+        return self.takes.count()
+
+    @property
     def version(self) -> str:
         return self.updated.isoformat() if self.updated else ""
 
@@ -283,9 +332,10 @@ class Shot(models.Model):
         cached = getattr(self, "cached_estimate", None)
         if cached is not None:
             return cached
-        video_refs = self.mode == Shot.Mode.REFERENCE and self.references.filter(
-            kind=Asset.Kind.VIDEO
-        ).exists()
+        video_refs = self.mode == Shot.Mode.REFERENCE and (
+            # Annotated by ShotQuerySet.for_cards(), so a board prices every card at once.
+            self.video_refs if hasattr(self, "video_refs")
+            else self.references.filter(kind=Asset.Kind.VIDEO).exists())
         num_frames = self.num_frames if "num_frames" in getattr(
             self.endpoint_spec, "extra", ()) else None
         # Priced as the provider takes will be generated with charges: its own table, if any.

@@ -1,35 +1,75 @@
 """Pushes to everyone looking at a board.
 
 Messages are rendered HTML: the same `{% partialdef %}` regions htmx requests get, each with an
-id, so the htmx websocket extension swaps them in place. Callers broadcast explicitly, after the
+id, so the htmx websocket extension swaps them in place. Callers push explicitly, after the
 transaction that made the change commits, so nobody sees a change that was rolled back.
+
+Each push carries only what changed — a card, the summary line, a scene heading, the board's
+order — never the whole board, and it is rendered once per audience (editors, viewers,
+producers): a viewer's fragment has no controls in it, and no socket costs a render of its own.
+Sending never waits for the fan-out, so the request that made the change answers at once.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
+import logging
+import queue
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 
 from asgiref.sync import async_to_sync
 from channels.db import database_sync_to_async
 from channels.layers import InMemoryChannelLayer, get_channel_layer
 from django.core.cache import cache
 from django.db import transaction
+from django.db.models import Prefetch, prefetch_related_objects
 from django.template.loader import render_to_string
 
+from storyboard import selectors
 from storyboard.models import Budget, Generation, Presence, Project, Shot, ShotChange
-from storyboard.selectors import assets_context, board_context
+
+logger = logging.getLogger(__name__)
 
 BOARD_TEMPLATE = "storyboard/board.html"
+
+
+@dataclass(frozen=True)
+class Audience:
+    """Whom a fragment is rendered for. Templates read it as `membership`: the controls a
+    fragment carries follow `can_edit`, budget-only regions `can_budget`."""
+
+    name: str
+    can_edit: bool
+    can_budget: bool = False
+
+
+EDITORS = Audience("editors", can_edit=True)
+VIEWERS = Audience("viewers", can_edit=False)
+# Owners and producers: editors who also hear about money (they join both groups).
+PRODUCERS = Audience("producers", can_edit=True, can_budget=True)
+BOARD_AUDIENCES = (EDITORS, VIEWERS)
 
 
 def project_group(project_id: int) -> str:
     return f"project-{project_id}"
 
 
+def audience_group(project_id: int, audience: Audience) -> str:
+    return f"project-{project_id}-{audience.name}"
+
+
 def user_group(user_id: int) -> str:
     return f"user-{user_id}"
+
+
+def audiences_for(membership) -> list[Audience]:
+    """The groups a member's board socket joins, by role."""
+    board = EDITORS if membership.can_edit else VIEWERS
+    return [board, PRODUCERS] if membership.can_budget else [board]
 
 
 # The event loop of the ASGI server in this process, noted by the first consumer to connect.
@@ -41,18 +81,24 @@ def remember_server_loop() -> None:
     _server_loop = asyncio.get_running_loop()
 
 
-def _send(group: str, message: dict) -> None:
-    """Every push leaves through here, whichever thread it is sent from."""
+def _send(group: str, message: dict, *, wait: bool = False) -> None:
+    """Every push leaves through here, whichever thread it is sent from, without waiting
+    unless asked to (`wait`: only for sends that no request is waiting on)."""
     layer = get_channel_layer()
     loop = _server_loop
     if isinstance(layer, InMemoryChannelLayer) and loop is not None and loop.is_running():
-        # The in-memory layer's queues belong to the server's loop; a worker thread must hand
-        # the send to that loop, or the waiting consumer is not woken up.
+        # The in-memory layer's queues belong to the server's loop: hand the send to that loop
+        # (or the waiting consumers are not woken up).
         future = asyncio.run_coroutine_threadsafe(layer.group_send(group, message), loop)
-        if not _running_in(loop):
+        if wait and not _running_in(loop):
             future.result(timeout=5)
+        else:
+            future.add_done_callback(_log_failure)
         return
-    async_to_sync(layer.group_send)(group, message)
+    if wait:
+        async_to_sync(layer.group_send)(group, message)
+        return
+    _outbox().put((group, message))
 
 
 def _running_in(loop: asyncio.AbstractEventLoop) -> bool:
@@ -62,16 +108,53 @@ def _running_in(loop: asyncio.AbstractEventLoop) -> bool:
         return False
 
 
+def _log_failure(future) -> None:
+    if not future.cancelled() and future.exception() is not None:
+        logger.error("A push was not sent", exc_info=future.exception())
+
+
+_queue: queue.SimpleQueue | None = None
+_queue_lock = threading.Lock()
+
+
+def _outbox() -> queue.SimpleQueue:
+    """The sender thread's queue, started on first use: it owns one event loop, so a channel
+    layer's connections (Redis) live as long as the process, and requests never wait on them."""
+    global _queue
+    with _queue_lock:
+        if _queue is None:
+            _queue = queue.SimpleQueue()
+            threading.Thread(target=_sender, args=(_queue,), name="realtime-sender",
+                             daemon=True).start()
+    return _queue
+
+
+def _sender(outbox: queue.SimpleQueue) -> None:
+    loop = asyncio.new_event_loop()
+    while True:
+        group, message = outbox.get()
+        try:
+            loop.run_until_complete(get_channel_layer().group_send(group, message))
+        except Exception:
+            logger.exception("A push to %s was not sent", group)
+
+
 def _after_commit(send: Callable[[], None]) -> None:
     """Run `send` once the current transaction commits (at once outside one).
 
     Every push goes through here, so nobody is shown a change that was then rolled back.
     """
-    transaction.on_commit(send)
+    # robust: a push that fails to render is logged; it never fails the request that committed.
+    transaction.on_commit(send, robust=True)
 
 
 def send_html(project_id: int, html: str) -> None:
-    _send(project_group(project_id), {"type": "board.html", "html": html})
+    """Send the same fragment to everyone on the project (presence: it has no controls).
+
+    Presence is sent from a socket's own thread as it arrives or leaves, never from a request,
+    so it may wait for the layer; an arrival is then announced before its connect completes.
+    """
+    _send(project_group(project_id), {"type": "board.html", "html": html}, wait=True)
 
 
 def on_commit(project_id: int, render: Callable[[], str]) -> None:
@@ -83,20 +166,150 @@ def render_region(region: str, context: dict) -> str:
     return render_to_string(f"{BOARD_TEMPLATE}#{region}", {**context, "oob": True})
 
 
-def broadcast_board(project: Project) -> None:
-    on_commit(project.pk, lambda: render_region("board", board_context(project)))
+class Push:
+    """One change: its data loaded once, its HTML rendered at most once per audience.
+
+    Sent after commit to each audience's group; a view answers its own htmx request with
+    `html_for(...)`, which reuses what the push already rendered.
+    """
+
+    def __init__(self, project_id: int, load: Callable[[], dict],
+                 render: Callable[[dict, Audience], str],
+                 audiences: Iterable[Audience] = BOARD_AUDIENCES) -> None:
+        self.project_id = project_id
+        self.audiences = tuple(audiences)
+        self._load, self._render = load, render
+        self._context: dict | None = None
+        self._html: dict[Audience, str] = {}
+
+    def html_for(self, audience: Audience) -> str:
+        if audience not in self._html:
+            if self._context is None:
+                self._context = self._load()
+            self._html[audience] = self._render(self._context, audience)
+        return self._html[audience]
+
+    def send(self) -> None:
+        for audience in self.audiences:
+            html = self.html_for(audience)
+            if html:
+                _send(audience_group(self.project_id, audience),
+                      {"type": "board.html", "html": html})
 
 
-def broadcast_shot(shot: Shot) -> None:
-    on_commit(shot.project_id, lambda: render_region("shot-card", {"shot": shot,
-                                                                   "project": shot.project}))
+def push(project_id: int, load: Callable[[], dict], render: Callable[[dict, Audience], str],
+         audiences: Iterable[Audience] = BOARD_AUDIENCES) -> Push:
+    change = Push(project_id, load, render, audiences)
+    _after_commit(change.send)
+    return change
 
 
-def broadcast_assets(project: Project) -> None:
-    # The library grid for anyone on the assets page, the counter for anyone on the board.
-    on_commit(project.pk, lambda: render_to_string(
-        "storyboard/assets.html#asset-grid", {**assets_context(project), "oob": True}
-    ) + render_region("asset-count", {"project": project}))
+def board_change(project_id: int, *, cards: Iterable[int] = (), new_cards: Iterable[int] = (),
+                 new_scenes: Iterable[int] = (), headings: Iterable[int] = (),
+                 order: bool = False, summary: bool = False) -> Push:
+    """Push part of a board: changed `cards`, the scene `headings` renamed, the `summary` line,
+    and with `order` the board's structure (shot and scene ids in order) along with the cards
+    and headings it introduces, which board.js moves into place. A constant number of queries
+    whatever the board's size."""
+    cards, new_cards = list(cards), list(new_cards)
+    new_scenes, headings = list(new_scenes), list(headings)
+
+    def load() -> dict:
+        project = Project(pk=project_id)
+        shots = {s.pk: s for s in selectors.cards(cards + new_cards)} if cards or new_cards \
+            else {}
+        scenes = [s for s in map(selectors.scene_heading, new_scenes + headings) if s]
+        context = {"project": project, "shots": shots, "scenes": {s.pk: s for s in scenes}}
+        if order:
+            context["order"] = selectors.board_order(project)
+            # Lets a board ignore an order older than one it already applied.
+            context["stamp"] = time.time_ns() // 1000
+        if summary:
+            context["summary"] = selectors.summary_context(project)
+        return context
+
+    def render(context: dict, audience: Audience) -> str:
+        base = {"project": context["project"], "membership": audience, "oob": True}
+        parts = []
+        if order:
+            structure = context["order"]
+            parts.append(render_to_string(f"{BOARD_TEMPLATE}#board-order", {
+                **base, "order": structure, "stamp": context["stamp"],
+                "order_json": json.dumps(structure, separators=(",", ":")),
+                "new_shots": [context["shots"][i] for i in new_cards if i in context["shots"]],
+                "new_scenes": [context["scenes"][i] for i in new_scenes
+                               if i in context["scenes"]]}))
+        parts.extend(render_to_string(f"{BOARD_TEMPLATE}#shot-card", {**base, "shot": shot})
+                     for pk, shot in context["shots"].items() if pk in cards)
+        parts.extend(render_to_string(f"{BOARD_TEMPLATE}#scene-heading", {**base, "scene": s})
+                     for pk, s in context["scenes"].items() if pk in headings)
+        if summary:
+            parts.append(render_to_string(f"{BOARD_TEMPLATE}#board-summary",
+                                          {**base, **context["summary"]}))
+        return "".join(parts)
+
+    return push(project_id, load, render)
+
+
+def shot_saved(shot: Shot, *, moved: bool = False) -> Push:
+    """A shot's fields changed: its card and the totals (and the order if it changed scene)."""
+    return board_change(shot.project_id, cards=[shot.pk], summary=True, order=moved)
+
+
+def shot_added(shot: Shot) -> Push:
+    return board_change(shot.project_id, new_cards=[shot.pk], order=True, summary=True)
+
+
+def shot_removed(project_id: int) -> Push:
+    return board_change(project_id, order=True, summary=True)
+
+
+def board_reordered(project_id: int) -> Push:
+    return board_change(project_id, order=True)
+
+
+def scene_added(project_id: int, scene_id: int) -> Push:
+    return board_change(project_id, new_scenes=[scene_id], order=True, summary=True)
+
+
+def scene_renamed(project_id: int, scene_id: int) -> Push:
+    return board_change(project_id, headings=[scene_id])
+
+
+def scene_removed(project_id: int) -> Push:
+    return board_change(project_id, order=True, summary=True)
+
+
+def broadcast_shot(shot: Shot) -> Push:
+    """A shot's card changed (its take on the board, say): the card and the totals."""
+    return board_change(shot.project_id, cards=[shot.pk], summary=True)
+
+
+def broadcast_assets(project: Project, *, shots: Iterable[int] = ()) -> None:
+    """The library grid for anyone on the assets page, the counter for anyone on the board,
+    and the cards of `shots` that used an asset which is now gone."""
+    shots = list(shots)
+
+    def load() -> dict:
+        context = {**selectors.assets_context(project), "asset_count": project.assets.count(),
+                   "cards": selectors.cards(shots) if shots else []}
+        if shots:
+            context["summary"] = selectors.summary_context(project)
+        return context
+
+    def render(context: dict, audience: Audience) -> str:
+        html = render_to_string("storyboard/assets.html#asset-grid",
+                                {**context, "membership": audience, "oob": True})
+        html += render_region("asset-count", {"project": project,
+                                              "asset_count": context["asset_count"]})
+        html += "".join(render_region("shot-card", {"shot": shot, "project": project,
+                                                    "membership": audience})
+                        for shot in context["cards"])
+        if "summary" in context:
+            html += render_region("board-summary", context["summary"])
+        return html
+
+    push(project.pk, load, render)
 
 
 # Presence: at most one update per board per second, each carrying the whole current list, so
@@ -171,35 +384,63 @@ def revoke_access(*, user_id: int, team_id: int) -> None:
                                 {"type": "access.revoked", "team_id": team_id}))
 
 
-def broadcast_take(take: Generation) -> None:
-    """A take moved: its row in the shot editor and the status strip on its card."""
-    def render() -> str:
-        fresh = Generation.objects.select_related("shot").get(pk=take.pk)
-        shot = fresh.shot
-        if fresh.state in (Generation.State.PENDING, Generation.State.HELD) or fresh.is_terminal:
-            # New or finished: the whole list, so open editors gain or reorder the row.
-            html = render_to_string("storyboard/shot.html#take-list",
-                                    {"shot": shot, "oob": True})
-        else:
-            html = render_to_string("storyboard/shot.html#take", {"take": fresh, "oob": True})
-        if fresh.is_terminal:
-            # A finished take may become the card's picture; send the whole card.
-            return html + render_region("shot-card", {"shot": shot, "project": shot.project})
-        return html + render_region("shot-status", {"shot": shot})
+def role_changed(*, user_id: int, team_id: int) -> None:
+    """The user's role in the team changed: their sockets move to the new role's groups."""
+    _after_commit(lambda: _send(user_group(user_id),
+                                {"type": "role.changed", "team_id": team_id}))
 
-    on_commit(take.project_id, render)
+
+def broadcast_take(take: Generation) -> None:
+    """A take moved: its row in the shot editor and the status strip on its card; a new or
+    finished take sends the editor's take list, a finished one the card and the totals."""
+    def load() -> dict:
+        fresh = Generation.objects.select_related("created_by").filter(pk=take.pk).first()
+        shots = selectors.cards([fresh.shot_id]) if fresh else []
+        if not shots:
+            return {}  # deleted with its shot meanwhile: nothing left to show
+        shot = shots[0]
+        fresh.shot = shot
+        whole_list = fresh.state in (Generation.State.PENDING, Generation.State.HELD) \
+            or fresh.is_terminal
+        context = {"take": fresh, "shot": shot, "project": Project(pk=fresh.project_id),
+                   "whole_list": whole_list}
+        if whole_list:
+            prefetch_related_objects([shot], Prefetch(
+                "takes", queryset=Generation.objects.select_related("created_by")))
+        if fresh.is_terminal:
+            context["summary"] = selectors.summary_context(context["project"])
+        return context
+
+    def render(context: dict, audience: Audience) -> str:
+        if not context:
+            return ""
+        base = {**context, "membership": audience, "oob": True}
+        if context["whole_list"]:
+            # New or finished: the whole list, so open editors gain or reorder the row.
+            html = render_to_string("storyboard/shot.html#take-list", base)
+        else:
+            html = render_to_string("storyboard/shot.html#take", base)
+        if context["take"].is_terminal:
+            # A finished take may become the card's picture; send the whole card.
+            html += render_region("shot-card", base)
+            return html + render_region("board-summary", context["summary"])
+        return html + render_region("shot-status", base)
+
+    push(take.project_id, load, render)
 
 
 def broadcast_budget_notice(*, budget: Budget, threshold: int | None, overrun: int = 0) -> None:
     """Tell producers on every board of the team that the budget passed a threshold, or that
     a take cost more than its hold (`overrun`, which the notice then leads with)."""
-    def render() -> str:
-        return render_region("budget-notice", {"budget": budget, "threshold": threshold,
-                                               "overrun": overrun, "team": budget.team,
-                                               "oob": True})
+    def load() -> dict:
+        return {"budget": budget, "threshold": threshold, "overrun": overrun,
+                "team": budget.team}
+
+    def render(context: dict, audience: Audience) -> str:
+        return render_region("budget-notice", {**context, "membership": audience})
 
     for project_id in Project.objects.filter(team_id=budget.team_id).values_list("pk", flat=True):
-        on_commit(project_id, render)
+        push(project_id, load, render, audiences=[PRODUCERS])
 
 
 def broadcast_overrun(*, budget: Budget, overrun: int) -> None:
@@ -227,6 +468,20 @@ def broadcast_shot_edit(*, shot: Shot, change: ShotChange, form) -> None:
 
 
 def broadcast_take_list(shot: Shot) -> None:
-    """The shot's takes in every open editor (the one on the board is marked)."""
-    on_commit(shot.project_id, lambda: render_to_string(f"{SHOT_TEMPLATE}#take-list",
-                                                        {"shot": shot, "oob": True}))
+    """The shot's takes in every open editor (the one on the board is marked), rendered per
+    audience: only editors get the take actions."""
+    def load() -> dict:
+        shots = selectors.cards([shot.pk])
+        if not shots:
+            return {}
+        prefetch_related_objects(shots, Prefetch(
+            "takes", queryset=Generation.objects.select_related("created_by")))
+        return {"shot": shots[0], "project": Project(pk=shot.project_id)}
+
+    def render(context: dict, audience: Audience) -> str:
+        if not context:
+            return ""
+        return render_to_string(f"{SHOT_TEMPLATE}#take-list",
+                                {**context, "membership": audience, "oob": True})
+
+    push(shot.project_id, load, render)

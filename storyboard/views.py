@@ -9,7 +9,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
-from django.db.models import Count
+from django.db.models import Count, Q
 from django.http import (
     FileResponse,
     Http404,
@@ -63,10 +63,20 @@ def _refuse(message: str) -> HttpResponse:
     return response
 
 
-def _board_response(request: HttpRequest, project: Project) -> HttpResponse:
-    if request.htmx:
-        return render(request, f"{BOARD}#board", board_context(project))
-    return redirect("sb:board", project.pk)
+def _change_response(request: HttpRequest, project: Project,
+                     change: realtime.Push | None) -> HttpResponse:
+    """Answer a board change: to htmx, the fragments everyone else is pushed (rendered once
+    for both), which it swaps in by id; without JavaScript, the board page again."""
+    if not request.htmx:
+        return redirect("sb:board", project.pk)
+    if change is None:
+        return HttpResponse(status=204)
+    audience = realtime.audiences_for(project.membership)[0]
+    return HttpResponse(change.html_for(audience))
+
+
+def _board_context(project: Project) -> dict:
+    return {**board_context(project), "membership": project.membership}
 
 
 @login_required
@@ -282,9 +292,9 @@ def board(request: HttpRequest, project_id: int) -> HttpResponse:
     if request.htmx and request.htmx.target == "editor":
         # Closing the shot editor swaps its empty state back in.
         return render(request, f"{BOARD}#editor-empty", {"project": project})
-    ctx = board_context(project)
-    ctx["membership"] = project.membership
+    ctx = _board_context(project)
     ctx["viewers"] = Presence.objects.viewers(project.pk)
+    ctx["asset_count"] = project.assets.count()
     team_budget = Budget.for_team(project.team_id)
     ctx.update(budget=team_budget, team=project.team,
                threshold=team_budget.threshold_crossed(0))
@@ -301,8 +311,7 @@ def shot_create(request: HttpRequest, project_id: int) -> HttpResponse:
     shot = project.new_shot(title=form.cleaned_data["title"], scene=form.cleaned_data["scene"])
     shot.created_by = request.user
     shot.save(update_fields=["created_by"])
-    realtime.broadcast_board(project)
-    return _board_response(request, project)
+    return _change_response(request, project, realtime.shot_added(shot))
 
 
 @login_required
@@ -318,12 +327,11 @@ def shot_reorder(request: HttpRequest, project_id: int) -> HttpResponse:
         return _refuse("Malformed board order.")
     if not project.apply_order(items):
         # Someone changed the board while this drag happened; show them the current one.
-        response = render(request, f"{BOARD}#board", board_context(project), status=409)
+        response = render(request, f"{BOARD}#board", _board_context(project), status=409)
         response["HX-Retarget"] = "#board"
         response["HX-Reswap"] = "outerHTML"
         return response
-    realtime.broadcast_board(project)
-    return _board_response(request, project)
+    return _change_response(request, project, realtime.board_reordered(project.pk))
 
 
 @login_required
@@ -338,8 +346,8 @@ def shot_edit(request: HttpRequest, shot_id: int) -> HttpResponse:
         edit = editing.save_shot(shot=shot, user=request.user, mine=form.values(),
                                  version=form.cleaned_data["version"], keep_theirs=keep_theirs)
         if edit.change:
-            # The whole board: a changed scene moves the card, a changed duration the totals.
-            realtime.broadcast_board(project)
+            # The card and the totals; a changed scene moves the card, so the order too.
+            realtime.shot_saved(shot, moved="scene" in edit.change.changes)
         shot = Shot.objects.select_related("project__team").get(pk=shot.pk)
         shot.project = project
         if edit.conflicts or edit.refused:
@@ -400,7 +408,7 @@ def shot_undo(request: HttpRequest, shot_id: int) -> HttpResponse:
             return _refuse(e.message)
         messages.error(request, e.message)
         return redirect("sb:shot", shot.pk)
-    realtime.broadcast_board(shot.project)
+    realtime.shot_saved(shot, moved=True)
     if not request.htmx:
         messages.success(request, "Undone.")
     return _editor_response(request, shot)
@@ -434,9 +442,8 @@ def _ids(values: list[str]) -> list[int]:
 @require_POST
 def shot_duplicate(request: HttpRequest, shot_id: int) -> HttpResponse:
     shot = get_shot_for_user(request, shot_id, write=True)
-    shot.duplicate(user=request.user)
-    realtime.broadcast_board(shot.project)
-    return _board_response(request, shot.project)
+    copy = shot.duplicate(user=request.user)
+    return _change_response(request, shot.project, realtime.shot_added(copy))
 
 
 @login_required
@@ -446,10 +453,10 @@ def shot_delete(request: HttpRequest, shot_id: int) -> HttpResponse:
     project = shot.project
     title = shot.display_title
     shot.delete()
-    realtime.broadcast_board(project)
+    change = realtime.shot_removed(project.pk)
     if not request.htmx:
         messages.success(request, f"Deleted {title}.")
-    return _board_response(request, project)
+    return _change_response(request, project, change)
 
 
 @login_required
@@ -477,11 +484,11 @@ def shot_move(request: HttpRequest, shot_id: int) -> HttpResponse:
         else:
             groups[g + 1][1].insert(0, shot)
     else:
-        return _board_response(request, project)
-    if project.apply_order([(scene.pk if scene else None, s.pk) for scene, group in groups
-                            for s in group]):
-        realtime.broadcast_board(project)
-    return _board_response(request, project)
+        return _change_response(request, project, None)
+    if not project.apply_order([(scene.pk if scene else None, s.pk) for scene, group in groups
+                                for s in group]):
+        return _change_response(request, project, None)
+    return _change_response(request, project, realtime.board_reordered(project.pk))
 
 
 @login_required
@@ -497,8 +504,7 @@ def scene_create(request: HttpRequest, project_id: int) -> HttpResponse:
         project.lock()
         scene.position = project.scenes.count()
         scene.save()
-    realtime.broadcast_board(project)
-    return _board_response(request, project)
+    return _change_response(request, project, realtime.scene_added(project.pk, scene.pk))
 
 
 @login_required
@@ -509,8 +515,8 @@ def scene_rename(request: HttpRequest, scene_id: int) -> HttpResponse:
     if not form.is_valid():
         return _refuse("A scene needs a title of at most 120 characters.")
     form.save()
-    realtime.broadcast_board(scene.project)
-    return _board_response(request, scene.project)
+    return _change_response(request, scene.project,
+                            realtime.scene_renamed(scene.project_id, scene.pk))
 
 
 @login_required
@@ -520,8 +526,7 @@ def scene_delete(request: HttpRequest, scene_id: int) -> HttpResponse:
     scene = get_scene_for_user(request, scene_id, write=True)
     project = scene.project
     scene.delete()
-    realtime.broadcast_board(project)
-    return _board_response(request, project)
+    return _change_response(request, project, realtime.scene_removed(project.pk))
 
 
 @login_required
@@ -558,11 +563,13 @@ def assets(request: HttpRequest, project_id: int) -> HttpResponse:
 def asset_delete(request: HttpRequest, asset_uid: str) -> HttpResponse:
     asset = get_asset_for_user(request, asset_uid, write=True)
     project = asset.project
+    # The cards that show or price it change with it.
+    users = set(Shot.objects.filter(Q(start_frame=asset) | Q(end_frame=asset)
+                                    | Q(references=asset)).values_list("pk", flat=True))
     with transaction.atomic():
         asset.delete()
         transaction.on_commit(asset.delete_files)
-    realtime.broadcast_assets(project)
-    realtime.broadcast_board(project)
+    realtime.broadcast_assets(project, shots=users)
     if request.htmx:
         return render(request, "storyboard/assets.html#library",
                       {**assets_context(project), "membership": project.membership})

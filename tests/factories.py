@@ -139,3 +139,49 @@ class GenerationFactory(DjangoModelFactory[Generation]):
     width = 864
     height = 496
     duration = 2.0
+
+
+def build_board(project: Project, *, shots: int) -> list[Shot]:
+    """A realistic board of `shots` shots in a few queries: a scene every ten shots, frames,
+    references (some videos), chains, and two finished takes per shot, one shown on the board.
+    """
+    images = Asset.objects.bulk_create(
+        Asset(project=project, kind=Asset.Kind.IMAGE, content_type="image/png",
+              original_name=f"frame-{i}.png", file=f"frames/{i}.png",
+              thumbnail=f"frames/{i}-thumb.jpg", size=1, sha256="0" * 64)
+        for i in range(5))
+    video = Asset.objects.create(project=project, kind=Asset.Kind.VIDEO,
+                                 content_type="video/mp4", original_name="plate.mp4",
+                                 file="plates/plate.mp4", size=1, sha256="0" * 64)
+    scenes = Scene.objects.bulk_create(
+        Scene(project=project, title=f"Scene {i + 1}", position=i)
+        for i in range(shots // 10))
+    modes = [Shot.Mode.TEXT, Shot.Mode.IMAGE, Shot.Mode.REFERENCE]
+    made = Shot.objects.bulk_create(
+        Shot(project=project, title=f"Shot {i + 1}" if i % 4 else "",
+             prompt=f"Slow push in on the harbour, beat {i}.", position=i,
+             scene=scenes[i // 10 - 1] if scenes and i >= 10 else None,
+             mode=modes[i % 3],
+             endpoint={Shot.Mode.TEXT: "bytedance/seedance-2.0/fast/text-to-video",
+                       Shot.Mode.IMAGE: "bytedance/seedance-2.0/fast/image-to-video",
+                       Shot.Mode.REFERENCE: "bytedance/seedance-2.0/reference-to-video"}[
+                 modes[i % 3]],
+             start_frame=images[i % 5] if modes[i % 3] == Shot.Mode.IMAGE else None,
+             chained=i % 7 == 6, duration="auto" if i % 9 == 0 else "5")
+        for i in range(shots))
+    Through = Shot.references.through
+    Through.objects.bulk_create(
+        Through(shot_id=shot.pk, asset_id=asset.pk)
+        for shot in made if shot.mode == Shot.Mode.REFERENCE
+        for asset in (images[0], video if shot.pk % 2 else images[1]))
+    takes = Generation.objects.bulk_create(
+        Generation(shot=shot, project=project, provider="local", endpoint=shot.endpoint,
+                   state=Generation.State.COMPLETED, progress=1.0, simulated=True,
+                   video=f"takes/{shot.pk}-{n}.mp4", poster=f"takes/{shot.pk}-{n}.jpg",
+                   width=864, height=496, duration=5.0, estimated_micros=1_000_000,
+                   actual_micros=900_000, logs=["queued", "rendering", "done"])
+        for shot in made for n in range(2))
+    for shot, take in zip(made, takes[1::2], strict=True):
+        shot.selected_take = take
+    Shot.objects.bulk_update(made, ["selected_take"])
+    return made

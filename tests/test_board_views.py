@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import html
+import json
+import re
+
 import pytest
 from django.urls import reverse
 
@@ -21,6 +25,13 @@ WRITERS = ["owner", "producer", "editor"]
 def board_order(project) -> list[tuple[int | None, int]]:
     """(scene_id, shot_id) in board order, as the board shows it."""
     return [(s.scene_id, s.pk) for _, shots in project.board() for s in shots]
+
+
+def pushed_order(content: str) -> list[list]:
+    """The order a change answers with (and pushes): [[scene id or None, [shot ids]], …]."""
+    found = re.search(r'id="board-order"[^>]* data-order="([^"]*)"', content)
+    assert found, content
+    return json.loads(html.unescape(found.group(1)))
 
 
 def assert_login_redirect(response, url: str) -> None:
@@ -116,10 +127,13 @@ def test_it_adds_a_shot_into_a_scene_and_returns_the_partial_to_htmx(cast):
     )
     assert response.status_code == 200
     content = response.content.decode()
-    assert 'id="board"' in content
-    assert "Quay" in content
+    quay = cast.project.shots.get(title="Quay")
+    assert quay.scene == scene
+    # The new order, with the new card for the board to put in place; not the board.
+    assert pushed_order(content) == [[None, [cast.shot.pk]], [scene.pk, [quay.pk]]]
+    assert f'id="shot-{quay.pk}"' in content
+    assert 'id="board"' not in content
     assert "<html" not in content
-    assert cast.project.shots.get(title="Quay").scene == scene
 
 
 def test_it_refuses_a_scene_from_another_project_for_a_new_shot(cast):
@@ -183,9 +197,10 @@ def test_it_returns_the_reordered_board_to_htmx(cast):
     )
     assert response.status_code == 200
     content = response.content.decode()
-    assert 'id="board"' in content
+    assert pushed_order(content) == [[None, [b.pk, a.pk]], [c.scene_id, [c.pk, d.pk]]]
+    # Moving cards needs no card at all.
+    assert "Beach" not in content
     assert "<html" not in content
-    assert content.index("Beach") < content.index("Opening")
 
 
 def test_it_refuses_an_order_that_misses_a_shot(cast):
@@ -336,13 +351,12 @@ def test_it_leaves_the_last_shot_alone_when_moved_down(cast):
 
 
 def test_it_returns_the_moved_board_to_htmx(cast):
-    a = make_board(cast)[1][0]
+    scene, (a, b, c, d) = make_board(cast)
     response = _move(cast.editor, a, "down", **HTMX)
     assert response.status_code == 200
     content = response.content.decode()
-    assert 'id="board"' in content
+    assert pushed_order(content) == [[None, [b.pk, a.pk]], [scene.pk, [c.pk, d.pk]]]
     assert "<html" not in content
-    assert content.index("Beach") < content.index("Opening")
 
 
 @pytest.mark.parametrize("role", READ_ONLY)
@@ -494,12 +508,13 @@ def test_it_deletes_a_scene_but_keeps_its_shots(cast):
 
 
 def test_it_returns_the_board_without_the_scene_to_htmx(cast):
-    scene, _ = make_board(cast)
+    scene, shots = make_board(cast)
     response = client_for(cast.editor).post(reverse("sb:scene-delete", args=[scene.pk]), **HTMX)
     assert response.status_code == 200
     content = response.content.decode()
     assert "Harbour" not in content
-    assert "Cliff" in content
+    # The heading's shots stay, ungrouped, in their order.
+    assert pushed_order(content) == [[None, [shot.pk for shot in shots]]]
     assert "<html" not in content
 
 
@@ -536,24 +551,30 @@ def test_it_refuses_get_on_scene_delete(cast):
 # broadcasts
 
 
-def test_it_broadcasts_the_board_after_a_change_commits(cast, django_capture_on_commit_callbacks,
-                                                          monkeypatch):
-    sent = []
-    monkeypatch.setattr("storyboard.realtime.send_html",
-                        lambda project_id, html: sent.append((project_id, html)))
+def _capture_sends(monkeypatch) -> list[tuple[str, str]]:
+    sent: list[tuple[str, str]] = []
+    monkeypatch.setattr("storyboard.realtime._send",
+                        lambda group, message: sent.append((group, message["html"])))
+    return sent
+
+
+def test_it_pushes_the_new_card_after_a_change_commits(cast, django_capture_on_commit_callbacks,
+                                                        monkeypatch):
+    sent = _capture_sends(monkeypatch)
     with django_capture_on_commit_callbacks(execute=True):
         client_for(cast.editor).post(reverse("sb:shot-create", args=[cast.project.pk]),
                                      {"title": "Broadcast"})
-    assert len(sent) == 1
-    assert sent[0][0] == cast.project.pk
-    assert "Broadcast" in sent[0][1]
-    assert 'id="board"' in sent[0][1]
+    # Rendered once for those who may edit and once for those who may not.
+    groups = [group for group, _ in sent]
+    assert groups == [f"project-{cast.project.pk}-editors", f"project-{cast.project.pk}-viewers"]
+    for _, fragment in sent:
+        assert "Broadcast" in fragment
+        assert 'id="board"' not in fragment
+        assert "2 shots" in fragment
 
 
 def test_it_broadcasts_nothing_when_refused(cast, django_capture_on_commit_callbacks, monkeypatch):
-    sent = []
-    monkeypatch.setattr("storyboard.realtime.send_html",
-                        lambda project_id, html: sent.append((project_id, html)))
+    sent = _capture_sends(monkeypatch)
     with django_capture_on_commit_callbacks(execute=True) as callbacks:
         client_for(cast.viewer).post(reverse("sb:shot-create", args=[cast.project.pk]))
     assert callbacks == []

@@ -177,6 +177,9 @@ class TestLiveBoard(LiveBrowser):
         # Emma adds a shot; it appears on Rita's board.
         emma.locator("#add-shot").click()
         expect(rita.locator("#board .shot-card")).to_have_count(4)
+        # Pushed as the reviewer's version: the new card came without a single control.
+        expect(rita.locator("#board form, #board [hx-post]")).to_have_count(0)
+        expect(emma.locator("#board .shot-card").last.locator("form[method=post]")).to_have_count(3)
 
         # Emma drags the last shot before the first; Rita sees the new order.
         cards = emma.locator("#board .shot-card")

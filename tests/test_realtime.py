@@ -16,6 +16,7 @@ from storyboard.consumers import CLOSE_FORBIDDEN
 from storyboard.models import Presence
 from tests.conftest import Cast, client_for
 from tests.factories import GenerationFactory, ProjectFactory, SceneFactory, ShotFactory
+from tests.test_board_views import pushed_order
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -166,7 +167,7 @@ async def test_it_pushes_an_edit_to_other_viewers(cast_async):
     await ws.disconnect()
 
 
-async def test_it_pushes_a_new_shot_as_the_whole_board(cast_async):
+async def test_it_pushes_a_new_shot_as_its_card_and_the_new_order(cast_async):
     cast = cast_async
     ws = await _socket(cast.reviewer, cast.project.pk)
     assert (await ws.connect())[0]
@@ -174,10 +175,36 @@ async def test_it_pushes_a_new_shot_as_the_whole_board(cast_async):
     editor = await sync_to_async(client_for)(cast.editor)
     await sync_to_async(editor.post)(reverse("sb:shot-create", args=[cast.project.pk]),
                                      {"title": "Gulls"})
-    html = await _receive_until(ws, 'id="board"')
-    assert "Gulls" in html
-    assert "Opening" in html
+    html = await _receive_until(ws, 'id="board-order"')
+    gulls = await sync_to_async(cast.project.shots.get)(title="Gulls")
+    assert pushed_order(html) == [[None, [cast.shot.pk, gulls.pk]]]
+    assert f'id="shot-{gulls.pk}"' in html
+    # The card that did not change is not sent again, nor the board.
+    assert "Opening" not in html
+    assert 'id="board"' not in html
+    assert "2 shots" in html
     await ws.disconnect()
+
+
+async def test_a_viewers_pushed_html_has_no_form_that_posts(cast_async):
+    cast = cast_async
+    viewer = await _socket(cast.viewer, cast.project.pk)
+    editor_ws = await _socket(cast.editor, cast.project.pk)
+    for ws in (viewer, editor_ws):
+        assert (await ws.connect())[0]
+    for ws in (viewer, editor_ws):
+        await _drain(ws)
+    editor = await sync_to_async(client_for)(cast.editor)
+    await sync_to_async(editor.post)(reverse("sb:shot-duplicate", args=[cast.shot.pk]))
+    seen = await _receive_until(viewer, 'id="board-order"')
+    assert "Opening (copy)" in seen
+    assert "<form" not in seen
+    assert "hx-post" not in seen
+    # The same change reaches an editor with the card's controls.
+    theirs = await _receive_until(editor_ws, 'id="board-order"')
+    assert "hx-post" in theirs
+    for ws in (viewer, editor_ws):
+        await ws.disconnect()
 
 
 async def test_it_does_not_leak_another_teams_changes(cast_async):
@@ -283,9 +310,9 @@ async def test_an_edit_that_changes_the_scene_moves_the_card_for_everyone(cast_a
          "aspect_ratio": "16:9", "duration": "10"},
         HTTP_HX_REQUEST="true",
     )
-    html = await _receive_until(ws, 'id="board"')
-    after_heading = html.split(f'id="scene-{scene.pk}"')[1]
-    assert f'id="shot-{cast.shot.pk}"' in after_heading
+    html = await _receive_until(ws, 'id="board-order"')
+    assert pushed_order(html) == [[None, []], [scene.pk, [cast.shot.pk]]]
+    assert f'id="shot-{cast.shot.pk}"' in html
     assert "$2.4192" in html
     await ws.disconnect()
 
@@ -308,7 +335,25 @@ async def test_producers_hear_when_the_budget_passes_eighty_percent(cast_async):
     html = await _receive_until(ws, 'id="budget-notice"')
     # $1.21 held of $1.40: 86% committed.
     assert "86%" in html
-    assert 'class="budget-only"' in html
+    await ws.disconnect()
+
+
+async def test_only_producers_hear_about_the_budget(cast_async):
+    from storyboard.models import Budget
+
+    cast = cast_async
+    await sync_to_async(Budget.objects.filter(team=cast.team).update)(limit_micros=1_400_000)
+    ws = await _socket(cast.editor, cast.project.pk)
+    assert (await ws.connect())[0]
+    await _drain(ws)
+    editor = await sync_to_async(client_for)(cast.editor)
+    await sync_to_async(editor.post)(reverse("sb:shot-generate", args=[cast.shot.pk]),
+                                     HTTP_HX_REQUEST="true")
+    # The take's own pushes arrive; the notice does not.
+    html = await _receive_until(ws, 'id="takes-')
+    assert 'id="budget-notice"' not in html
+    while not await ws.receive_nothing(timeout=0.3):
+        assert 'id="budget-notice"' not in await ws.receive_from()
     await ws.disconnect()
 
 

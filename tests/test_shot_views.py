@@ -10,6 +10,7 @@ from storyboard import catalogue
 from storyboard.models import Asset, Shot
 from tests.conftest import client_for
 from tests.factories import AssetFactory, ProjectFactory, SceneFactory, ShotFactory
+from tests.test_board_views import pushed_order
 
 pytestmark = pytest.mark.django_db
 
@@ -326,8 +327,11 @@ def test_it_returns_the_board_with_the_copy_to_htmx(cast):
                                             **HTMX)
     assert response.status_code == 200
     content = response.content.decode()
-    assert 'id="board"' in content
-    assert "Opening (copy)" in content
+    copy = Shot.objects.get(title="Opening (copy)")
+    # The copy's card and the new order, which the board applies; not the whole board.
+    assert pushed_order(content) == [[None, [cast.shot.pk, copy.pk]]]
+    assert f'id="shot-{copy.pk}"' in content
+    assert 'id="board"' not in content
     assert "<html" not in content
 
 
@@ -365,14 +369,14 @@ def test_it_deletes_a_shot(cast):
 
 
 def test_it_returns_the_board_without_the_shot_to_htmx(cast):
-    ShotFactory(project=cast.project, title="Keep")
+    keep = ShotFactory(project=cast.project, title="Keep")
     response = client_for(cast.editor).post(reverse("sb:shot-delete", args=[cast.shot.pk]),
                                             **HTMX)
     assert response.status_code == 200
     content = response.content.decode()
-    assert 'id="board"' in content
-    assert "Keep" in content
-    assert "Opening" not in content
+    # The order without the shot (the board drops its card) and the new totals.
+    assert pushed_order(content) == [[None, [keep.pk]]]
+    assert "1 shot · 5 s planned" in content
     assert "<html" not in content
     assert not Shot.objects.filter(pk=cast.shot.pk).exists()
 

@@ -20,7 +20,7 @@
     htmx.ajax("POST", board.dataset.reorderUrl, {
       values: { item: boardOrder(board) },
       target: "#board",
-      swap: "outerHTML",
+      swap: "none",
     });
   }
 
@@ -50,6 +50,82 @@
   }
 
   htmx.onLoad(initSortable);
+
+  // A board change arrives as its new order (pushed, or in the answer to one's own request):
+  // #board-order carries [[scene id or null, [shot ids…]], …] and any card or scene heading the
+  // board does not have yet. Existing cards are moved, never re-rendered; numbers follow by CSS.
+  var lastStamp = 0;
+
+  function placeAfter(node, cursor, parent) {
+    var next = cursor ? cursor.nextSibling : parent.firstChild;
+    if (node !== next) parent.insertBefore(node, next);
+    return node;
+  }
+
+  function shotList(board, sceneId) {
+    var key = sceneId === null ? "" : String(sceneId);
+    var list = board.querySelector('.shot-list[data-scene="' + key + '"]');
+    if (list) return list;
+    list = document.createElement("div");
+    list.className = "shot-list";
+    list.dataset.scene = key;
+    var empty = document.createElement("p");
+    empty.className = "empty-list muted";
+    empty.textContent = key ? "No shots in this scene yet." : "No shots yet.";
+    list.appendChild(empty);
+    return list;
+  }
+
+  function resync(board) {
+    htmx.ajax("GET", board.dataset.boardUrl, { target: "#board", swap: "outerHTML" });
+  }
+
+  function applyOrder(holder) {
+    var board = document.getElementById("board");
+    var order = holder.dataset.order;
+    var stamp = Number(holder.dataset.stamp || 0);
+    var incoming = {};
+    Array.prototype.forEach.call(holder.children, function (el) { incoming[el.id] = el; });
+    holder.replaceChildren();
+    if (!board || !order || stamp < lastStamp) return;
+    lastStamp = stamp;
+    var find = function (id) { return board.querySelector("#" + id) || incoming[id] || null; };
+    var keep = new Set();
+    var missing = false;
+    var cursor = document.getElementById("board-summary");
+    JSON.parse(order).forEach(function (group) {
+      var sceneId = group[0];
+      var shots = group[1];
+      if (sceneId !== null) {
+        var heading = find("scene-" + sceneId);
+        if (!heading) { missing = true; return; }
+        cursor = placeAfter(heading, cursor, board);
+        keep.add(heading);
+        var count = heading.querySelector("[data-shot-count]");
+        if (count) count.textContent = shots.length + " shot" + (shots.length === 1 ? "" : "s");
+      }
+      var list = shotList(board, sceneId);
+      cursor = placeAfter(list, cursor, board);
+      keep.add(list);
+      var previous = null;
+      shots.forEach(function (id) {
+        var card = find("shot-" + id);
+        if (!card) { missing = true; return; }
+        previous = placeAfter(card, previous, list);
+        keep.add(card);
+      });
+      initSortable(list);
+    });
+    board.querySelectorAll(".scene-heading, .shot-list, .shot-card").forEach(function (el) {
+      if (!keep.has(el)) el.remove();
+    });
+    // A card or heading this board never received (a message lost on the way): fetch it all.
+    if (missing) resync(board);
+  }
+
+  htmx.onLoad(function (el) {
+    if (el.id === "board-order") applyOrder(el);
+  });
 
   // Show whether live updates are flowing, so nobody trusts a stale board.
   function setLive(state) {
