@@ -229,6 +229,8 @@ class TestLiveBoard(LiveBrowser):
         rita = self._open_board(self.rita)
         # Rita watches the shot's takes in her (read-only) editor.
         rita.locator(f"#shot-{shot.pk} .shot-actions a").click()
+        # Her editor must be open before the take starts: pushes only reach regions a page has.
+        expect(rita.locator(f"#takes-{shot.pk}")).to_be_attached()
         expect(rita.locator("#generate")).to_be_hidden()
 
         emma.locator(f"#shot-{shot.pk} .shot-actions a").click()
