@@ -148,11 +148,14 @@ class Project(models.Model):
         shot.insert(after=after)
         return shot
 
-    def apply_order(self, items: list[tuple[int | None, int]]) -> bool:
+    def apply_order(self, items: list[tuple[int | None, int]], *,
+                    user: User | None = None) -> bool:
         """Rewrite the board order from [(scene_id, shot_id), …] covering every shot exactly once.
 
         Returns False, changing nothing, when the list does not match the board (someone else
-        added or deleted a shot meanwhile, or ids from elsewhere were sent).
+        added or deleted a shot meanwhile, or ids from elsewhere were sent). A shot moved to
+        another scene gets a new version and a history entry, so an editor opened before the
+        move does not move it back when it saves.
         """
         shot_ids = [shot_id for _, shot_id in items]
         scene_ids = {scene_id for scene_id, _ in items if scene_id is not None}
@@ -164,13 +167,20 @@ class Project(models.Model):
             if scene_ids - set(self.scenes.values_list("pk", flat=True)):
                 return False
             shots = {s.pk: s for s in self.shots.all()}
-            changed = []
+            changed, moved = [], []
+            now = timezone.now()
             for position, (scene_id, shot_id) in enumerate(items):
                 shot = shots[shot_id]
+                if shot.scene_id != scene_id:
+                    moved.append(ShotChange(shot=shot, user=user, created=now,
+                                            changes={"scene": [shot.scene_id, scene_id]}))
+                    shot.updated = now
                 if shot.position != position or shot.scene_id != scene_id:
                     shot.position, shot.scene_id = position, scene_id
                     changed.append(shot)
-            Shot.objects.bulk_update(changed, ["position", "scene"])
+            # bulk_update skips auto_now: `updated` is set above for the shots that moved.
+            Shot.objects.bulk_update(changed, ["position", "scene", "updated"])
+            ShotChange.objects.bulk_create(moved)
         return True
 
 

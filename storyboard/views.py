@@ -325,7 +325,7 @@ def shot_reorder(request: HttpRequest, project_id: int) -> HttpResponse:
             items.append((int(scene) if scene else None, int(shot)))
     except ValueError:
         return _refuse("Malformed board order.")
-    if not project.apply_order(items):
+    if not project.apply_order(items, user=request.user):
         # Someone changed the board while this drag happened; show them the current one.
         response = render(request, f"{BOARD}#board", _board_context(project), status=409)
         response["HX-Retarget"] = "#board"
@@ -486,7 +486,7 @@ def shot_move(request: HttpRequest, shot_id: int) -> HttpResponse:
     else:
         return _change_response(request, project, None)
     if not project.apply_order([(scene.pk if scene else None, s.pk) for scene, group in groups
-                                for s in group]):
+                                for s in group], user=request.user):
         return _change_response(request, project, None)
     return _change_response(request, project, realtime.board_reordered(project.pk))
 

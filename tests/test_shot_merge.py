@@ -71,6 +71,23 @@ def test_it_merges_frames_scenes_and_references_as_fields(cast):
     assert values["mode"] == "reference"
 
 
+def test_a_save_does_not_undo_a_move_to_another_scene_made_meanwhile(cast):
+    """Paul drags the shot under a scene while Emma's editor is open; her save keeps it there."""
+    scene = SceneFactory(project=cast.project, title="Harbour")
+    emma = Editor(cast.editor, cast.shot)
+    items = [(scene.pk if shot.pk == cast.shot.pk else shot.scene_id, shot.pk)
+             for shot in cast.project.shots.order_by("position", "pk")]
+    response = client_for(cast.producer).post(
+        reverse("sb:shot-reorder", args=[cast.project.pk]),
+        {"item": [f"{scene_id or ''}:{shot_id}" for scene_id, shot_id in items]}, **HTMX)
+    assert response.status_code == 200
+    assert emma.save(title="Harbour at dusk").status_code == 200
+    values = stored(cast.shot)
+    assert (values["scene"], values["title"]) == (scene.pk, "Harbour at dusk")
+    (move,) = ShotChange.objects.filter(shot=cast.shot, changes__has_key="scene")
+    assert move.user == cast.producer
+
+
 def test_the_same_change_by_both_is_not_a_conflict(cast):
     paul, emma = Editor(cast.producer, cast.shot), Editor(cast.editor, cast.shot)
     paul.save(duration="10")
