@@ -291,7 +291,8 @@ def board(request: HttpRequest, project_id: int) -> HttpResponse:
     project = get_project_for_user(request, project_id)
     if request.htmx and request.htmx.target == "editor":
         # Closing the shot editor swaps its empty state back in.
-        return render(request, f"{BOARD}#editor-empty", {"project": project})
+        return render(request, f"{BOARD}#editor-empty",
+                      {"project": project, "membership": project.membership})
     ctx = _board_context(project)
     ctx["viewers"] = Presence.objects.viewers(project.pk)
     ctx["asset_count"] = project.assets.count()
@@ -375,7 +376,11 @@ def shot_edit(request: HttpRequest, shot_id: int) -> HttpResponse:
     if request.htmx:
         return render(request, "storyboard/shot.html#editor", ctx, status=status)
     if saved:
-        messages.success(request, "Shot saved.")
+        if ctx["warnings"]:
+            messages.warning(request, f"Shot saved — but it can’t be generated yet: "
+                                      f"{ctx['warnings'][0]}")
+        else:
+            messages.success(request, "Shot saved.")
         return redirect("sb:board", project.pk)
     ctx["viewers"] = Presence.objects.viewers(project.pk)
     return render(request, "storyboard/shot.html", ctx, status=status)

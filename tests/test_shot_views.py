@@ -404,3 +404,60 @@ def test_it_refuses_get_on_shot_delete(cast):
     response = client_for(cast.owner).get(reverse("sb:shot-delete", args=[cast.shot.pk]))
     assert response.status_code == 405
     assert Shot.objects.filter(pk=cast.shot.pk).exists()
+
+
+# shot_edit: what stops Generate, and what read-only roles are told
+
+
+def test_it_disables_generate_with_the_reason_while_the_prompt_is_empty(cast):
+    shot = ShotFactory(project=cast.project, prompt="")
+    content = client_for(cast.editor).get(reverse("sb:shot", args=[shot.pk])).content.decode()
+    assert 'id="generate" disabled aria-describedby="generate-why"' in content
+    assert 'id="generate-why"' in content
+    assert "Write a prompt first." in content
+
+
+def test_it_enables_generate_for_a_shot_without_problems(cast):
+    content = client_for(cast.editor).get(reverse("sb:shot", args=[cast.shot.pk])) \
+        .content.decode()
+    assert 'id="generate">' in content
+    assert 'id="generate-why"' not in content
+
+
+def test_it_says_an_empty_prompt_was_saved_but_cannot_be_generated(cast):
+    response = edit(cast.editor, cast.shot, shot_data(prompt=""), **HTMX)
+    assert response.status_code == 200
+    content = response.content.decode()
+    assert "Saved — but it can’t be generated yet: Write a prompt first." in content
+    assert "Saved. Everyone" not in content
+    assert 'id="generate" disabled' in content
+
+
+def test_it_enables_generate_again_once_a_prompt_is_saved(cast):
+    shot = ShotFactory(project=cast.project, prompt="")
+    content = edit(cast.editor, shot, shot_data(), **HTMX).content.decode()
+    assert "Saved. Everyone on the board sees the change." in content
+    assert 'id="generate-why"' not in content
+
+
+def test_it_flashes_the_problem_after_a_plain_save_with_an_empty_prompt(cast):
+    response = edit(cast.editor, cast.shot, shot_data(prompt=""), follow=True)
+    assert "Shot saved — but it can’t be generated yet: Write a prompt first." in \
+        response.content.decode()
+
+
+@pytest.mark.parametrize("role", READ_ONLY)
+def test_it_tells_read_only_roles_what_they_can_do_in_the_editor(cast, role):
+    shot = ShotFactory(project=cast.project, prompt="")
+    content = client_for(cast.member(role)).get(reverse("sb:shot", args=[shot.pk])) \
+        .content.decode()
+    assert 'id="read-only-note"' in content
+    assert f"as a {role} you cannot change it" in content
+    assert "Write a prompt first." not in content
+    assert 'id="generate"' not in content
+
+
+def test_it_does_not_show_editors_the_read_only_note(cast):
+    content = client_for(cast.editor).get(reverse("sb:shot", args=[cast.shot.pk])) \
+        .content.decode()
+    assert 'id="read-only-note"' not in content
