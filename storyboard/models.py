@@ -1200,4 +1200,4 @@ class LedgerEntry(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.kind} {self.amount_micros}"
+        return f"{self.kind} {usd(self.amount_micros)}"

@@ -176,18 +176,15 @@ def _filtered_ledger(request: HttpRequest, team_budget: Budget):
 def _spend_report(team_budget: Budget) -> dict:
     """Where this period's money went, as bars the template draws (no chart library)."""
     captures = LedgerEntry.objects.filter(budget=team_budget).in_period(team_budget).captures()
-    daily = captures.daily()
-    peak = max((d["total"] for d in daily), default=0) or 1
-    for index, day in enumerate(daily):
-        day["height"] = max(1, round(100 * day["total"] / peak))
-        day["x"], day["y"] = index * 100 + 10, 105 - day["height"]
     report = {
-        "daily": daily, "chart_width": max(1, len(daily)) * 100,
-        "last_day": daily[-1]["day"] if daily else None,
+        **_daily_chart(captures.daily()),
         "by_project": captures.totals_by("take__project__name"),
         "by_person": captures.totals_by("user__username", "user__first_name", "user__last_name"),
         "by_endpoint": captures.totals_by("take__endpoint", "take__input__resolution"),
     }
+    for row in report["by_endpoint"]:
+        spec = catalogue.ENDPOINTS.get(row["take__endpoint"])
+        row["label"] = spec.label if spec else row["take__endpoint"]
     for key in ("by_project", "by_person", "by_endpoint"):
         top = max((row["total"] for row in report[key]), default=0) or 1
         for row in report[key]:
@@ -206,6 +203,35 @@ def _spend_report(team_budget: Budget) -> dict:
     report["per_approved_second"] = round(spent / approved) if approved else None
     report["generated_seconds"], report["approved_seconds"] = generated, approved
     return report
+
+
+# The spend-per-day chart, in SVG user units: a fixed frame (drawn at the page's width, never
+# stretched), amounts on the left, dates under the bars, bars no wider than BAR_MAX.
+CHART = {"width": 600, "height": 180, "left": 76, "right": 10, "top": 12, "bottom": 24}
+BAR_MAX = 36
+
+
+def _daily_chart(daily: list[dict]) -> dict:
+    plot_width = CHART["width"] - CHART["left"] - CHART["right"]
+    plot_height = CHART["height"] - CHART["top"] - CHART["bottom"]
+    baseline = CHART["top"] + plot_height
+    peak = max((d["total"] for d in daily), default=0) or 1
+    slot = plot_width / max(1, len(daily))
+    bar = min(BAR_MAX, slot * 0.7)
+    # Every date fits under a bar up to about ten days; after that, every n-th.
+    every = max(1, -(-len(daily) // 10))
+    for index, day in enumerate(daily):
+        day["height"] = max(1, round(plot_height * day["total"] / peak))
+        day["width"] = round(bar, 1)
+        day["x"] = round(CHART["left"] + slot * index + (slot - bar) / 2, 1)
+        day["y"] = baseline - day["height"]
+        day["mid"] = round(day["x"] + bar / 2, 1)
+        day["labelled"] = index % every == 0 or index == len(daily) - 1
+    ticks = [{"amount": peak * share // 2, "y": round(baseline - plot_height * share / 2, 1)}
+             for share in (0, 1, 2)]
+    return {"daily": daily, "chart": {**CHART, "baseline": baseline,
+                                      "date_y": baseline + 16, "right_x": CHART["width"] - 10},
+            "ticks": ticks}
 
 
 @login_required
