@@ -396,6 +396,7 @@ def shot_edit(request: HttpRequest, shot_id: int) -> HttpResponse:
            "merged": bool(edit and edit.change and edit.conflicts),
            "membership": project.membership,
            "warnings": form.warnings(), "in_panel": _in_panel(request),
+           "chain_from": _chain_from(shot),
            "estimate": shot.estimate(), "estimate_errors": [],
            "provider": get_provider(settings.DEFAULT_VIDEO_PROVIDER)}
     status = 409 if edit and edit.conflicts else INVALID if form.errors else 200
@@ -683,6 +684,16 @@ def take_select(request: HttpRequest, take_uid: str) -> HttpResponse:
     return _editor_response(request, shot)
 
 
+def _chain_from(shot: Shot) -> dict | None:
+    """What a chained shot will start from, for the editor. Nothing is created on the way:
+    the last-frame asset if a take already made one, else the take's poster."""
+    if not shot.chained:
+        return None
+    take = shot.previous_take()
+    frame = Asset.objects.filter(from_take=take).first() if take else None
+    return {"take": take, "frame": frame}
+
+
 def _in_panel(request: HttpRequest) -> bool:
     """Is the shot editor open beside the board (rather than on its own page)?"""
     return bool(request.htmx) and "/shots/" not in (request.htmx.current_url_abs_path or "")
@@ -697,7 +708,7 @@ def _editor_response(request: HttpRequest, shot: Shot) -> HttpResponse:
     ctx = {"shot": shot, "project": shot.project, "form": form, "saved": False,
            "membership": membership, "in_panel": _in_panel(request),
            "provider": get_provider(settings.DEFAULT_VIDEO_PROVIDER), "warnings": form.warnings(),
-           "estimate": shot.estimate(), "estimate_errors": []}
+           "chain_from": _chain_from(shot), "estimate": shot.estimate(), "estimate_errors": []}
     return render(request, "storyboard/shot.html#editor", ctx)
 
 

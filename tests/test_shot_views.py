@@ -461,3 +461,48 @@ def test_it_does_not_show_editors_the_read_only_note(cast):
     content = client_for(cast.editor).get(reverse("sb:shot", args=[cast.shot.pk])) \
         .content.decode()
     assert 'id="read-only-note"' not in content
+
+
+# shot_edit: the frame a chained shot starts from
+
+
+def _chained_pair(cast):
+    from tests.factories import GenerationFactory
+
+    before = ShotFactory(project=cast.project, title="Cliff", position=100)
+    take = GenerationFactory(shot=before)
+    before.selected_take = take
+    before.save(update_fields=["selected_take"])
+    after = ShotFactory(project=cast.project, title="Window", position=101, chained=True)
+    return before, take, after
+
+
+@pytest.mark.parametrize("role", [*WRITERS, *READ_ONLY])
+def test_it_shows_a_chained_shot_the_poster_it_starts_from(cast, role):
+    _, take, after = _chained_pair(cast)
+    content = client_for(cast.member(role)).get(reverse("sb:shot", args=[after.pk])) \
+        .content.decode()
+    assert reverse("sb:take-file", args=[take.uid, "poster"]) in content
+    assert "Starts from the last frame of Cliff’s take." in content
+    # Looking does not make the last-frame asset.
+    assert not Asset.objects.filter(from_take=take).exists()
+
+
+def test_it_shows_the_last_frame_once_it_exists(cast):
+    _, take, after = _chained_pair(cast)
+    frame = AssetFactory(project=cast.project, from_take=take)
+    content = client_for(cast.viewer).get(reverse("sb:shot", args=[after.pk]), **HTMX) \
+        .content.decode()
+    assert reverse("sb:asset-file", args=[frame.uid, "thumbnail"]) in content
+
+
+def test_it_says_when_the_shot_before_has_no_finished_take(cast):
+    after = ShotFactory(project=cast.project, title="Window", position=101, chained=True)
+    content = client_for(cast.editor).get(reverse("sb:shot", args=[after.pk])).content.decode()
+    assert "the shot before has no finished take yet" in content
+
+
+def test_it_shows_no_chain_for_an_unchained_shot(cast):
+    content = client_for(cast.editor).get(reverse("sb:shot", args=[cast.shot.pk])) \
+        .content.decode()
+    assert 'id="chain-from"' not in content
