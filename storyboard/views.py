@@ -207,8 +207,8 @@ def _spend_report(team_budget: Budget) -> dict:
 
 # The spend-per-day chart, in SVG user units: a fixed frame (drawn at the page's width, never
 # stretched), amounts on the left, dates under the bars, bars no wider than BAR_MAX.
-CHART = {"width": 600, "height": 180, "left": 76, "right": 10, "top": 12, "bottom": 24}
-BAR_MAX = 36
+CHART = {"width": 360, "height": 150, "left": 64, "right": 8, "top": 10, "bottom": 22}
+BAR_MAX = 32
 
 
 def _daily_chart(daily: list[dict]) -> dict:
