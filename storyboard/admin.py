@@ -13,6 +13,15 @@ from storyboard.models import (
     Shot,
     ShotChange,
 )
+from storyboard.money import usd
+
+
+def _usd(field: str, label: str):
+    """A list column showing a micro-dollar field as dollars."""
+    @admin.display(description=label, ordering=field)
+    def column(_admin, obj) -> str:
+        return usd(getattr(obj, field))
+    return column
 
 
 @admin.register(Project)
@@ -68,7 +77,9 @@ class PresenceAdmin(admin.ModelAdmin):
 @admin.register(Generation)
 class GenerationAdmin(admin.ModelAdmin):
     list_display = ("__str__", "project", "state", "provider", "endpoint", "progress",
-                    "estimated_micros", "actual_micros", "simulated", "created")
+                    "estimated", "actual", "simulated", "created")
+    estimated = _usd("estimated_micros", "estimated")
+    actual = _usd("actual_micros", "actual")
     list_filter = ("state", "provider", "simulated")
     search_fields = ("uid", "request_id")
     raw_id_fields = ("shot", "project", "created_by", "upstream")
@@ -77,8 +88,9 @@ class GenerationAdmin(admin.ModelAdmin):
 
 @admin.register(Budget)
 class BudgetAdmin(admin.ModelAdmin):
-    list_display = ("team", "limit_micros", "held_micros", "spent_micros", "simulated_micros",
-                    "period_start")
+    list_display = ("team", "limit", "held", "spent", "simulated", "period_start")
+    limit, held = _usd("limit_micros", "limit"), _usd("held_micros", "held")
+    spent, simulated = _usd("spent_micros", "spent"), _usd("simulated_micros", "simulated")
     raw_id_fields = ("team",)
     # Counters move only through holds, captures and releases (with ledger rows).
     readonly_fields = ("held_micros", "spent_micros", "simulated_micros")
@@ -86,7 +98,8 @@ class BudgetAdmin(admin.ModelAdmin):
 
 @admin.register(LedgerEntry)
 class LedgerEntryAdmin(admin.ModelAdmin):
-    list_display = ("created", "budget", "kind", "amount_micros", "simulated", "take", "user")
+    list_display = ("created", "budget", "kind", "amount", "simulated", "take", "user")
+    amount = _usd("amount_micros", "amount")
     list_filter = ("kind", "simulated")
     raw_id_fields = ("budget", "take", "user")
 

@@ -1210,4 +1210,4 @@ class LedgerEntry(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.kind} {self.amount_micros}"
+        return f"{self.kind} {usd(self.amount_micros)}"

@@ -176,18 +176,15 @@ def _filtered_ledger(request: HttpRequest, team_budget: Budget):
 def _spend_report(team_budget: Budget) -> dict:
     """Where this period's money went, as bars the template draws (no chart library)."""
     captures = LedgerEntry.objects.filter(budget=team_budget).in_period(team_budget).captures()
-    daily = captures.daily()
-    peak = max((d["total"] for d in daily), default=0) or 1
-    for index, day in enumerate(daily):
-        day["height"] = max(1, round(100 * day["total"] / peak))
-        day["x"], day["y"] = index * 100 + 10, 105 - day["height"]
     report = {
-        "daily": daily, "chart_width": max(1, len(daily)) * 100,
-        "last_day": daily[-1]["day"] if daily else None,
+        **_daily_chart(captures.daily()),
         "by_project": captures.totals_by("take__project__name"),
         "by_person": captures.totals_by("user__username", "user__first_name", "user__last_name"),
         "by_endpoint": captures.totals_by("take__endpoint", "take__input__resolution"),
     }
+    for row in report["by_endpoint"]:
+        spec = catalogue.ENDPOINTS.get(row["take__endpoint"])
+        row["label"] = spec.label if spec else row["take__endpoint"]
     for key in ("by_project", "by_person", "by_endpoint"):
         top = max((row["total"] for row in report[key]), default=0) or 1
         for row in report[key]:
@@ -206,6 +203,35 @@ def _spend_report(team_budget: Budget) -> dict:
     report["per_approved_second"] = round(spent / approved) if approved else None
     report["generated_seconds"], report["approved_seconds"] = generated, approved
     return report
+
+
+# The spend-per-day chart, in SVG user units: a fixed frame (drawn at the page's width, never
+# stretched), amounts on the left, dates under the bars, bars no wider than BAR_MAX.
+CHART = {"width": 360, "height": 150, "left": 64, "right": 8, "top": 10, "bottom": 22}
+BAR_MAX = 32
+
+
+def _daily_chart(daily: list[dict]) -> dict:
+    plot_width = CHART["width"] - CHART["left"] - CHART["right"]
+    plot_height = CHART["height"] - CHART["top"] - CHART["bottom"]
+    baseline = CHART["top"] + plot_height
+    peak = max((d["total"] for d in daily), default=0) or 1
+    slot = plot_width / max(1, len(daily))
+    bar = min(BAR_MAX, slot * 0.7)
+    # Every date fits under a bar up to about ten days; after that, every n-th.
+    every = max(1, -(-len(daily) // 10))
+    for index, day in enumerate(daily):
+        day["height"] = max(1, round(plot_height * day["total"] / peak))
+        day["width"] = round(bar, 1)
+        day["x"] = round(CHART["left"] + slot * index + (slot - bar) / 2, 1)
+        day["y"] = baseline - day["height"]
+        day["mid"] = round(day["x"] + bar / 2, 1)
+        day["labelled"] = index % every == 0 or index == len(daily) - 1
+    ticks = [{"amount": peak * share // 2, "y": round(baseline - plot_height * share / 2, 1)}
+             for share in (0, 1, 2)]
+    return {"daily": daily, "chart": {**CHART, "baseline": baseline,
+                                      "date_y": baseline + 16, "right_x": CHART["width"] - 10},
+            "ticks": ticks}
 
 
 @login_required
@@ -291,7 +317,8 @@ def board(request: HttpRequest, project_id: int) -> HttpResponse:
     project = get_project_for_user(request, project_id)
     if request.htmx and request.htmx.target == "editor":
         # Closing the shot editor swaps its empty state back in.
-        return render(request, f"{BOARD}#editor-empty", {"project": project})
+        return render(request, f"{BOARD}#editor-empty",
+                      {"project": project, "membership": project.membership})
     ctx = _board_context(project)
     ctx["viewers"] = Presence.objects.viewers(project.pk)
     ctx["asset_count"] = project.assets.count()
@@ -369,13 +396,18 @@ def shot_edit(request: HttpRequest, shot_id: int) -> HttpResponse:
            "merged": bool(edit and edit.change and edit.conflicts),
            "membership": project.membership,
            "warnings": form.warnings(), "in_panel": _in_panel(request),
+           "chain_from": _chain_from(shot),
            "estimate": shot.estimate(), "estimate_errors": [],
            "provider": get_provider(settings.DEFAULT_VIDEO_PROVIDER)}
     status = 409 if edit and edit.conflicts else INVALID if form.errors else 200
     if request.htmx:
         return render(request, "storyboard/shot.html#editor", ctx, status=status)
     if saved:
-        messages.success(request, "Shot saved.")
+        if ctx["warnings"]:
+            messages.warning(request, f"Shot saved — but it can’t be generated yet: "
+                                      f"{ctx['warnings'][0]}")
+        else:
+            messages.success(request, "Shot saved.")
         return redirect("sb:board", project.pk)
     ctx["viewers"] = Presence.objects.viewers(project.pk)
     return render(request, "storyboard/shot.html", ctx, status=status)
@@ -652,6 +684,16 @@ def take_select(request: HttpRequest, take_uid: str) -> HttpResponse:
     return _editor_response(request, shot)
 
 
+def _chain_from(shot: Shot) -> dict | None:
+    """What a chained shot will start from, for the editor. Nothing is created on the way:
+    the last-frame asset if a take already made one, else the take's poster."""
+    if not shot.chained:
+        return None
+    take = shot.previous_take()
+    frame = Asset.objects.filter(from_take=take).first() if take else None
+    return {"take": take, "frame": frame}
+
+
 def _in_panel(request: HttpRequest) -> bool:
     """Is the shot editor open beside the board (rather than on its own page)?"""
     return bool(request.htmx) and "/shots/" not in (request.htmx.current_url_abs_path or "")
@@ -666,7 +708,7 @@ def _editor_response(request: HttpRequest, shot: Shot) -> HttpResponse:
     ctx = {"shot": shot, "project": shot.project, "form": form, "saved": False,
            "membership": membership, "in_panel": _in_panel(request),
            "provider": get_provider(settings.DEFAULT_VIDEO_PROVIDER), "warnings": form.warnings(),
-           "estimate": shot.estimate(), "estimate_errors": []}
+           "chain_from": _chain_from(shot), "estimate": shot.estimate(), "estimate_errors": []}
     return render(request, "storyboard/shot.html#editor", ctx)
 
 

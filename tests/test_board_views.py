@@ -83,6 +83,32 @@ def test_it_gives_the_empty_editor_when_htmx_targets_the_editor(cast):
     assert 'id="board"' not in content
 
 
+@pytest.mark.parametrize("role", WRITERS)
+def test_it_tells_writers_how_to_edit_and_reorder(cast, role):
+    content = client_for(cast.member(role)).get(reverse("sb:board", args=[cast.project.pk])) \
+        .content.decode()
+    assert "Drag cards to reorder them" in content
+    assert "write its prompt" in content
+
+
+@pytest.mark.parametrize("role", READ_ONLY)
+def test_it_tells_read_only_roles_what_they_can_do(cast, role):
+    content = client_for(cast.member(role)).get(reverse("sb:board", args=[cast.project.pk])) \
+        .content.decode()
+    assert "Drag cards" not in content
+    assert "write its prompt" not in content
+    assert "watch its takes" in content
+    assert f"As a {role} you can look at everything here" in content
+
+
+def test_it_gives_a_viewer_their_own_empty_editor_when_the_editor_closes(cast):
+    content = client_for(cast.viewer).get(
+        reverse("sb:board", args=[cast.project.pk]), HTTP_HX_TARGET="editor", **HTMX
+    ).content.decode()
+    assert "watch its takes" in content
+    assert "Drag cards" not in content
+
+
 def test_it_hides_the_board_from_outsider(cast):
     response = client_for(cast.outsider).get(reverse("sb:board", args=[cast.project.pk]))
     assert response.status_code == 404

@@ -1,9 +1,13 @@
 from __future__ import annotations
 
+import re
+
 import pytest
 from django.urls import reverse
+from django.utils import timezone
 
 from storyboard.models import Budget, LedgerEntry, Shot
+from storyboard.money import usd
 from tests.conftest import client_for
 
 pytestmark = pytest.mark.django_db
@@ -80,10 +84,10 @@ def test_the_dashboard_shows_where_the_money_went(cast):
     _spend(cast, approved=False)
     response = client_for(cast.producer).get(_url(cast))
     html = response.content.decode()
-    assert '<rect x="10"' in html  # one day, one bar
+    assert html.count('class="bar"') == 1  # one day, one bar
     assert cast.project.name in html
     assert f"{cast.editor.first_name} {cast.editor.last_name}" in html
-    assert "fal-ai/bytedance/seedance/v1/lite/text-to-video · 480p" in html
+    assert "Seedance 1.0 Lite · text to video</span> · 480p" in html
     budget = Budget.for_team(cast.team)
     # Two 2 s takes generated, one of them on an approved shot.
     assert budget.spent_micros == 2 * kept.actual_micros
@@ -194,3 +198,46 @@ def test_the_ledger_speaks_dollars_never_micro_dollars(cast):
     page = client_for(cast.producer).get(_url(cast)).content.decode()
     assert "10000000000" not in page
     assert "Limit $10,000.00 → $1,250.50" in page
+
+
+def test_the_endpoints_are_named_as_the_catalogue_names_them(cast):
+    _spend(cast, approved=False)
+    html = client_for(cast.viewer).get(_url(cast)).content.decode()
+    assert ">Seedance 1.0 Lite · text to video</span> · 480p" in html
+    assert ">fal-ai/bytedance/seedance/v1/lite/text-to-video<" not in html
+
+
+def test_one_day_of_spend_is_a_narrow_bar_with_its_date_and_amount(cast):
+    take = _spend(cast, approved=False)
+    html = client_for(cast.viewer).get(_url(cast)).content.decode()
+    assert 'preserveAspectRatio="none"' not in html
+    width = re.search(r'<rect [^>]*width="([\d.]+)"[^>]*class="bar"', html)
+    assert width
+    assert float(width.group(1)) <= 32
+    from storyboard.templatetags.storyboard import money
+
+    day = f"{timezone.localdate(take.finished_at):%-d %b}"
+    assert f'text-anchor="middle">{day}</text>' in html
+    assert f'dominant-baseline="middle">{money(take.actual_micros)}</text>' in html
+    assert f'dominant-baseline="middle">{money(0)}</text>' in html
+
+
+def test_the_spend_chart_labels_at_most_about_ten_dates():
+    from datetime import date, timedelta
+
+    from storyboard.views import _daily_chart
+
+    days = [{"day": date(2026, 1, 1) + timedelta(days=n), "total": n * 1000} for n in range(30)]
+    chart = _daily_chart(days)
+    assert sum(d["labelled"] for d in chart["daily"]) <= 11
+    assert chart["daily"][-1]["labelled"]
+    assert all(d["x"] + d["width"] <= chart["chart"]["width"] for d in chart["daily"])
+
+
+def test_the_admin_speaks_dollars(cast, admin_client):
+    _spend(cast, approved=False)
+    for model in ("ledgerentry", "budget", "generation"):
+        page = admin_client.get(reverse(f"admin:storyboard_{model}_changelist")).content.decode()
+        assert "$" in page
+    entry = LedgerEntry.objects.filter(kind="capture").first()
+    assert str(entry) == f"capture {usd(entry.amount_micros)}"

@@ -404,3 +404,105 @@ def test_it_refuses_get_on_shot_delete(cast):
     response = client_for(cast.owner).get(reverse("sb:shot-delete", args=[cast.shot.pk]))
     assert response.status_code == 405
     assert Shot.objects.filter(pk=cast.shot.pk).exists()
+
+
+# shot_edit: what stops Generate, and what read-only roles are told
+
+
+def test_it_disables_generate_with_the_reason_while_the_prompt_is_empty(cast):
+    shot = ShotFactory(project=cast.project, prompt="")
+    content = client_for(cast.editor).get(reverse("sb:shot", args=[shot.pk])).content.decode()
+    assert 'id="generate" disabled aria-describedby="generate-why"' in content
+    assert 'id="generate-why"' in content
+    assert "Write a prompt first." in content
+
+
+def test_it_enables_generate_for_a_shot_without_problems(cast):
+    content = client_for(cast.editor).get(reverse("sb:shot", args=[cast.shot.pk])) \
+        .content.decode()
+    assert 'id="generate">' in content
+    assert 'id="generate-why"' not in content
+
+
+def test_it_says_an_empty_prompt_was_saved_but_cannot_be_generated(cast):
+    response = edit(cast.editor, cast.shot, shot_data(prompt=""), **HTMX)
+    assert response.status_code == 200
+    content = response.content.decode()
+    assert "Saved — but it can’t be generated yet: Write a prompt first." in content
+    assert "Saved. Everyone" not in content
+    assert 'id="generate" disabled' in content
+
+
+def test_it_enables_generate_again_once_a_prompt_is_saved(cast):
+    shot = ShotFactory(project=cast.project, prompt="")
+    content = edit(cast.editor, shot, shot_data(), **HTMX).content.decode()
+    assert "Saved. Everyone on the board sees the change." in content
+    assert 'id="generate-why"' not in content
+
+
+def test_it_flashes_the_problem_after_a_plain_save_with_an_empty_prompt(cast):
+    response = edit(cast.editor, cast.shot, shot_data(prompt=""), follow=True)
+    assert "Shot saved — but it can’t be generated yet: Write a prompt first." in \
+        response.content.decode()
+
+
+@pytest.mark.parametrize("role", READ_ONLY)
+def test_it_tells_read_only_roles_what_they_can_do_in_the_editor(cast, role):
+    shot = ShotFactory(project=cast.project, prompt="")
+    content = client_for(cast.member(role)).get(reverse("sb:shot", args=[shot.pk])) \
+        .content.decode()
+    assert 'id="read-only-note"' in content
+    assert f"as a {role} you cannot change it" in content
+    assert "Write a prompt first." not in content
+    assert 'id="generate"' not in content
+
+
+def test_it_does_not_show_editors_the_read_only_note(cast):
+    content = client_for(cast.editor).get(reverse("sb:shot", args=[cast.shot.pk])) \
+        .content.decode()
+    assert 'id="read-only-note"' not in content
+
+
+# shot_edit: the frame a chained shot starts from
+
+
+def _chained_pair(cast):
+    from tests.factories import GenerationFactory
+
+    before = ShotFactory(project=cast.project, title="Cliff", position=100)
+    take = GenerationFactory(shot=before)
+    before.selected_take = take
+    before.save(update_fields=["selected_take"])
+    after = ShotFactory(project=cast.project, title="Window", position=101, chained=True)
+    return before, take, after
+
+
+@pytest.mark.parametrize("role", [*WRITERS, *READ_ONLY])
+def test_it_shows_a_chained_shot_the_poster_it_starts_from(cast, role):
+    _, take, after = _chained_pair(cast)
+    content = client_for(cast.member(role)).get(reverse("sb:shot", args=[after.pk])) \
+        .content.decode()
+    assert reverse("sb:take-file", args=[take.uid, "poster"]) in content
+    assert "Starts from the last frame of Cliff’s take." in content
+    # Looking does not make the last-frame asset.
+    assert not Asset.objects.filter(from_take=take).exists()
+
+
+def test_it_shows_the_last_frame_once_it_exists(cast):
+    _, take, after = _chained_pair(cast)
+    frame = AssetFactory(project=cast.project, from_take=take)
+    content = client_for(cast.viewer).get(reverse("sb:shot", args=[after.pk]), **HTMX) \
+        .content.decode()
+    assert reverse("sb:asset-file", args=[frame.uid, "thumbnail"]) in content
+
+
+def test_it_says_when_the_shot_before_has_no_finished_take(cast):
+    after = ShotFactory(project=cast.project, title="Window", position=101, chained=True)
+    content = client_for(cast.editor).get(reverse("sb:shot", args=[after.pk])).content.decode()
+    assert "the shot before has no finished take yet" in content
+
+
+def test_it_shows_no_chain_for_an_unchained_shot(cast):
+    content = client_for(cast.editor).get(reverse("sb:shot", args=[cast.shot.pk])) \
+        .content.decode()
+    assert 'id="chain-from"' not in content

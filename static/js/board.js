@@ -127,6 +127,24 @@
     if (el.id === "board-order") applyOrder(el);
   });
 
+  // On a narrow screen the side panel sits below the whole board, so opening a shot there
+  // would fill a panel nobody sees: follow the link's real href to the shot's own page instead.
+  function editorBesideBoard(editor) {
+    var column = document.querySelector(".board-column");
+    if (!column) return true;
+    return editor.getBoundingClientRect().top < column.getBoundingClientRect().bottom - 1 &&
+      editor.getBoundingClientRect().left > column.getBoundingClientRect().left;
+  }
+
+  document.addEventListener("htmx:confirm", function (event) {
+    var elt = event.detail.elt;
+    var target = event.detail.target;
+    if (!target || target.id !== "editor" || elt.tagName !== "A" || !elt.href) return;
+    if (!document.querySelector(".board-column") || editorBesideBoard(target)) return;
+    event.preventDefault();
+    window.location.assign(elt.href);
+  });
+
   // Show whether live updates are flowing, so nobody trusts a stale board.
   function setLive(state) {
     var el = document.getElementById("live-state");
