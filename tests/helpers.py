@@ -37,3 +37,16 @@ def work_off_the_queue() -> None:
     finally:
         for number, handler in saved.items():
             signal.signal(number, handler)
+
+
+def run_to_the_end(take, *, polls: int = 12):
+    """Drive a take the way polling workers would, until it ends (or `polls` run out)."""
+    from storyboard import generation
+
+    for _ in range(polls):
+        take.refresh_from_db()
+        if take.is_terminal:
+            break
+        generation.drive(take_id=take.pk)
+    take.refresh_from_db()
+    return take

@@ -96,22 +96,27 @@ class LiveBrowser(ChannelsLiveServerTestCase):
         assert self.csp_violations == []
         super().tearDown()
 
-    def _new_context(self):
-        context = self.browser.new_context(viewport={"width": 1400, "height": 900})
+    def _new_context(self, user=None, **options):
+        """A browser context that reports CSP violations, logged in as `user` if given (by
+        its session cookie: the login form has its own test)."""
+        context = self.browser.new_context(**{"viewport": {"width": 1400, "height": 900},
+                                              **options})
         context.expose_binding("__cspViolation",
                                lambda source, text: self.csp_violations.append(text))
         context.add_init_script(REPORT_CSP_VIOLATIONS)
         # Chromium also logs what it refused, including cases no event reaches (e.g. eval).
         context.on("console", lambda message: self.csp_violations.append(message.text)
                    if "Content Security Policy" in message.text else None)
+        if user is not None:
+            client = Client()
+            client.force_login(user)
+            context.add_cookies([{"name": "sessionid",
+                                  "value": client.cookies["sessionid"].value,
+                                  "domain": self.host, "path": "/"}])
         return context
 
     def _open_board(self, user):
-        client = Client()
-        client.force_login(user)
-        context = self._new_context()
-        context.add_cookies([{"name": "sessionid", "value": client.cookies["sessionid"].value,
-                              "domain": self.host, "path": "/"}])
+        context = self._new_context(user)
         page = context.new_page()
         page.goto(f"{self.live_server_url}/projects/{self.project.pk}/")
         from playwright.sync_api import expect

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-from django.test import Client
 
 from accounts.models import Role
 from storyboard.models import Shot
@@ -30,11 +29,7 @@ class TestLiveEditing(LiveBrowser):
     def _open(self, user, path: str):
         from playwright.sync_api import expect
 
-        client = Client()
-        client.force_login(user)
-        context = self._new_context()
-        context.add_cookies([{"name": "sessionid", "value": client.cookies["sessionid"].value,
-                              "domain": self.host, "path": "/"}])
+        context = self._new_context(user)
         page = context.new_page()
         page.on("console", self._note_error)
         page.goto(f"{self.live_server_url}{path}")

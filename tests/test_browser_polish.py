@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from django.test import Client
 
 from accounts.models import Role
 from tests.factories import ShotFactory, UserFactory
-from tests.test_browser_board import REPORT_CSP_VIOLATIONS, LiveBrowser
+from tests.test_browser_board import LiveBrowser
 
 pytestmark = pytest.mark.browser
 
@@ -24,17 +23,10 @@ class TestPhoneWalk(LiveBrowser):
         self.console_errors: list[str] = []
 
     def _open_phone_board(self, user):
-        client = Client()
-        client.force_login(user)
-        context = self.browser.new_context(viewport=PHONE, is_mobile=True, has_touch=True)
-        context.expose_binding("__cspViolation",
-                               lambda source, text: self.csp_violations.append(text))
-        context.add_init_script(REPORT_CSP_VIOLATIONS)
+        context = self._new_context(user, viewport=PHONE, is_mobile=True, has_touch=True)
         context.on("console", lambda message: self.console_errors.append(message.text)
                    if message.type == "error" else None)
         context.on("weberror", lambda error: self.console_errors.append(str(error.error)))
-        context.add_cookies([{"name": "sessionid", "value": client.cookies["sessionid"].value,
-                              "domain": self.host, "path": "/"}])
         page = context.new_page()
         page.goto(f"{self.live_server_url}/projects/{self.project.pk}/")
         return page

@@ -15,7 +15,8 @@ from storyboard.models import Budget, Generation, LedgerEntry
 from storyboard.providers import get_provider
 from tests.emulators import delivery
 from tests.emulators.fal import FalEmulator
-from tests.test_remote_generation import _run_to_the_end, use_fal
+from tests.helpers import run_to_the_end
+from tests.test_remote_generation import use_fal
 
 State = Generation.State
 V2_T2V = "bytedance/seedance-2.0/text-to-video"
@@ -103,7 +104,7 @@ def test_the_ledger_charges_exactly_what_was_delivered(cast, plausible_fal, endp
     shot = ShotFactory(project=cast.project, mode="text", endpoint=endpoint,
                        resolution=resolution, aspect_ratio=ratio, duration=duration,
                        prompt="A lighthouse at dusk.")
-    take = _run_to_the_end(generation.start_generation(shot=shot, user=cast.editor))
+    take = run_to_the_end(generation.start_generation(shot=shot, user=cast.editor))
     assert take.state == State.COMPLETED, (take.error, take.logs)
     delivered = catalogue.price_micros(endpoint=endpoint, width=take.width,
                                        height=take.height,
@@ -129,7 +130,7 @@ def test_a_delivery_bigger_than_its_hold_is_charged_in_full_and_stops_new_takes(
         estimate = shot.estimate().micros
         # Room for exactly this take: the overrun will take the budget below zero.
         Budget.objects.filter(team=cast.team).update(limit_micros=estimate)
-        take = _run_to_the_end(generation.start_generation(shot=shot, user=cast.editor))
+        take = run_to_the_end(generation.start_generation(shot=shot, user=cast.editor))
     get_provider.cache_clear()
     assert take.state == State.COMPLETED
     cost = catalogue.price_micros(endpoint=V2_T2V, width=1920, height=1088, frames=96)

@@ -32,7 +32,7 @@ from tests.conftest import client_for
 from tests.emulators import tls
 from tests.emulators.eachlabs import LATER, SEED, EachlabsEmulator, Outcome
 from tests.factories import AssetFactory, ProjectFactory, ShotFactory
-from tests.helpers import work_off_the_queue
+from tests.helpers import run_to_the_end, work_off_the_queue
 
 State = Generation.State
 Kind = LedgerEntry.Kind
@@ -101,16 +101,6 @@ def _shot(cast, endpoint: str = I2V, *, resolution: str = "480p", project=None, 
     return shot
 
 
-def _run_to_the_end(take: Generation, *, polls: int = 12) -> Generation:
-    for _ in range(polls):
-        take.refresh_from_db()
-        if take.is_terminal:
-            break
-        generation.drive(take_id=take.pk)
-    take.refresh_from_db()
-    return take
-
-
 def each_id_of(each, take: Generation) -> str | None:
     """The prediction eachlabs made for a take whose create answer we never heard."""
     url = generation._webhook_url(take)
@@ -146,7 +136,7 @@ def test_every_configured_model_and_resolution_is_paid_once_at_eachlabs_price(
     with eachlabs(settings, version) as each:
         take = generation.start_generation(shot=_shot(cast, endpoint, resolution=resolution),
                                            user=cast.editor)
-        take = _run_to_the_end(take)
+        take = run_to_the_end(take)
 
         assert take.state == State.COMPLETED, (take.state, take.error)
         slug = DEFAULT_MODELS[endpoint]
@@ -372,7 +362,7 @@ def test_a_take_eachlabs_cannot_stop_keeps_its_hold_and_can_be_discarded(cast, s
         assert Budget.for_team(cast.team).held_micros == take.estimated_micros
 
         generation.discard(take=take)
-        take = _run_to_the_end(take)
+        take = run_to_the_end(take)
         billed = each.billed[take.request_id]
         assert take.state == State.CANCELED
         assert take.error == f"Discarded as asked: eachlabs finished it and charged {usd(billed)}."
@@ -408,7 +398,7 @@ def test_an_undocumented_status_keeps_the_take_waiting_noted_once(cast, settings
         assert take.state == State.SUBMITTED
         noted = [line for line in take.logs if "'hibernating'" in line]
         assert len(noted) == 1
-        take = _run_to_the_end(take)
+        take = run_to_the_end(take)
         assert take.state == State.COMPLETED
 
 

@@ -28,7 +28,7 @@ from storyboard.providers import get_provider
 from tests.emulators import tls
 from tests.emulators.fal import DEFAULT_VIDEO, SCHEMAS, FalEmulator, Outcome
 from tests.factories import AssetFactory, ShotFactory
-from tests.helpers import work_off_the_queue
+from tests.helpers import run_to_the_end, work_off_the_queue
 from tests.hostile_files import oversized_house_video, video_bytes
 
 State = Generation.State
@@ -78,16 +78,6 @@ def _webhook_path(take: Generation) -> str:
 def _shot(cast):
     return ShotFactory(project=cast.project, mode="text", endpoint=FAST_T2V, resolution="480p",
                        aspect_ratio="16:9", duration="4", prompt="Slow push in.")
-
-
-def _run_to_the_end(take: Generation, *, polls: int = 12) -> Generation:
-    for _ in range(polls):
-        take.refresh_from_db()
-        if take.is_terminal:
-            break
-        generation.drive(take_id=take.pk)
-    take.refresh_from_db()
-    return take
 
 
 def _assert_stored(take: Generation) -> None:
@@ -152,7 +142,7 @@ def test_a_refused_fal_submit_fails_with_the_reason(cast, fal):
 @pytest.mark.django_db
 def test_a_failed_fal_job_ends_the_take(cast, fal):
     fal.script(Outcome.content_policy())
-    take = _run_to_the_end(generation.start_generation(shot=_shot(cast), user=cast.editor))
+    take = run_to_the_end(generation.start_generation(shot=_shot(cast), user=cast.editor))
     assert take.state == State.FAILED
     assert take.error
 
@@ -356,7 +346,7 @@ def test_a_cancel_while_the_outcome_is_unknown_waits_for_the_provider(cast, fal)
 @pytest.mark.django_db
 def test_a_finished_take_we_cannot_fetch_keeps_its_hold(cast, fal):
     fal.faults.add("file", status=403)
-    take = _run_to_the_end(generation.start_generation(shot=_shot(cast), user=cast.editor))
+    take = run_to_the_end(generation.start_generation(shot=_shot(cast), user=cast.editor))
     assert take.state == State.UNFETCHED
     assert "could not be fetched" in take.error
     budget = Budget.for_team(cast.team)
@@ -365,7 +355,7 @@ def test_a_finished_take_we_cannot_fetch_keeps_its_hold(cast, fal):
     assert budget.spent_micros == 0
     # "Fetch again" once the CDN answers: the take completes and captures its real cost.
     generation.refetch(take=take)
-    take = _run_to_the_end(take)
+    take = run_to_the_end(take)
     assert take.state == State.COMPLETED
     budget.refresh_from_db()
     assert budget.held_micros == 0
@@ -478,7 +468,7 @@ def test_a_download_gives_up_an_hour_after_the_provider_finished(cast, fal):
 @pytest.mark.django_db
 def test_an_oversized_house_format_video_fails_charged_what_was_delivered(cast, fal):
     fal.video = oversized_house_video(8192, 8192, frames=3)
-    take = _run_to_the_end(generation.start_generation(shot=_shot(cast), user=cast.editor))
+    take = run_to_the_end(generation.start_generation(shot=_shot(cast), user=cast.editor))
     price = catalogue.price_micros(endpoint=FAST_T2V, width=8192, height=8192, frames=3)
     assert take.state == State.FAILED
     assert take.error == (f"fal.ai delivered a 8192×8192 video; at most 4096 pixels a side are "
@@ -582,7 +572,7 @@ IMAGE_ERROR = {"loc": ["body", "image_url"], "msg": "Failed to load the image.",
 @pytest.mark.django_db
 def test_a_model_error_learnt_by_polling_reads_as_the_webhook_says(cast, fal, outcome, words):
     fal.script(outcome)
-    take = _run_to_the_end(generation.start_generation(shot=_shot(cast), user=cast.editor))
+    take = run_to_the_end(generation.start_generation(shot=_shot(cast), user=cast.editor))
     assert take.state == State.FAILED
     assert take.error == words
     assert "status code" not in take.error
