@@ -280,11 +280,6 @@ def scene_removed(project_id: int) -> Push:
     return board_change(project_id, order=True, summary=True)
 
 
-def broadcast_shot(shot: Shot) -> Push:
-    """A shot's card changed (its take on the board, say): the card and the totals."""
-    return board_change(shot.project_id, cards=[shot.pk], summary=True)
-
-
 def broadcast_assets(project: Project, *, shots: Iterable[int] = ()) -> None:
     """The library grid for anyone on the assets page, the counter for anyone on the board,
     and the cards of `shots` that used an asset which is now gone."""

@@ -678,7 +678,7 @@ def take_select(request: HttpRequest, take_uid: str) -> HttpResponse:
     shot = take.shot
     shot.selected_take = take
     shot.save(update_fields=["selected_take"])
-    realtime.broadcast_shot(shot)
+    realtime.shot_saved(shot)
     # Open editors move their "On the board" mark.
     realtime.broadcast_take_list(shot)
     return _editor_response(request, shot)

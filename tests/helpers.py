@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import signal
+import tempfile
 import threading
 import time
 from collections.abc import Callable
+from functools import cache
+from pathlib import Path
 
 from django.core.management import call_command
 
@@ -50,3 +53,20 @@ def run_to_the_end(take, *, polls: int = 12):
         generation.drive(take_id=take.pk)
     take.refresh_from_db()
     return take
+
+
+def no_sleep(seconds: float) -> None:
+    """A provider's backoff sleep in tests: retries happen at once."""
+    return None
+
+
+@cache
+def house_clip() -> bytes:
+    """A tiny 1 s clip already in house format, so tests measure the workflow, not x264."""
+    from storyboard import previz
+
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "clip.mp4"
+        previz.render(previz.RenderSpec(width=64, height=36, frames=24, prompt="static",
+                                        seed=1, audio=False), out)
+        return out.read_bytes()

@@ -10,20 +10,17 @@ https://media.example.com/… URLs, as S3 does with signed ones.
 from __future__ import annotations
 
 import json
-import tempfile
 import time
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
-from functools import cache
-from pathlib import Path
 
 import httpx
 import pytest
 from django.urls import reverse
 from django_tasks_db.models import DBTaskResult
 
-from storyboard import catalogue, generation, previz
+from storyboard import catalogue, generation
 from storyboard.models import Budget, Generation, LedgerEntry
 from storyboard.money import usd
 from storyboard.providers import get_provider
@@ -32,7 +29,7 @@ from tests.conftest import client_for
 from tests.emulators import tls
 from tests.emulators.eachlabs import LATER, SEED, EachlabsEmulator, Outcome
 from tests.factories import AssetFactory, ProjectFactory, ShotFactory
-from tests.helpers import run_to_the_end, work_off_the_queue
+from tests.helpers import house_clip, no_sleep, run_to_the_end, work_off_the_queue
 
 State = Generation.State
 Kind = LedgerEntry.Kind
@@ -42,26 +39,12 @@ SECRET = "whsec-remote-0123456789"
 PUBLIC_MEDIA = "https://media.example.com/media/"
 
 
-def _no_sleep(seconds: float) -> None:
-    return None
-
-
-@cache
-def _house_clip() -> bytes:
-    """A tiny 1 s clip already in house format, so the workflow is measured, not x264."""
-    with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "clip.mp4"
-        previz.render(previz.RenderSpec(width=64, height=36, frames=24, prompt="static",
-                                        seed=1, audio=False), out)
-        return out.read_bytes()
-
-
 def _configure(settings, emulator: EachlabsEmulator, **options) -> None:
     port = emulator.url.rsplit(":", 1)[1]
     settings.VIDEO_PROVIDERS = {**settings.VIDEO_PROVIDERS, "eachlabs": {
         "BACKEND": "storyboard.providers.eachlabs.EachlabsProvider",
         "OPTIONS": {"key": emulator.key, "api_url": emulator.url, "webhook_secret": SECRET,
-                    "cdn_hosts": (f"127.0.0.1:{port}",), "sleep": _no_sleep,
+                    "cdn_hosts": (f"127.0.0.1:{port}",), "sleep": no_sleep,
                     "transport": httpx.HTTPTransport(verify=tls.client_context()), **options},
     }}
     settings.DEFAULT_VIDEO_PROVIDER = "eachlabs"
@@ -80,8 +63,8 @@ def _public_media(settings) -> None:
 
 @contextmanager
 def eachlabs(settings, version: str, **options) -> Iterator[EachlabsEmulator]:
-    with EachlabsEmulator(version=version, video=_house_clip(), tls=True, webhook_interval=0,
-                          sleep=_no_sleep, **options) as emulator:
+    with EachlabsEmulator(version=version, video=house_clip(), tls=True, webhook_interval=0,
+                          sleep=no_sleep, **options) as emulator:
         _configure(settings, emulator)
         _public_media(settings)
         yield emulator

@@ -28,17 +28,13 @@ from storyboard.providers import get_provider
 from tests.emulators import tls
 from tests.emulators.fal import DEFAULT_VIDEO, SCHEMAS, FalEmulator, Outcome
 from tests.factories import AssetFactory, ShotFactory
-from tests.helpers import run_to_the_end, work_off_the_queue
+from tests.helpers import house_clip, no_sleep, run_to_the_end, work_off_the_queue
 from tests.hostile_files import oversized_house_video, video_bytes
 
 State = Generation.State
 FAST_T2V = "bytedance/seedance-2.0/fast/text-to-video"
 # A real 1 s clip at 24 fps, not in house format, so the normaliser does real work.
 CLIP = video_bytes()
-
-
-def _no_sleep(seconds: float) -> None:
-    return None
 
 
 def _configure(settings, name: str, backend: str, options: dict) -> None:
@@ -56,7 +52,7 @@ def use_fal(settings, emulator: FalEmulator) -> None:
     port = emulator.url.rsplit(":", 1)[1]
     _configure(settings, "fal", "storyboard.providers.fal.FalProvider", {
         **emulator.provider_options(), "cdn_hosts": (f"127.0.0.1:{port}",),
-        "transport": httpx.HTTPTransport(verify=tls.client_context()), "sleep": _no_sleep,
+        "transport": httpx.HTTPTransport(verify=tls.client_context()), "sleep": no_sleep,
     })
 
 
@@ -254,7 +250,7 @@ def test_two_hundred_takes_through_a_fault_storm(cast, settings, live_server):
 
     rng = random.Random(30)
     settings.WEBHOOK_BASE_URL = live_server.url
-    emulator = FalEmulator(video=_house_clip(), instant=True)
+    emulator = FalEmulator(video=house_clip(), instant=True)
     emulator.tls = True
     with emulator as fal:
         use_fal(settings, fal)
@@ -302,20 +298,6 @@ def test_two_hundred_takes_through_a_fault_storm(cast, settings, live_server):
         assert len(jobs_per_take) == 200
         assert set(jobs_per_take.values()) == {1}
         assert fal.submits.total > fal.submits.accepted  # the storm really hit submits
-
-
-def _house_clip() -> bytes:
-    """A tiny clip already in house format, so the storm measures the workflow, not x264."""
-    import tempfile
-    from pathlib import Path
-
-    from storyboard import previz
-
-    with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "clip.mp4"
-        previz.render(previz.RenderSpec(width=64, height=36, frames=24, prompt="static",
-                                        seed=1, audio=False), out)
-        return out.read_bytes()
 
 
 @pytest.mark.django_db
