@@ -146,6 +146,19 @@ ENDPOINTS: dict[str, Endpoint] = {
 DEFAULT_ENDPOINT = "bytedance/seedance-2.0/fast/text-to-video"
 
 
+def image_endpoint_for(endpoint: str) -> Endpoint | None:
+    """The image-to-video endpoint of the same model and tier: where a continuing shot belongs."""
+    spec = ENDPOINTS.get(endpoint)
+    if spec is None:
+        return None
+    if spec.mode == Mode.IMAGE:
+        return spec
+    for mode in ("text-to-video", "reference-to-video"):
+        if spec.id.endswith(mode):
+            return ENDPOINTS.get(spec.id.removesuffix(mode) + "image-to-video")
+    return None
+
+
 def endpoint_choices() -> list[tuple[str, str]]:
     return [(e.id, e.label) for e in ENDPOINTS.values()]
 

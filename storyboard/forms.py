@@ -107,7 +107,7 @@ class ShotForm(forms.ModelForm):
             "notes": forms.Textarea(attrs={"rows": 2}),
             "references": forms.CheckboxSelectMultiple,
         }
-        labels = {"chained": "Start from the previous shot's last frame",
+        labels = {"continues_from": "Continues from",
                   "num_frames": "Frames (1.0 only)", "safety_checker": "Safety checker (1.0)",
                   "camera_fixed": "Fixed camera (1.0 only)"}
         help_texts = {"num_frames": "29–289 at 24 fps; overrides the duration."}
@@ -121,7 +121,11 @@ class ShotForm(forms.ModelForm):
         self.fields["start_frame"].queryset = assets.images()
         self.fields["end_frame"].queryset = assets.images()
         self.fields["references"].queryset = assets
-        for name in ("start_frame", "end_frame", "scene"):
+        # Any other shot of the project; the board's order is no part of a link.
+        self.fields["continues_from"].queryset = project.shots.exclude(pk=self.instance.pk)
+        self.fields["continues_from"].help_text = (
+            "Each take starts from the last frame of that shot's chosen take.")
+        for name in ("start_frame", "end_frame", "scene", "continues_from"):
             self.fields[name].empty_label = "— none —"
 
     def clean(self) -> dict:
@@ -146,6 +150,14 @@ class ShotForm(forms.ModelForm):
                                    "clear it or pick a 1.0 endpoint.")
                 elif not 29 <= frames <= 289:
                     self.add_error("num_frames", "Seedance 1.0 takes 29 to 289 frames.")
+        upstream = data.get("continues_from")
+        if upstream is not None:
+            for problem in self.instance.link_problems(upstream,
+                                                       endpoint=data.get("endpoint") or None):
+                self.add_error("continues_from", problem)
+            if data.get("start_frame"):
+                self.add_error("start_frame", "A continuing shot starts from its upstream's "
+                               "last frame; clear the start frame or the link.")
         refs = list(data.get("references") or [])
         self._check_references(refs)
         return data

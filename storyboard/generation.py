@@ -34,7 +34,7 @@ from django.utils.module_loading import import_string
 from PIL import Image
 
 from accounts.models import User
-from storyboard import catalogue, house, previz, realtime
+from storyboard import catalogue, chains, house, previz, realtime
 from storyboard.models import Asset, Budget, BudgetRefused, Generation, Shot
 from storyboard.money import usd
 from storyboard.providers import (
@@ -86,7 +86,7 @@ def start_generation(*, shot: Shot, user: User) -> Generation:
                 shot=shot, project=shot.project, created_by=user, provider=provider.name,
                 endpoint=shot.endpoint, seed=shot.seed, estimated_micros=estimate.micros,
                 simulated=provider.simulated, input=arguments_for(shot),
-                upstream=shot.previous_take() if shot.chained else None, state=State.HELD,
+                upstream=shot.upstream_take(), state=State.HELD,
             )
             # The worst case is reserved before anything is sent; no budget, no take.
             budget = Budget.for_team(shot.project.team_id)
@@ -295,7 +295,7 @@ def _encode(image: Image.Image, fmt: str) -> bytes:
 
 
 def _select_if_first(take: Generation) -> None:
-    Shot.objects.filter(pk=take.shot_id, selected_take=None).update(selected_take=take)
+    chains.take_finished(take)
 
 
 def _job(take: Generation, inputs: tuple[dict[str, list[Path]], dict[str, list[str]]]) -> Job:
@@ -346,7 +346,7 @@ def _input_files(take: Generation) -> Iterator[tuple[dict[str, list[Path]],
 def _input_names(shot: Shot) -> set[str]:
     """The file arguments a take of this shot will send, as _input_fields will find them."""
     names: set[str] = set()
-    if shot.chained or (shot.mode == Shot.Mode.IMAGE and shot.start_frame_id):
+    if shot.continues_from_id or (shot.mode == Shot.Mode.IMAGE and shot.start_frame_id):
         names.add("image_url")
     if shot.mode == Shot.Mode.IMAGE and shot.end_frame_id:
         names.add("end_image_url")

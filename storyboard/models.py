@@ -241,8 +241,8 @@ class Shot(models.Model):
     EDITABLE = ("title", "scene", "prompt", "notes", "mode", "endpoint", "resolution",
                 "aspect_ratio", "duration", "generate_audio", "seed", "camera_fixed",
                 "num_frames", "safety_checker", "start_frame", "end_frame", "references",
-                "chained")
-    RELATED = ("scene", "start_frame", "end_frame")
+                "continues_from")
+    RELATED = ("scene", "start_frame", "end_frame", "continues_from")
 
     class Mode(models.TextChoices):
         TEXT = catalogue.Mode.TEXT, "Text to video"
@@ -279,8 +279,14 @@ class Shot(models.Model):
     end_frame = models.ForeignKey("Asset", models.SET_NULL, null=True, blank=True,
                                   related_name="+")
     references = models.ManyToManyField("Asset", blank=True, related_name="referenced_by")
-    # The start frame comes from the previous shot's selected take (filled by the chain step).
-    chained = models.BooleanField(default=False)
+    # The shot this one continues: each take starts from the last frame of that shot's chosen
+    # take. A real link, so reordering the board never changes what a shot continues from.
+    continues_from = models.ForeignKey("self", models.SET_NULL, null=True, blank=True,
+                                       related_name="continued_by")
+    # Set when the upstream's chosen take changed after this shot's chosen take started from the
+    # old one (chains.py); cleared by a fresh take from the new frame, or by someone keeping it.
+    stale_reason = models.CharField(max_length=300, blank=True)
+    stale_since = models.DateTimeField(null=True, blank=True)
     review = models.CharField(max_length=16, choices=Review.choices, default=Review.DRAFT)
     # The take shown on the board for this shot (the newest finished one unless someone picks).
     selected_take = models.ForeignKey("Generation", models.SET_NULL, null=True, blank=True,
@@ -369,11 +375,13 @@ class Shot(models.Model):
             endpoint=self.endpoint, resolution=self.resolution, duration=self.duration,
             aspect_ratio=self.aspect_ratio,
         ).values())
-        if self.mode == Shot.Mode.IMAGE and not self.start_frame_id and not self.chained:
-            found.append("Image to video needs a start frame, or chain the shot to the previous "
-                         "one.")
-        if self.chained and self.previous_take() is None:
-            found.append("This shot is chained, but the shot before it has no finished take yet.")
+        if self.continues_from_id:
+            found.extend(self.link_problems(self.continues_from, endpoint=self.endpoint))
+            if self.upstream_take() is None:
+                found.append(f"This shot continues from {self.continues_from.display_title}, "
+                             "which has no finished take yet.")
+        elif self.mode == Shot.Mode.IMAGE and not self.start_frame_id:
+            found.append("Image to video needs a start frame, or continue from another shot.")
         if self.mode == Shot.Mode.REFERENCE:
             refs = list(self.references.all())
             if not refs:
@@ -386,16 +394,53 @@ class Shot(models.Model):
                                      f"{counts[kind]} {kind} reference(s) are attached.")
         return found
 
-    def previous_take(self) -> Generation | None:
-        """The finished take of the shot before this one on the board, whose last frame chains."""
-        order = [s for _, shots in self.project.board() for s in shots]
-        index = next((i for i, s in enumerate(order) if s.pk == self.pk), 0)
-        if index == 0:
-            return None
-        take = order[index - 1].selected_take
+    @property
+    def is_stale(self) -> bool:
+        return bool(self.stale_reason)
+
+    def chosen_take(self) -> Generation | None:
+        """The take this shot stands for: what downstream shots continue from and the cut uses.
+
+        The one answer to "which take": today the selected take (once review exists, the
+        approved one comes first), and only a finished take with its file.
+        """
+        take = self.selected_take
         if take is None or take.state != Generation.State.COMPLETED or not take.video:
             return None
         return take
+
+    def upstream_take(self) -> Generation | None:
+        """The take whose last frame this shot's next take starts from, if it continues one."""
+        return self.continues_from.chosen_take() if self.continues_from_id else None
+
+    def link_problems(self, upstream: Shot | None, *, endpoint: str | None = None) -> list[str]:
+        """Why this shot may not continue from `upstream` (with `endpoint`), in plain words."""
+        if upstream is None:
+            return []
+        if upstream.pk == self.pk:
+            return ["A shot cannot continue from itself."]
+        if upstream.project_id != self.project_id:
+            return ["A shot can only continue from a shot of its own project."]
+        found = []
+        # Walk up from the upstream: reaching this shot again would close a loop. One query
+        # for the project's links, whatever the chain's length.
+        links = dict(Shot.objects.filter(project_id=self.project_id)
+                     .values_list("pk", "continues_from_id"))
+        seen, at = set(), upstream.pk
+        while at is not None and at not in seen:
+            if at == self.pk:
+                found.append(f"{upstream.display_title} already continues from this shot, "
+                             "directly or through others; linking back would make a loop.")
+                break
+            seen.add(at)
+            at = links.get(at)
+        spec = catalogue.ENDPOINTS.get(endpoint or self.endpoint)
+        if spec is not None and spec.mode != catalogue.Mode.IMAGE:
+            switch = catalogue.image_endpoint_for(spec.id)
+            found.append(f"{spec.label} cannot start from a frame; a continuing shot needs an "
+                         "image-to-video endpoint"
+                         + (f" (switch to {switch.label})." if switch else "."))
+        return found
 
     def field_values(self) -> dict[str, object]:
         """The editable fields as plain JSON values: related rows by id, references sorted."""
@@ -591,7 +636,7 @@ class Asset(models.Model):
     # Derived assets (a take's last frame, say) record what they came from.
     derived_from = models.ForeignKey("self", models.SET_NULL, null=True, blank=True,
                                      related_name="derivatives")
-    # A frame taken from a take (the last frame that starts a chained shot).
+    # A frame taken from a take (the last frame that starts a continuing shot).
     from_take = models.ForeignKey("Generation", models.SET_NULL, null=True, blank=True,
                                   related_name="derived_assets")
     uploaded_by = models.ForeignKey(settings.AUTH_USER_MODEL, models.SET_NULL, null=True,
@@ -742,7 +787,7 @@ class Generation(models.Model):
     actual_micros = models.BigIntegerField(null=True, blank=True)
     # Local renders charge the price of the endpoint they stand in for, marked as simulated.
     simulated = models.BooleanField(default=False)
-    # For a chained take: the take whose last frame this one started from.
+    # For a continuing take: the take whose last frame this one started from.
     upstream = models.ForeignKey("self", models.SET_NULL, null=True, blank=True,
                                  related_name="downstream")
     cancel_requested = models.BooleanField(default=False)

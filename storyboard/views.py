@@ -23,7 +23,7 @@ from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
-from storyboard import catalogue, csvsafe, editing, generation, media, realtime, throttle
+from storyboard import catalogue, chains, csvsafe, editing, generation, media, realtime, throttle
 from storyboard.access import (
     get_asset_for_user,
     get_membership_for_user,
@@ -673,23 +673,19 @@ def take_refetch(request: HttpRequest, take_uid: str) -> HttpResponse:
 def take_select(request: HttpRequest, take_uid: str) -> HttpResponse:
     """Show this take on the board for its shot."""
     take = get_take_for_user(request, take_uid, write=True)
-    if take.state != Generation.State.COMPLETED:
-        return _refuse("Only a finished take can be shown on the board.")
-    shot = take.shot
-    shot.selected_take = take
-    shot.save(update_fields=["selected_take"])
-    realtime.shot_saved(shot)
-    # Open editors move their "On the board" mark.
-    realtime.broadcast_take_list(shot)
-    return _editor_response(request, shot)
+    try:
+        chains.choose_take(shot=take.shot, take=take, user=request.user)
+    except chains.ChainRefused as e:
+        return _refuse(e.message)
+    return _editor_response(request, take.shot)
 
 
 def _chain_from(shot: Shot) -> dict | None:
-    """What a chained shot will start from, for the editor. Nothing is created on the way:
+    """What a continuing shot will start from, for the editor. Nothing is created on the way:
     the last-frame asset if a take already made one, else the take's poster."""
-    if not shot.chained:
+    if not shot.continues_from_id:
         return None
-    take = shot.previous_take()
+    take = shot.upstream_take()
     frame = Asset.objects.filter(from_take=take).first() if take else None
     return {"take": take, "frame": frame}
 

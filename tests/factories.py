@@ -167,8 +167,13 @@ def build_board(project: Project, *, shots: int) -> list[Shot]:
                        Shot.Mode.REFERENCE: "bytedance/seedance-2.0/reference-to-video"}[
                  modes[i % 3]],
              start_frame=images[i % 5] if modes[i % 3] == Shot.Mode.IMAGE else None,
-             chained=i % 7 == 6, duration="auto" if i % 9 == 0 else "5")
+             duration="auto" if i % 9 == 0 else "5")
         for i in range(shots))
+    # Every seventh shot continues the one before it (a chain across scenes too).
+    linked = [shot for i, shot in enumerate(made) if i % 7 == 6]
+    for shot in linked:
+        shot.continues_from_id = made[made.index(shot) - 1].pk
+    Shot.objects.bulk_update(linked, ["continues_from"])
     Through = Shot.references.through
     Through.objects.bulk_create(
         Through(shot_id=shot.pk, asset_id=asset.pk)

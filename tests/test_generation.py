@@ -61,8 +61,8 @@ def test_it_refuses_a_prompt_naming_a_missing_reference(cast):
         generation.start_generation(shot=shot, user=cast.editor)
 
 
-def test_it_refuses_a_chained_shot_whose_predecessor_has_no_take(cast):
-    shot = _quick_shot(cast.project, chained=True)
+def test_it_refuses_a_continuing_shot_whose_upstream_has_no_take(cast):
+    shot = _quick_shot(cast.project, continues_from=cast.shot, mode="image", endpoint=LITE_I2V)
     with pytest.raises(generation.GenerationRefused, match="no finished take"):
         generation.start_generation(shot=shot, user=cast.editor)
 
@@ -112,10 +112,11 @@ def test_it_starts_an_image_take_on_the_start_frame(cast):
     assert take.state == State.COMPLETED
 
 
-def test_a_chained_take_starts_from_the_previous_takes_last_frame(cast):
+def test_a_continuing_take_starts_from_the_upstream_takes_last_frame(cast):
     cast.shot.delete()
     first = _render(cast)
-    second_shot = _quick_shot(cast.project, chained=True, mode="image", endpoint=LITE_I2V)
+    second_shot = _quick_shot(cast.project, continues_from=first.shot, mode="image",
+                              endpoint=LITE_I2V)
     take = generation.start_generation(shot=second_shot, user=cast.editor)
     assert take.upstream == first
     generation.drive(take_id=take.pk)

@@ -463,7 +463,7 @@ def test_it_does_not_show_editors_the_read_only_note(cast):
     assert 'id="read-only-note"' not in content
 
 
-# shot_edit: the frame a chained shot starts from
+# shot_edit: the frame a continuing shot starts from
 
 
 def _chained_pair(cast):
@@ -473,12 +473,13 @@ def _chained_pair(cast):
     take = GenerationFactory(shot=before)
     before.selected_take = take
     before.save(update_fields=["selected_take"])
-    after = ShotFactory(project=cast.project, title="Window", position=101, chained=True)
+    after = ShotFactory(project=cast.project, title="Window", position=101, continues_from=before,
+                        mode="image", endpoint="bytedance/seedance-2.0/fast/image-to-video")
     return before, take, after
 
 
 @pytest.mark.parametrize("role", [*WRITERS, *READ_ONLY])
-def test_it_shows_a_chained_shot_the_poster_it_starts_from(cast, role):
+def test_it_shows_a_continuing_shot_the_poster_it_starts_from(cast, role):
     _, take, after = _chained_pair(cast)
     content = client_for(cast.member(role)).get(reverse("sb:shot", args=[after.pk])) \
         .content.decode()
@@ -496,10 +497,11 @@ def test_it_shows_the_last_frame_once_it_exists(cast):
     assert reverse("sb:asset-file", args=[frame.uid, "thumbnail"]) in content
 
 
-def test_it_says_when_the_shot_before_has_no_finished_take(cast):
-    after = ShotFactory(project=cast.project, title="Window", position=101, chained=True)
+def test_it_says_when_the_upstream_shot_has_no_finished_take(cast):
+    before = ShotFactory(project=cast.project, title="Cliff", position=100)
+    after = ShotFactory(project=cast.project, title="Window", position=101, continues_from=before)
     content = client_for(cast.editor).get(reverse("sb:shot", args=[after.pk])).content.decode()
-    assert "the shot before has no finished take yet" in content
+    assert "Continues from Cliff, which has no finished take yet." in content
 
 
 def test_it_shows_no_chain_for_an_unchained_shot(cast):
