@@ -7,7 +7,7 @@ from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
 
 BEFORE = [("storyboard", "0010_shot_history")]
-AFTER = [("storyboard", "0011_shot_links")]
+AFTER = [("storyboard", "0013_remove_shot_chained")]
 
 
 @pytest.fixture
