@@ -13,7 +13,8 @@ from django.utils import timezone
 
 from accounts.models import User
 from storyboard import realtime
-from storyboard.models import Generation, Project, Shot
+from storyboard.forms import ShotForm
+from storyboard.models import Generation, Project, Shot, ShotChange
 
 
 class ChainRefused(Exception):
@@ -44,6 +45,7 @@ def choose_take(*, shot: Shot, take: Generation, user: User | None) -> Shot:
         _refresh_own_mark(shot)
         changed = [shot.pk, *_mark_downstream(shot)]
     realtime.board_change(shot.project_id, cards=changed, summary=True)
+    realtime.chain_marks(shot.project_id, shots=changed)
     realtime.broadcast_take_list(shot)
     for pk in changed[1:]:
         realtime.broadcast_take_list(Shot(pk=pk, project_id=shot.project_id))
@@ -51,11 +53,119 @@ def choose_take(*, shot: Shot, take: Generation, user: User | None) -> Shot:
 
 
 def take_finished(take: Generation) -> None:
-    """A take just finished: the first finished take of a shot becomes its chosen one."""
-    if Shot.objects.filter(pk=take.shot_id, selected_take=None).exists():
+    """A take just finished: the first finished take of a shot becomes its chosen one, and so
+    does a take of a stale shot that started from its upstream's current chosen take (a
+    re-chain, or any new take from the new frame): that is what makes the shot fresh."""
+    shot = Shot.objects.select_related("selected_take", "continues_from__selected_take") \
+        .filter(pk=take.shot_id).first()
+    if shot is None:
+        return
+    upstream = shot.upstream_take() if shot.is_stale else None
+    from_new_frame = upstream is not None and take.upstream_id == upstream.pk
+    if shot.selected_take_id is None or from_new_frame:
         take = Generation.objects.get(pk=take.pk)
-        choose_take(shot=Shot(pk=take.shot_id, project_id=take.project_id), take=take,
-                    user=None)
+        choose_take(shot=shot, take=take, user=None)
+
+
+def rechain_refusal(shot: Shot) -> str:
+    """Why a new take of `shot` from its upstream's new frame cannot start ("" if it can).
+
+    The take itself goes through generation.start_generation like any other, budget hold
+    included; this only says whether a re-chain makes sense now.
+    """
+    if not shot.continues_from_id:
+        return "This shot does not continue from another shot; generate it instead."
+    if not shot.is_stale:
+        return "This shot already starts from its upstream's chosen take; nothing to re-chain."
+    above = shot.continues_from
+    if above.is_stale:
+        return (f"{above.display_title} is stale itself: re-chain or keep it first, or this "
+                "take would start from a frame that is about to change.")
+    if above.chosen_take() is None:
+        return f"{above.display_title} has no finished take to start from."
+    return ""
+
+
+def keep(*, shot: Shot, user: User) -> Shot:
+    """Keep a stale shot's take as it is: the mark goes, the history says who kept it and why
+    it was marked. Shots below that were stale only because this one was are fresh again."""
+    with transaction.atomic():
+        Project(pk=shot.project_id).lock()
+        shot = Shot.objects.select_related("project", "selected_take").get(pk=shot.pk)
+        if not shot.is_stale:
+            raise ChainRefused("This shot is not stale; there is nothing to keep.")
+        _clear_mark(shot, user=user,
+                    note=f"Kept the take on the board although it was stale: "
+                         f"{shot.stale_reason}")
+        changed = [shot.pk, *_clear_inherited(shot, user=user)]
+    realtime.board_change(shot.project_id, cards=changed)
+    realtime.chain_marks(shot.project_id, shots=changed)
+    for pk in changed:
+        realtime.refresh_history(Shot(pk=pk, project_id=shot.project_id))
+    return shot
+
+
+def delete_shot(*, shot: Shot, user: User) -> realtime.Push:
+    """Delete a shot. Shots that continued from it are unlinked first, never silently: each
+    gets a line in its history, and every open board a notice naming them."""
+    title = shot.display_title
+    who = user.label if user else "Someone"
+    with transaction.atomic():
+        Project(pk=shot.project_id).lock()
+        below = list(Shot.objects.select_for_update().filter(continues_from=shot)
+                     .select_related("project"))
+        for down in below:
+            _unlink(down, user=user,
+                    note=f"No longer continues from {title}: {who} deleted it. It needs a "
+                         "start frame, or another shot to continue from.")
+        shot.delete()
+    notice = ""
+    if below:
+        names = ", ".join(d.display_title for d in below)
+        notice = (f"{who} deleted {title}. {names} continued from it and "
+                  f"{'is' if len(below) == 1 else 'are'} now unlinked: "
+                  f"{'it needs' if len(below) == 1 else 'each needs'} a start frame, or "
+                  "another shot to continue from.")
+        realtime.chain_marks(shot.project_id, shots=[d.pk for d in below], notice=notice)
+    return realtime.board_change(shot.project_id, cards=[d.pk for d in below], order=True,
+                                 summary=True)
+
+
+def _unlink(down: Shot, *, user: User | None, note: str) -> None:
+    """Take away a shot's link (it has nothing to be stale against then), with history."""
+    down.stale_reason, down.stale_since = "", None
+    change = down.change(values={"continues_from": None}, user=user, note=note)
+    realtime.broadcast_shot_edit(shot=down, change=change, form=ShotForm(instance=down))
+
+
+def _clear_mark(shot: Shot, *, user: User | None, note: str) -> None:
+    reason = shot.stale_reason
+    shot.stale_reason, shot.stale_since = "", None
+    shot.save(update_fields=["stale_reason", "stale_since"])
+    # Not a field edit: `updated` (the editor's version) stays, so no open editor conflicts.
+    ShotChange.objects.create(shot=shot, user=user, changes={"stale_reason": [reason, ""]},
+                              note=note[:300])
+
+
+def _clear_inherited(shot: Shot, *, user: User | None) -> list[int]:
+    """Below a shot that is fresh now: shots whose own take still starts from their upstream's
+    chosen take were stale only through it, and are fresh again (transitively)."""
+    cleared: list[int] = []
+    level = [shot]
+    while level:
+        by_pk = {s.pk: s for s in level}
+        below = list(Shot.objects.filter(continues_from__in=by_pk).exclude(stale_reason="")
+                     .select_related("selected_take"))
+        level = []
+        for down in below:
+            above = by_pk[down.continues_from_id]
+            take, new = down.chosen_take(), above.chosen_take()
+            if take is not None and new is not None and take.upstream_id == new.pk:
+                _clear_mark(down, user=user, note=f"Fresh again: {above.display_title} was "
+                                                  "kept as it is.")
+                cleared.append(down.pk)
+                level.append(down)
+    return cleared
 
 
 def _refresh_own_mark(shot: Shot) -> None:

@@ -52,6 +52,9 @@ DEMO_SHOTS = [
      ("#3a5a8c", "#f7c59f", "#1e2c3c", "#fff1cf")),
 ]
 
+# The storm as one continuous move: each of these shots continues from the one before it.
+DEMO_CHAIN = (3, 4, 5)
+
 
 def _hex(color: str) -> tuple[int, int, int]:
     return tuple(int(color[i:i + 2], 16) for i in (1, 3, 5))  # type: ignore[return-value]
@@ -124,6 +127,7 @@ def load_demo() -> tuple[Team, Project, bool]:
         default_resolution="720p", default_aspect_ratio="16:9", default_duration="5",
     )
     scenes: dict[str, Scene] = {}
+    shots: list[Shot] = []
     for index, (scene_title, title, prompt, palette) in enumerate(DEMO_SHOTS):
         if scene_title not in scenes:
             scenes[scene_title] = Scene.objects.create(project=project, title=scene_title,
@@ -136,5 +140,11 @@ def load_demo() -> tuple[Team, Project, bool]:
         shot.created_by = editor
         shot.duration = "4" if index % 3 == 2 else "5"
         shot.review = [Shot.Review.APPROVED, Shot.Review.IN_REVIEW, Shot.Review.DRAFT][index % 3]
-        shot.save(update_fields=["start_frame", "created_by", "duration", "review"])
+        if index in DEMO_CHAIN[1:]:
+            # A continuing shot starts from its upstream's last frame, not a frame of its own.
+            shot.start_frame = None
+            shot.continues_from = shots[index - 1]
+        shot.save(update_fields=["start_frame", "created_by", "duration", "review",
+                                 "continues_from"])
+        shots.append(shot)
     return team, project, True

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from django.db import transaction
 
 from accounts.models import User
-from storyboard import realtime
+from storyboard import catalogue, chains, realtime
 from storyboard.forms import ShotForm
 from storyboard.models import Shot, ShotChange
 
@@ -125,6 +125,9 @@ def undo(*, shot: Shot, change_id: int, user: User) -> ShotChange:
             who = latest.user.label if latest.user else "Someone"
             raise UndoRefused(f"{who} changed {_names(latest.changes)} since; nothing was "
                               "undone. Undo their change first, or edit the shot.")
+        if not set(change.changes) & set(Shot.EDITABLE):
+            # A kept stale mark: no field of the editor to put back.
+            raise UndoRefused("That change set no field of the shot; there is nothing to undo.")
         values = current.field_values()
         moved = [name for name, (_old, new) in change.changes.items() if values[name] != new]
         if moved:
@@ -134,7 +137,7 @@ def undo(*, shot: Shot, change_id: int, user: User) -> ShotChange:
         missing = _missing_files(current, restore)
         if missing:
             raise UndoRefused(f"{_names(missing, capital=True)} would point at a deleted "
-                              "file or scene; nothing was undone.")
+                              "file, scene or shot; nothing was undone.")
         reverted = current.change(values=restore, user=user, undoes=change)
         realtime.broadcast_shot_edit(shot=current, change=reverted,
                                      form=ShotForm(instance=current))
@@ -147,6 +150,9 @@ def _missing_files(shot: Shot, values: dict[str, object]) -> list[str]:
         if name == "scene" and value is not None:
             if not shot.project.scenes.filter(pk=value).exists():
                 missing.append(name)
+        elif name == "continues_from" and value is not None:
+            if not shot.project.shots.filter(pk=value).exists():
+                missing.append(name)
         elif name in Shot.RELATED or name == "references":
             ids = set(value if isinstance(value, list) else [value]) - {None}
             if shot.project.assets.filter(pk__in=ids).count() != len(ids):
@@ -158,3 +164,35 @@ def _names(fields, *, capital: bool = False) -> str:
     labels = [str(Shot._meta.get_field(name).verbose_name) for name in fields]
     text = ", ".join(labels[:-1]) + (" and " if len(labels) > 1 else "") + labels[-1]
     return text[:1].upper() + text[1:] if capital else text
+
+
+def continue_previous(*, shot: Shot, user: User) -> Shot:
+    """The one-click link: continue from the shot just before this one on the board, on the
+    image-to-video endpoint of the same model (a continuing take starts from a frame), with no
+    start frame of its own. Raises chains.ChainRefused, changing nothing, when it cannot."""
+    with transaction.atomic():
+        current = Shot.objects.select_for_update().select_related("project").get(pk=shot.pk)
+        previous = current.previous_on_board()
+        if previous is None:
+            raise chains.ChainRefused("This is the first shot on the board: there is no "
+                                      "previous shot to continue from.")
+        if current.continues_from_id == previous.pk:
+            raise chains.ChainRefused(f"This shot already continues from "
+                                      f"{previous.display_title}.")
+        spec = catalogue.image_endpoint_for(current.endpoint)
+        if spec is None:
+            raise chains.ChainRefused("This endpoint has no image-to-video counterpart; choose "
+                                      "an image-to-video endpoint first.")
+        values = {"continues_from": previous.pk, "endpoint": spec.id,
+                  "mode": Shot.Mode.IMAGE, "start_frame": None}
+        # The same checks as a save from the editor (cycles, sizes the endpoint takes, …).
+        check = ShotForm(ShotForm.data_for({**current.field_values(), **values},
+                                           version=current.version),
+                         instance=copy.copy(current))
+        if not check.is_valid():
+            raise chains.ChainRefused(" ".join(e for errors in check.errors.values()
+                                               for e in errors))
+        change = current.change(values=values, user=user)
+        realtime.broadcast_shot_edit(shot=current, change=change,
+                                     form=ShotForm(instance=current))
+    return current

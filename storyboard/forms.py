@@ -151,6 +151,10 @@ class ShotForm(forms.ModelForm):
                 elif not 29 <= frames <= 289:
                     self.add_error("num_frames", "Seedance 1.0 takes 29 to 289 frames.")
         upstream = data.get("continues_from")
+        # Offered beside a link refused for its text-to-video endpoint (the editor's button).
+        self.switch_to = None
+        if upstream is not None and endpoint and endpoint.mode != catalogue.Mode.IMAGE:
+            self.switch_to = catalogue.image_endpoint_for(endpoint.id)
         if upstream is not None:
             for problem in self.instance.link_problems(upstream,
                                                        endpoint=data.get("endpoint") or None):

@@ -104,6 +104,17 @@ def start_generation(*, shot: Shot, user: User) -> Generation:
     return take
 
 
+def rechain(*, shot: Shot, user: User) -> Generation:
+    """A stale shot's new take from its upstream's new frame, with the shot's parameters, held
+    and queued like any take; it becomes the chosen take when it finishes (chains)."""
+    shot = Shot.objects.select_related("project__team", "continues_from__selected_take") \
+        .get(pk=shot.pk)
+    refusal = chains.rechain_refusal(shot)
+    if refusal:
+        raise GenerationRefused(refusal)
+    return start_generation(shot=shot, user=user)
+
+
 def preflight(*, shot: Shot, provider) -> list[str]:
     """Why `provider` would refuse a take of this shot, before anything is held or sent."""
     files = _input_names(shot)

@@ -10,7 +10,7 @@ from django.conf import settings
 from django.core.files.base import ContentFile
 from django.core.files.uploadedfile import UploadedFile
 from django.db import IntegrityError, models, transaction
-from django.db.models import Count, Exists, Max, OuterRef, Q, Subquery
+from django.db.models import Count, Exists, F, Max, OuterRef, Q, Subquery
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 
@@ -213,6 +213,9 @@ class ShotQuerySet(TeamScopedQuerySet):
         # A card never shows a take's logs or provider input, the largest columns it has.
         return self.select_related("start_frame", "selected_take").defer(
             "selected_take__logs", "selected_take__input").annotate(
+            # The card names the shot it continues; board.js adds its number and whether the
+            # two still sit side by side.
+            upstream_title=F("continues_from__title"),
             n_takes=Subquery(takes.values("shot").annotate(n=Count("pk")).values("n")),
             latest_take_id=Subquery(takes.order_by("-created", "-pk").values("pk")[:1]),
             video_refs=Exists(Asset.objects.filter(referenced_by=OuterRef("pk"),
@@ -398,16 +401,33 @@ class Shot(models.Model):
     def is_stale(self) -> bool:
         return bool(self.stale_reason)
 
+    @property
+    def is_approved(self) -> bool:
+        """Approved in review: a stale approved shot says so loudly and is never un-approved
+        by a change upstream. Review (a later issue) may record the approved take itself; this
+        stays the one place that answers."""
+        return self.review == Shot.Review.APPROVED
+
     def chosen_take(self) -> Generation | None:
         """The take this shot stands for: what downstream shots continue from and the cut uses.
 
-        The one answer to "which take": today the selected take (once review exists, the
-        approved one comes first), and only a finished take with its file.
+        The one answer to "which take", and only a finished take with its file. Today it is
+        the selected take. The seam for review: when a take can be approved (an
+        `approved_take` field, a later issue), the approved take comes first here, before the
+        selected one, and chains.choose_take stays the one path that changes either.
         """
         take = self.selected_take
         if take is None or take.state != Generation.State.COMPLETED or not take.video:
             return None
         return take
+
+    def previous_on_board(self) -> Shot | None:
+        """The shot just before this one in board order (across scenes), if any: what
+        "continue from the previous shot" links to."""
+        order = [s for _, shots in self.project.board(
+            Shot.objects.only("pk", "title", "scene", "position", "project")) for s in shots]
+        index = next((i for i, s in enumerate(order) if s.pk == self.pk), 0)
+        return order[index - 1] if index > 0 else None
 
     def upstream_take(self) -> Generation | None:
         """The take whose last frame this shot's next take starts from, if it continues one."""
@@ -477,7 +497,7 @@ class Shot(models.Model):
         return values
 
     def change(self, *, values: dict[str, object], user: User | None,
-               undoes: ShotChange | None = None) -> ShotChange | None:
+               undoes: ShotChange | None = None, note: str = "") -> ShotChange | None:
         """Store new values of editable fields and note them in the history; None if nothing
         differs. The caller holds the row locked in a transaction (editing.py does)."""
         before = self.field_values()
@@ -494,7 +514,7 @@ class Shot(models.Model):
         if "references" in changes:
             self.references.set(changes["references"][1])
         return ShotChange.objects.create(shot=self, user=user, created=self.updated,
-                                         changes=changes, undoes=undoes)
+                                         changes=changes, undoes=undoes, note=note[:300])
 
     def history(self, limit: int = 10) -> list[ShotChange]:
         return list(self.changes.select_related("user").order_by("-created", "-pk")[:limit])
@@ -508,6 +528,11 @@ class Shot(models.Model):
         if name == "scene":
             scene = self.project.scenes.filter(pk=value).first()
             return scene.title if scene else "(deleted scene)"
+        if name == "continues_from":
+            upstream = self.project.shots.filter(pk=value).first()
+            return upstream.display_title if upstream else "(deleted shot)"
+        if name == "stale_reason":
+            return str(value)
         if name in Shot.RELATED or name == "references":
             ids = value if isinstance(value, list) else [value]
             names = {a.pk: a.display_name for a in self.project.assets.filter(pk__in=ids)}
@@ -557,6 +582,9 @@ class ShotChange(models.Model):
     changes = models.JSONField()
     undoes = models.ForeignKey("self", models.SET_NULL, null=True, blank=True,
                                related_name="+")
+    # Why, when the change was not typed into the editor: a link undone because its upstream
+    # was deleted, a stale mark kept (chains.py).
+    note = models.CharField(max_length=300, blank=True)
 
     class Meta:
         ordering = ["-created", "-pk"]
@@ -568,7 +596,7 @@ class ShotChange(models.Model):
         """(field label, old, new) as people read them: names for frames, scenes, references."""
         return [(Shot._meta.get_field(name).verbose_name.capitalize(),
                  self.shot.describe(name, old), self.shot.describe(name, new))
-                for name, (old, new) in self.changes.items()]
+                for name, (old, new) in self.changes.items() if name in Shot.EDITABLE]
 
 
 def asset_upload_to(asset: Asset, filename: str) -> str:

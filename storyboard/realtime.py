@@ -480,3 +480,30 @@ def broadcast_take_list(shot: Shot) -> None:
                                 {**context, "membership": audience, "oob": True})
 
     push(shot.project_id, load, render)
+
+
+def chain_marks(project_id: int, *, shots: Iterable[int], notice: str = "") -> Push:
+    """Stale marks moved on `shots`: the stale panel of every shot page open on one of them
+    (Re-chain and Keep for editors), and with `notice` a line on every board saying why links
+    went away. The cards themselves go with board_change."""
+    shots = list(shots)
+
+    def load() -> dict:
+        return {"shots": selectors.cards(shots) if shots else [], "notice": notice,
+                "project": Project(pk=project_id)}
+
+    def render(context: dict, audience: Audience) -> str:
+        base = {"project": context["project"], "membership": audience, "oob": True}
+        html = "".join(render_to_string(f"{SHOT_TEMPLATE}#stale", {**base, "shot": shot})
+                       for shot in context["shots"])
+        if context["notice"]:
+            html += render_region("chain-notice", {**base, "notice": context["notice"]})
+        return html
+
+    return push(project_id, load, render)
+
+
+def refresh_history(shot: Shot) -> None:
+    """Open editors of the shot re-fetch its history (each with its own role's controls)."""
+    on_commit(shot.project_id,
+              lambda: render_to_string(f"{SHOT_TEMPLATE}#history-stale", {"shot": shot}))

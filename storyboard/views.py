@@ -365,7 +365,13 @@ def shot_reorder(request: HttpRequest, project_id: int) -> HttpResponse:
 def shot_edit(request: HttpRequest, shot_id: int) -> HttpResponse:
     shot = get_shot_for_user(request, shot_id, write=request.method == "POST")
     project = shot.project
-    form = ShotForm(request.POST or None, instance=shot)
+    data = request.POST or None
+    switch = catalogue.ENDPOINTS.get(request.POST.get("switch_endpoint", ""))
+    if data is not None and switch is not None and switch.mode == catalogue.Mode.IMAGE:
+        # The offer under a refused link: the same submission on the image-to-video endpoint.
+        data = data.copy()
+        data["endpoint"], data["mode"] = switch.id, Shot.Mode.IMAGE
+    form = ShotForm(data, instance=shot)
     edit = None
     if request.method == "POST" and form.is_valid():
         keep_theirs = {name for name in Shot.EDITABLE
@@ -396,7 +402,7 @@ def shot_edit(request: HttpRequest, shot_id: int) -> HttpResponse:
            "merged": bool(edit and edit.change and edit.conflicts),
            "membership": project.membership,
            "warnings": form.warnings(), "in_panel": _in_panel(request),
-           "chain_from": _chain_from(shot),
+           "chain_from": _chain_from(shot), "previous": _link_offer(shot),
            "estimate": shot.estimate(), "estimate_errors": [],
            "provider": get_provider(settings.DEFAULT_VIDEO_PROVIDER)}
     status = 409 if edit and edit.conflicts else INVALID if form.errors else 200
@@ -484,11 +490,60 @@ def shot_delete(request: HttpRequest, shot_id: int) -> HttpResponse:
     shot = get_shot_for_user(request, shot_id, write=True)
     project = shot.project
     title = shot.display_title
-    shot.delete()
-    change = realtime.shot_removed(project.pk)
+    # Shots that continued from it are unlinked, each with a history line and a board notice.
+    change = chains.delete_shot(shot=shot, user=request.user)
     if not request.htmx:
         messages.success(request, f"Deleted {title}.")
     return _change_response(request, project, change)
+
+
+@login_required
+@require_POST
+def shot_continue_previous(request: HttpRequest, shot_id: int) -> HttpResponse:
+    """One click: the shot continues from the one before it on the board."""
+    shot = get_shot_for_user(request, shot_id, write=True)
+    try:
+        linked = editing.continue_previous(shot=shot, user=request.user)
+    except chains.ChainRefused as e:
+        return _refuse_or_back(request, shot, e.message)
+    realtime.shot_saved(linked)
+    return _editor_response(request, shot)
+
+
+@login_required
+@require_POST
+def shot_rechain(request: HttpRequest, shot_id: int) -> HttpResponse:
+    """A stale shot: a new take with the same parameters from the upstream's new frame."""
+    shot = get_shot_for_user(request, shot_id, write=True)
+    # A re-chain starts a take, so it counts against the same limit as Generate.
+    if wait := throttle.retry_after(request, throttle.GENERATION_START):
+        return throttle.refuse(request, "takes started in a minute", wait)
+    try:
+        generation.rechain(shot=shot, user=request.user)
+    except generation.GenerationRefused as e:
+        return _refuse_or_back(request, shot, e.message)
+    return _editor_response(request, shot)
+
+
+@login_required
+@require_POST
+def shot_keep(request: HttpRequest, shot_id: int) -> HttpResponse:
+    """A stale shot: keep its take as it is (the history records who, and the reason)."""
+    shot = get_shot_for_user(request, shot_id, write=True)
+    try:
+        chains.keep(shot=shot, user=request.user)
+    except chains.ChainRefused as e:
+        return _refuse_or_back(request, shot, e.message)
+    return _editor_response(request, shot)
+
+
+def _refuse_or_back(request: HttpRequest, shot: Shot, message: str) -> HttpResponse:
+    """A refused chain action: htmx shows the message in place; a plain form post goes back to
+    the shot's page with it."""
+    if request.htmx:
+        return _refuse(message)
+    messages.error(request, message)
+    return redirect("sb:shot", shot.pk)
 
 
 @login_required
@@ -690,6 +745,11 @@ def _chain_from(shot: Shot) -> dict | None:
     return {"take": take, "frame": frame}
 
 
+def _link_offer(shot: Shot) -> Shot | None:
+    """The shot "continue from the previous shot" would link to, for a shot not linked yet."""
+    return None if shot.continues_from_id else shot.previous_on_board()
+
+
 def _in_panel(request: HttpRequest) -> bool:
     """Is the shot editor open beside the board (rather than on its own page)?"""
     return bool(request.htmx) and "/shots/" not in (request.htmx.current_url_abs_path or "")
@@ -704,7 +764,8 @@ def _editor_response(request: HttpRequest, shot: Shot) -> HttpResponse:
     ctx = {"shot": shot, "project": shot.project, "form": form, "saved": False,
            "membership": membership, "in_panel": _in_panel(request),
            "provider": get_provider(settings.DEFAULT_VIDEO_PROVIDER), "warnings": form.warnings(),
-           "chain_from": _chain_from(shot), "estimate": shot.estimate(), "estimate_errors": []}
+           "chain_from": _chain_from(shot), "previous": _link_offer(shot),
+           "estimate": shot.estimate(), "estimate_errors": []}
     return render(request, "storyboard/shot.html#editor", ctx)
 
 

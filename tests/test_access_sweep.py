@@ -22,7 +22,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
 from accounts.models import Invitation, Membership, Role, Team, User
-from storyboard.catalogue import DEFAULT_ENDPOINT
+from storyboard.catalogue import DEFAULT_ENDPOINT, image_endpoint_for
 from storyboard.generation import sign_input, webhook_token
 from storyboard.models import (
     Asset,
@@ -130,10 +130,29 @@ ROUTE_KWARGS: dict[str, dict[str, Callable[[Cast], object]]] = {
                                                               uid=SWEPT_TAKE).uid},
     # Only a shot with a change in its history has something to undo.
     "sb:shot-undo": {"shot_id": lambda cast: _shot_with_a_change(cast).pk},
+    # Only a stale shot can be kept or re-chained; only a shot after another can continue it.
+    "sb:shot-keep": {"shot_id": lambda cast: _stale_shot(cast).pk},
+    "sb:shot-rechain": {"shot_id": lambda cast: _stale_shot(cast).pk},
+    "sb:shot-continue-previous": {"shot_id": lambda cast: ShotFactory(
+        project=cast.project, title="After the opening").pk},
 }
 
 
+IMAGE_ENDPOINT = image_endpoint_for(DEFAULT_ENDPOINT).id
 SWEPT_TAKE = uuid.UUID("5eed0000-0000-4000-8000-000000000001")
+
+
+def _stale_shot(cast: Cast) -> Shot:
+    """A shot continuing cast.shot whose upstream then chose another take."""
+    from storyboard import chains
+
+    first = GenerationFactory(shot=cast.shot)
+    chains.choose_take(shot=cast.shot, take=first, user=None)
+    below = ShotFactory(project=cast.project, title="Continues", continues_from=cast.shot,
+                        mode="image", endpoint=IMAGE_ENDPOINT)
+    chains.choose_take(shot=below, take=GenerationFactory(shot=below, upstream=first), user=None)
+    chains.choose_take(shot=cast.shot, take=GenerationFactory(shot=cast.shot), user=None)
+    return below
 
 
 def _shot_with_a_change(cast: Cast) -> Shot:

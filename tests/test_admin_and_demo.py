@@ -42,7 +42,13 @@ def test_the_demo_has_every_role_and_a_board_with_frames():
     project = team.projects.get()
     shots = Shot.objects.filter(project=project)
     assert 6 <= shots.count() <= 8
-    assert not shots.filter(start_frame=None).exists()
+    # Every shot has a frame of its own, except those continuing the one before them: the
+    # storm is a visible three-shot chain.
+    assert not shots.filter(start_frame=None, continues_from=None).exists()
+    chained = list(shots.exclude(continues_from=None).order_by("position"))
+    assert len(chained) == 2
+    assert chained[1].continues_from == chained[0]
+    assert chained[0].continues_from.continues_from is None
     assert Asset.objects.filter(project=project, kind="image").exclude(thumbnail="").count() == (
         shots.count()
     )

@@ -127,6 +127,125 @@
     if (el.id === "board-order") applyOrder(el);
   });
 
+  // Links. Each card that continues another has a line drawn from its upstream card (across
+  // scenes too), and its "continues from" line names the upstream by its number on the board
+  // and says so when the two no longer sit side by side. The server sends only the link (the
+  // card's data-continues-from); where the cards are is known here, so it is redrawn after
+  // every reorder, push, resize or drag.
+  var SVG_NS = "http://www.w3.org/2000/svg";
+  var linkFrame = 0;
+
+  function scheduleLinks() {
+    if (linkFrame) return;
+    linkFrame = window.requestAnimationFrame(function () {
+      linkFrame = 0;
+      drawLinks();
+    });
+  }
+
+  function svgNode(name, attributes) {
+    var node = document.createElementNS(SVG_NS, name);
+    Object.keys(attributes).forEach(function (key) { node.setAttribute(key, attributes[key]); });
+    return node;
+  }
+
+  function linkLayer(board) {
+    var svg = board.querySelector(":scope > svg.link-layer");
+    if (!svg) {
+      svg = svgNode("svg", { "class": "link-layer", "aria-hidden": "true" });
+      board.appendChild(svg);
+    }
+    return svg;
+  }
+
+  function setText(node, text) {
+    // Only real changes: the board's mutation observer would otherwise redraw forever.
+    if (node && node.textContent !== text) node.textContent = text;
+  }
+
+  function linkPath(up, down, origin) {
+    var x = function (v) { return Math.round(v - origin.left); };
+    var y = function (v) { return Math.round(v - origin.top); };
+    var d;
+    if (down.left >= up.right - 1) {
+      // Side by side in a row: from the upstream's right edge to the card's left edge.
+      var sx = x(up.right), sy = y(up.top + up.height / 2);
+      var ex = x(down.left), ey = y(down.top + down.height / 2);
+      var bend = Math.max(12, (ex - sx) / 2);
+      d = "M" + sx + " " + sy + " C" + (sx + bend) + " " + sy + " " + (ex - bend) + " " + ey +
+        " " + ex + " " + ey;
+    } else {
+      // Another row or scene: bottom of the upper card to the top of the lower one.
+      var below = down.top >= up.top;
+      var ux = x(up.left + up.width / 2), uy = y(below ? up.bottom : up.top);
+      var dx = x(down.left + down.width / 2), dy = y(below ? down.top : down.bottom);
+      var lift = Math.max(24, Math.abs(dy - uy) / 2) * (below ? 1 : -1);
+      d = "M" + ux + " " + uy + " C" + ux + " " + (uy + lift) + " " + dx + " " + (dy - lift) +
+        " " + dx + " " + dy;
+    }
+    return d;
+  }
+
+  function drawLinks() {
+    var board = document.getElementById("board");
+    if (!board) return;
+    var cards = Array.prototype.slice.call(board.querySelectorAll(".shot-list > .shot-card"));
+    var place = new Map();
+    cards.forEach(function (card, i) { place.set(card.dataset.shot, i); });
+    var svg = linkLayer(board);
+    var origin = board.getBoundingClientRect();
+    var marker = svgNode("marker", { id: "link-arrow", viewBox: "0 0 8 8", refX: "7", refY: "4",
+                                     markerWidth: "7", markerHeight: "7", orient: "auto" });
+    marker.appendChild(svgNode("path", { d: "M0 0 L8 4 L0 8 z", "class": "link-arrow" }));
+    var defs = svgNode("defs", {});
+    defs.appendChild(marker);
+    var drawn = [defs];
+    cards.forEach(function (card, i) {
+      var from = card.dataset.continuesFrom;
+      if (!from) return;
+      var j = place.get(from);
+      if (j === undefined) return;
+      var upstream = cards[j];
+      var adjacent = j === i - 1;
+      var mark = card.querySelector("[data-link-mark]");
+      if (mark) {
+        var title = upstream.querySelector(".shot-title");
+        setText(mark.querySelector("[data-upstream-label]"), "shot " + (j + 1));
+        setText(mark.querySelector("[data-apart]"), adjacent ? "" : " — not next to it");
+        mark.classList.toggle("is-apart", !adjacent);
+        if (title) mark.title = "Each take starts from the last frame of shot " + (j + 1) +
+          " (" + title.textContent.trim() + ")";
+      }
+      var classes = "link" + (adjacent ? "" : " is-apart") +
+        (card.classList.contains("is-stale") ? " is-stale" : "");
+      drawn.push(svgNode("path", {
+        d: linkPath(upstream.getBoundingClientRect(), card.getBoundingClientRect(), origin),
+        "class": classes, "data-from": from, "data-to": card.dataset.shot,
+        "marker-end": "url(#link-arrow)",
+      }));
+    });
+    svg.setAttribute("width", String(board.scrollWidth));
+    svg.setAttribute("height", String(board.scrollHeight));
+    svg.replaceChildren.apply(svg, drawn);
+  }
+
+  htmx.onLoad(scheduleLinks);
+  window.addEventListener("resize", scheduleLinks);
+  document.addEventListener("DOMContentLoaded", function () {
+    var column = document.querySelector(".board-column");
+    if (!column) return;
+    // Cards moved by a push, a resync or a drag; images loading: anything but the drawing.
+    new MutationObserver(function (mutations) {
+      var outside = mutations.some(function (m) {
+        return !(m.target.closest && m.target.closest("svg.link-layer"));
+      });
+      if (outside) scheduleLinks();
+    }).observe(column, { childList: true, subtree: true });
+    if (window.ResizeObserver) new ResizeObserver(scheduleLinks).observe(column);
+    column.addEventListener("load", scheduleLinks, true);
+    scheduleLinks();
+  });
+
   // On a narrow screen the side panel sits below the whole board, so opening a shot there
   // would fill a panel nobody sees: follow the link's real href to the shot's own page instead.
   function editorBesideBoard(editor) {
