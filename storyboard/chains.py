@@ -81,9 +81,37 @@ def rechain_refusal(shot: Shot) -> str:
     if above.is_stale:
         return (f"{above.display_title} is stale itself: re-chain or keep it first, or this "
                 "take would start from a frame that is about to change.")
-    if above.chosen_take() is None:
+    new = above.chosen_take()
+    if new is None:
         return f"{above.display_title} has no finished take to start from."
+    running = shot.takes.filter(upstream=new).exclude(state__in=Generation.TERMINAL) \
+        .select_related("created_by").first()
+    if running is not None:
+        # Two people pressing Re-chain at once get one take, the second is told.
+        who = running.created_by.label if running.created_by else "Someone"
+        return f"{who} already started a take from the new frame; it is on its way."
     return ""
+
+
+def link_changed(*, shot: Shot) -> list[int]:
+    """The editor changed what `shot` continues from (called in its transaction): a chosen take
+    that started from another frame is stale now, and so is the chain below it; a shot no
+    longer linked has nothing to be stale against. Returns the shots whose marks moved."""
+    shot = Shot.objects.select_related("selected_take", "continues_from__selected_take") \
+        .get(pk=shot.pk)
+    take = shot.chosen_take()
+    reason = ""
+    if shot.continues_from_id and take is not None:
+        upstream = shot.upstream_take()
+        if upstream is None or take.upstream_id != upstream.pk:
+            started = f"#{take.upstream_id}" if take.upstream_id else "no other shot"
+            reason = (f"It now continues from {shot.continues_from.display_title}; this take "
+                      f"started from {started}.")
+    if reason == shot.stale_reason:
+        return []
+    shot.stale_reason, shot.stale_since = reason, timezone.now() if reason else None
+    shot.save(update_fields=["stale_reason", "stale_since"])
+    return [shot.pk, *_mark_downstream(shot)]
 
 
 def keep(*, shot: Shot, user: User) -> Shot:

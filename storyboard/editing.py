@@ -97,6 +97,7 @@ def save_shot(*, shot: Shot, user: User, mine: dict[str, object], version: str,
             change = current.change(values=applied, user=user)
             realtime.broadcast_shot_edit(shot=current, change=change,
                                          form=ShotForm(instance=current))
+            _relinked(current, change)
         conflicts = [_conflict(current, name, mine=mine[name], theirs=theirs[name])
                      for name in conflicting]
     return Edit(shot=current, change=change, shown=shown, conflicts=conflicts)
@@ -141,6 +142,7 @@ def undo(*, shot: Shot, change_id: int, user: User) -> ShotChange:
         reverted = current.change(values=restore, user=user, undoes=change)
         realtime.broadcast_shot_edit(shot=current, change=reverted,
                                      form=ShotForm(instance=current))
+        _relinked(current, reverted)
     return reverted
 
 
@@ -195,4 +197,17 @@ def continue_previous(*, shot: Shot, user: User) -> Shot:
         change = current.change(values=values, user=user)
         realtime.broadcast_shot_edit(shot=current, change=change,
                                      form=ShotForm(instance=current))
+        _relinked(current, change)
     return current
+
+
+def _relinked(shot: Shot, change: ShotChange) -> None:
+    """A change of the link can make the shot's take (and the chain below) stale, or fresh."""
+    if "continues_from" not in change.changes:
+        return
+    marked = chains.link_changed(shot=shot)
+    if marked:
+        realtime.board_change(shot.project_id, cards=marked)
+        realtime.chain_marks(shot.project_id, shots=marked)
+        # The view's own push carries the shot's card; its stale fields are fresh in memory.
+        shot.refresh_from_db(fields=["stale_reason", "stale_since"])

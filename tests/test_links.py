@@ -403,3 +403,42 @@ def test_the_card_names_the_shot_it_continues(cast):
     assert f'data-continues-from="{shots[0].pk}"' in content
     assert "continues from <span data-upstream-label>S1</span>" in content
     assert ShotChange.objects.count() == 0
+
+
+def test_a_second_rechain_while_one_runs_is_refused_and_names_who(cast):
+    shots, _takes, new = _stale_chain(cast, 2)
+    take = generation.rechain(shot=shots[1], user=cast.editor)
+    assert take.upstream == new
+    before = _board()
+    response = client_for(cast.producer).post(reverse("sb:shot-rechain", args=[shots[1].pk]),
+                                              **HTMX)
+    assert response.status_code == 422
+    assert f"{cast.editor.label} already started a take from the new frame" in \
+        response.content.decode()
+    assert _board() == before
+
+
+# Changing the link in the editor
+
+
+def test_linking_a_shot_with_a_take_elsewhere_marks_it_and_the_chain_below_stale(cast):
+    shots, takes = _chain(cast.project, 3)
+    other = _shot(cast.project, "Other", position=1)
+    chains.choose_take(shot=other, take=_take(other), user=None)
+    response = _post_link(cast.editor, shots[1], other.pk)
+    assert response.status_code == 200
+    assert _fresh(shots[1]).stale_reason == (f"It now continues from Other; this take started "
+                                             f"from #{takes[0].pk}.")
+    assert _fresh(shots[2]).stale_reason == "It continues from S2, which is stale."
+    # The editor answers with the stale panel; Re-chain starts from Other's take.
+    assert f'id="stale-{shots[1].pk}"' in response.content.decode()
+    assert generation.rechain(shot=shots[1], user=cast.editor).upstream == \
+        _fresh(other).chosen_take()
+
+
+def test_unlinking_a_stale_shot_in_the_editor_clears_its_mark(cast):
+    shots, _takes, _new = _stale_chain(cast, 2)
+    response = _post_link(cast.editor, shots[1], None, mode="text", endpoint=LITE_T2V)
+    assert response.status_code == 200
+    assert _fresh(shots[1]).continues_from is None
+    assert not _fresh(shots[1]).is_stale
