@@ -133,9 +133,10 @@ def keep(*, shot: Shot, user: User) -> Shot:
     return shot
 
 
-def delete_shot(*, shot: Shot, user: User) -> realtime.Push:
+def delete_shot(*, shot: Shot, user: User) -> tuple[realtime.Push, str]:
     """Delete a shot. Shots that continued from it are unlinked first, never silently: each
-    gets a line in its history, and every open board a notice naming them."""
+    gets a line in its history, and every open board a notice naming them (returned too, ""
+    when nothing was linked to it)."""
     title = shot.display_title
     who = user.label if user else "Someone"
     with transaction.atomic():
@@ -156,7 +157,7 @@ def delete_shot(*, shot: Shot, user: User) -> realtime.Push:
                   "another shot to continue from.")
         realtime.chain_marks(shot.project_id, shots=[d.pk for d in below], notice=notice)
     return realtime.board_change(shot.project_id, cards=[d.pk for d in below], order=True,
-                                 summary=True)
+                                 summary=True), notice
 
 
 def _unlink(down: Shot, *, user: User | None, note: str) -> None:

@@ -491,9 +491,11 @@ def shot_delete(request: HttpRequest, shot_id: int) -> HttpResponse:
     project = shot.project
     title = shot.display_title
     # Shots that continued from it are unlinked, each with a history line and a board notice.
-    change = chains.delete_shot(shot=shot, user=request.user)
+    change, notice = chains.delete_shot(shot=shot, user=request.user)
     if not request.htmx:
         messages.success(request, f"Deleted {title}.")
+        if notice:
+            messages.warning(request, notice)
     return _change_response(request, project, change)
 
 

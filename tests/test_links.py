@@ -229,6 +229,13 @@ def test_deleting_a_shot_without_downstream_sends_no_notice(cast, pushes,
     assert not any('id="chain-notice"' in html for _, html in pushes)
 
 
+def test_deleting_without_javascript_says_what_was_unlinked(cast):
+    shots, _ = _chain(cast.project, 2)
+    response = client_for(cast.editor).post(reverse("sb:shot-delete", args=[shots[0].pk]),
+                                            follow=True)
+    assert "S2 continued from it and is now unlinked" in response.content.decode()
+
+
 def test_an_unlink_cannot_be_undone_to_a_deleted_shot(cast):
     shots, _ = _chain(cast.project, 2)
     chains.delete_shot(shot=shots[0], user=cast.editor)
