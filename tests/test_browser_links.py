@@ -46,6 +46,19 @@ class TestLiveLinks(LiveBrowser):
             upstream = shot
         # A second take of the first shot, not on the board yet.
         self.new_take = GenerationFactory(shot=self.shots[0], video__data=house_clip())
+        self.console_errors: list[str] = []
+
+    def tearDown(self) -> None:
+        # Pushes for regions a page lacks (a stale panel on the board, the board's notice on
+        # the shot page) are dropped quietly, never logged.
+        assert self.console_errors == []
+        super().tearDown()
+
+    def _open_board(self, user):
+        page = super()._open_board(user)
+        page.on("console", lambda message: self.console_errors.append(message.text)
+                if message.type == "error" else None)
+        return page
 
     def _links(self) -> dict[int, int | None]:
         return dict(Shot.objects.filter(project=self.project)
