@@ -45,10 +45,9 @@ def choose_take(*, shot: Shot, take: Generation, user: User | None) -> Shot:
         _refresh_own_mark(shot)
         changed = [shot.pk, *_mark_downstream(shot)]
     realtime.board_change(shot.project_id, cards=changed, summary=True)
+    # The shots below show their mark on their stale panel; their take lists did not change.
     realtime.chain_marks(shot.project_id, shots=changed)
     realtime.broadcast_take_list(shot)
-    for pk in changed[1:]:
-        realtime.broadcast_take_list(Shot(pk=pk, project_id=shot.project_id))
     return shot
 
 
