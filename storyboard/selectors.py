@@ -15,20 +15,41 @@ from storyboard.models import Project, Scene, Shot, with_latest_takes
 PRICE_FIELDS = ("mode", "endpoint", "resolution", "aspect_ratio", "duration", "num_frames")
 
 
-def board_context(project: Project) -> dict:
-    """The board page's shots, grouped under their scenes, with their totals."""
-    groups = project.board(Shot.objects.for_cards())
-    shots = [s for _, group in groups for s in group]
-    with_latest_takes(shots)
-    for scene, group in groups:
+# Cards rendered in full when the board opens: a first screenful (three rows of four on a
+# laptop). The rest arrive as light placeholders that board.js fills in batches as they near the
+# viewport (views.board_cards), so a 300-shot board opens in about the time a 12-shot one does.
+FIRST_CARDS = 12
+
+
+def board_context(project: Project, *, full: int = FIRST_CARDS) -> dict:
+    """The board page: every shot in order under its scene, the first `full` as whole cards
+    and the others as placeholders, and the board's totals. A fixed number of queries however
+    many shots; a placeholder costs one light row and no template work of its own.
+
+    `groups` is [(scene or None, whole cards, placeholder shots)], in board order.
+    """
+    light = project.board(Shot.objects.only("pk", "project", "scene", "position", "title"))
+    first = [s.pk for _, group in light for s in group][:full]
+    whole = {s.pk: s for s in cards(first)}
+    groups = []
+    for scene, group in light:
+        # Whole cards come first on the board, so within a scene too.
+        groups.append((scene, [whole[s.pk] for s in group if s.pk in whole],
+                       [s for s in group if s.pk not in whole]))
         if scene is not None:
             scene.n_shots = len(group)
-    scenes = [scene for scene, _ in groups if scene is not None]
-    return {"project": project, "groups": groups, **_totals(shots, scene_count=len(scenes))}
+    scenes = [scene for scene, _, _ in groups if scene is not None]
+    return {"project": project, "groups": groups,
+            **_totals(project, scene_count=len(scenes))}
 
 
 def summary_context(project: Project) -> dict:
-    """The board's summary line alone (what one edit changes of the totals).
+    """The board's summary line alone (what one edit changes of the totals)."""
+    return {"project": project, **_totals(project, scene_count=project.scenes.count())}
+
+
+def _totals(project: Project, *, scene_count: int) -> dict:
+    """The board's totals in one query.
 
     Shots are counted by the parameters that set their price, so the work is one estimate per
     distinct combination, not one per shot.
@@ -37,7 +58,7 @@ def summary_context(project: Project) -> dict:
     rows = Shot.objects.filter(project=project).for_totals().values(
         *PRICE_FIELDS, "video_refs", on_board=on_board).annotate(n=Count("pk")).order_by()
     totals = {"shot_count": 0, "total_seconds": 0, "total_micros": 0, "left_micros": 0,
-              "total_worst_case": False}
+              "total_worst_case": False, "scene_count": scene_count}
     for row in rows:
         shot = Shot(**{name: row[name] for name in PRICE_FIELDS})
         shot.video_refs = row["video_refs"]
@@ -49,26 +70,16 @@ def summary_context(project: Project) -> dict:
         if not row["on_board"]:
             totals["left_micros"] += n * estimate.micros
         totals["total_worst_case"] |= estimate.worst_case
-    return {"project": project, "scene_count": project.scenes.count(), **totals}
+    return totals
 
 
-def _totals(shots: list[Shot], *, scene_count: int) -> dict:
-    for shot in shots:
-        # Computed once here; the card template reads the cached value.
-        shot.cached_estimate = shot.estimate()
-    estimates = [s.cached_estimate for s in shots]
-    return {"shot_count": len(shots), "scene_count": scene_count,
-            "total_seconds": sum(int(s.duration) for s in shots if s.duration.isdigit()),
-            "total_micros": sum(e.micros for e in estimates),
-            # Shots with no take on the board yet: what finishing the board would cost.
-            "left_micros": sum(s.cached_estimate.micros for s in shots
-                               if s.selected_take_id is None),
-            "total_worst_case": any(e.worst_case for e in estimates)}
-
-
-def cards(shot_ids: list[int]) -> list[Shot]:
-    """The given shots as their cards show them (two queries for any number of cards)."""
-    return with_latest_takes(list(Shot.objects.filter(pk__in=shot_ids).for_cards()))
+def cards(shot_ids: list[int], *, project: Project | None = None) -> list[Shot]:
+    """The given shots as their cards show them (two queries for any number of cards), only
+    those of `project` when given (ids that came from a request)."""
+    shots = Shot.objects.filter(pk__in=shot_ids)
+    if project is not None:
+        shots = shots.filter(project=project)
+    return with_latest_takes(list(shots.for_cards()))
 
 
 def board_order(project: Project) -> list[tuple[int | None, list[int]]]:

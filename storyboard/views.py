@@ -23,7 +23,17 @@ from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
-from storyboard import catalogue, chains, csvsafe, editing, generation, media, realtime, throttle
+from storyboard import (
+    catalogue,
+    chains,
+    csvsafe,
+    editing,
+    generation,
+    media,
+    realtime,
+    selectors,
+    throttle,
+)
 from storyboard.access import (
     get_asset_for_user,
     get_membership_for_user,
@@ -326,6 +336,24 @@ def board(request: HttpRequest, project_id: int) -> HttpResponse:
     ctx.update(budget=team_budget, team=project.team,
                threshold=team_budget.threshold_crossed(0))
     return render(request, f"{BOARD}#board" if request.htmx else BOARD, ctx)
+
+
+# Placeholders one request may fill: about three screenfuls, so a fast scroll costs a few
+# requests and none of them is large.
+MAX_CARDS_PER_REQUEST = 60
+
+
+@login_required
+@require_GET
+def board_cards(request: HttpRequest, project_id: int) -> HttpResponse:
+    """Whole cards for the board's placeholders (`?shot=1&shot=2…`), each swapped in by id."""
+    project = get_project_for_user(request, project_id)
+    if not request.htmx:
+        return redirect("sb:board", project.pk)
+    ids = [int(v) for v in request.GET.getlist("shot") if v.isdigit()][:MAX_CARDS_PER_REQUEST]
+    return render(request, f"{BOARD}#shot-cards", {
+        "project": project, "membership": project.membership,
+        "shots": selectors.cards(ids, project=project)})
 
 
 @login_required
