@@ -329,7 +329,10 @@ def board(request: HttpRequest, project_id: int) -> HttpResponse:
         # Closing the shot editor swaps its empty state back in.
         return render(request, f"{BOARD}#editor-empty",
                       {"project": project, "membership": project.membership})
+    # Before anything the page shows is read (realtime: numbered pushes).
+    seen = realtime.pushes_seen(project.pk, project.membership)
     ctx = _board_context(project)
+    ctx["live_seen"] = seen
     ctx["viewers"] = Presence.objects.viewers(project.pk)
     ctx["asset_count"] = project.assets.count()
     team_budget = Budget.for_team(project.team_id)
@@ -393,6 +396,12 @@ def shot_reorder(request: HttpRequest, project_id: int) -> HttpResponse:
 def shot_edit(request: HttpRequest, shot_id: int) -> HttpResponse:
     shot = get_shot_for_user(request, shot_id, write=request.method == "POST")
     project = shot.project
+    seen = None
+    if not request.htmx and request.method == "GET":
+        # The page's live socket starts from here (realtime: numbered pushes); the shot is
+        # read again after, so an edit pushed in between is in the page or makes it re-sync.
+        seen = realtime.pushes_seen(project.pk, project.membership)
+        shot.refresh_from_db()
     form = ShotForm(request.POST or None, instance=shot)
     edit = None
     if request.method == "POST" and form.is_valid():
@@ -438,6 +447,7 @@ def shot_edit(request: HttpRequest, shot_id: int) -> HttpResponse:
             messages.success(request, "Shot saved.")
         return redirect("sb:board", project.pk)
     ctx["viewers"] = Presence.objects.viewers(project.pk)
+    ctx["live_seen"] = seen
     return render(request, "storyboard/shot.html", ctx, status=status)
 
 
@@ -592,6 +602,7 @@ def scene_delete(request: HttpRequest, scene_id: int) -> HttpResponse:
 @login_required
 def assets(request: HttpRequest, project_id: int) -> HttpResponse:
     project = get_project_for_user(request, project_id, write=request.method == "POST")
+    seen = realtime.pushes_seen(project.pk, project.membership)
     errors: list[str] = []
     added: list[Asset] = []
     if request.method == "POST":
@@ -611,7 +622,7 @@ def assets(request: HttpRequest, project_id: int) -> HttpResponse:
         if added:
             realtime.broadcast_assets(project)
     ctx = {**assets_context(project), "errors": errors, "added": added,
-           "membership": project.membership}
+           "membership": project.membership, "live_seen": seen}
     status = INVALID if errors and not added else 200
     if request.htmx:
         return render(request, "storyboard/assets.html#library", ctx, status=status)

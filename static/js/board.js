@@ -52,8 +52,8 @@
   htmx.onLoad(initSortable);
 
   // The board as it is now (the same GET htmx makes for the board region), for a board that
-  // missed pushes: its socket was closed, or the server saw a numbered push go missing
-  // (live.js). The shot editor is left alone: it may hold someone's unsaved typing.
+  // missed pushes: its socket was closed meanwhile, or the server saw a numbered push go
+  // missing (live.js). The shot editor is left alone: it may hold someone's unsaved typing.
   function resync() {
     var board = document.getElementById("board");
     if (board) htmx.ajax("GET", board.dataset.boardUrl, { target: "#board", swap: "outerHTML" });
@@ -172,7 +172,7 @@
       if (!keep.has(el)) el.remove();
     });
     // A card or heading this board never received (a message lost on the way): fetch it all.
-    if (missing) resync(board);
+    if (missing) resync();
   }
 
   htmx.onLoad(function (el) {
@@ -209,11 +209,10 @@
   // Close codes the server uses to shut a socket out on purpose (4403: no longer allowed).
   function refused(code) { return code >= 4000 && code < 5000; }
 
-  var wasOpen = false;
+  // A socket that opens again re-syncs only if pushes went out meanwhile: its server compares
+  // what the page had seen with what was sent (consumers.py) and says so (#live-resync).
   document.body.addEventListener("htmx:wsOpen", function () {
     setLive("live");
-    if (wasOpen) resync();
-    wasOpen = true;
   });
   document.body.addEventListener("htmx:wsClose", function (event) {
     setLive("offline");
