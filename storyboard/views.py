@@ -830,7 +830,13 @@ def _serve(field, content_type: str) -> HttpResponse:
     except NotImplementedError:
         # Object storage: hand out a short-lived signed URL instead of proxying the bytes.
         return HttpResponseRedirect(storage.url(field.name))
-    response = FileResponse(storage.open(field.name, "rb"), content_type=content_type)
+    try:
+        opened = storage.open(field.name, "rb")
+    except FileNotFoundError:
+        # A row whose file is gone (media restored from an older backup): a missing picture,
+        # not a server error per card.
+        raise Http404("No such file") from None
+    response = FileResponse(opened, content_type=content_type)
     response["Content-Disposition"] = "inline"
     # Even a file that slipped through must not run as a page on our origin.
     response["Content-Security-Policy"] = "default-src 'none'; sandbox"
