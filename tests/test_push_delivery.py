@@ -1,8 +1,12 @@
-"""Numbered pushes: a live page that missed one fetches what it shows instead of going stale."""
+"""Pushes on their way: the request that caused one never waits for it, and a live page that
+missed one (numbered pushes) fetches what it shows instead of going stale."""
 
 from __future__ import annotations
 
+import asyncio
 import re
+import threading
+import time
 
 import pytest
 from asgiref.sync import sync_to_async
@@ -127,3 +131,34 @@ async def test_numbers_that_go_backwards_are_taken_as_they_come(cast_async):
                                                  "group": group, "number": 2})
     assert RESYNC not in await _messages(ws)
     await ws.disconnect()
+
+
+def test_an_edit_answers_while_its_pushes_are_still_on_the_way(cast, monkeypatch):
+    layer = get_channel_layer()
+    release, started = threading.Event(), threading.Event()
+
+    async def stuck_group_send(group: str, message: dict) -> None:
+        # A layer that takes its time (a slow Redis, a full server): the fan-out waits for
+        # release, which comes only after the request has answered.
+        started.set()
+        await asyncio.get_running_loop().run_in_executor(None, release.wait, 5)
+
+    monkeypatch.setattr(layer, "group_send", stuck_group_send)
+    client = client_for(cast.editor)
+    url = reverse("sb:shot", args=[cast.shot.pk])
+    form = {"title": "Pushed later", "prompt": "A prompt", "mode": "text",
+            "endpoint": cast.shot.endpoint, "resolution": "720p", "aspect_ratio": "16:9",
+            "duration": "5", "version": cast.shot.version}
+    began = time.monotonic()
+    # A transactional test: the pushes go out after commit inside the request, as in production.
+    response = client.post(url, form, headers={"HX-Request": "true"})
+    answered = time.monotonic() - began
+    try:
+        assert response.status_code == 200
+        assert "Saved." in response.content.decode()
+        assert started.wait(timeout=5)
+        # Answered, and every push handed over, while the layer was still stuck.
+        assert not release.is_set()
+        assert answered < 4
+    finally:
+        release.set()
