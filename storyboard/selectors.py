@@ -7,6 +7,9 @@ runs a fixed number of queries however many shots the board has.
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Iterable
+
 from django.db.models import BooleanField, Count, ExpressionWrapper, Q
 
 from storyboard.models import Project, Scene, Shot, with_latest_takes
@@ -28,9 +31,11 @@ def board_context(project: Project, *, full: int = FIRST_CARDS) -> dict:
 
     `groups` is [(scene or None, whole cards, placeholder shots)], in board order.
     """
-    light = project.board(Shot.objects.only("pk", "project", "scene", "position", "title"))
-    first = [s.pk for _, group in light for s in group][:full]
-    whole = {s.pk: s for s in cards(first)}
+    # One light row per shot: its place, its title and what its price depends on.
+    light = project.board(Shot.objects.for_totals(
+        "pk", "project", "scene", "position", "title"))
+    ordered = [s for _, group in light for s in group]
+    whole = {s.pk: s for s in cards([s.pk for s in ordered[:full]])}
     groups = []
     for scene, group in light:
         # Whole cards come first on the board, so within a scene too.
@@ -39,35 +44,40 @@ def board_context(project: Project, *, full: int = FIRST_CARDS) -> dict:
         if scene is not None:
             scene.n_shots = len(group)
     scenes = [scene for scene, _, _ in groups if scene is not None]
+    price_groups = Counter((*(getattr(s, name) for name in PRICE_FIELDS), s.video_refs,
+                            s.selected_take_id is not None) for s in ordered)
     return {"project": project, "groups": groups,
-            **_totals(project, scene_count=len(scenes))}
+            **_totals(((*key, n) for key, n in price_groups.items()),
+                      scene_count=len(scenes))}
 
 
 def summary_context(project: Project) -> dict:
-    """The board's summary line alone (what one edit changes of the totals)."""
-    return {"project": project, **_totals(project, scene_count=project.scenes.count())}
+    """The board's summary line alone (what one edit changes of the totals), in one grouped
+    query."""
+    on_board = ExpressionWrapper(Q(selected_take__isnull=False), output_field=BooleanField())
+    rows = Shot.objects.filter(project=project).for_totals().annotate(
+        on_board=on_board).values_list(*PRICE_FIELDS, "video_refs", "on_board").annotate(
+        n=Count("pk")).order_by()
+    return {"project": project, **_totals(rows, scene_count=project.scenes.count())}
 
 
-def _totals(project: Project, *, scene_count: int) -> dict:
-    """The board's totals in one query.
+def _totals(rows: Iterable[tuple], *, scene_count: int) -> dict:
+    """The board's totals from (price fields…, video_refs, on the board, how many shots) rows.
 
     Shots are counted by the parameters that set their price, so the work is one estimate per
     distinct combination, not one per shot.
     """
-    on_board = ExpressionWrapper(Q(selected_take__isnull=False), output_field=BooleanField())
-    rows = Shot.objects.filter(project=project).for_totals().values(
-        *PRICE_FIELDS, "video_refs", on_board=on_board).annotate(n=Count("pk")).order_by()
     totals = {"shot_count": 0, "total_seconds": 0, "total_micros": 0, "left_micros": 0,
               "total_worst_case": False, "scene_count": scene_count}
-    for row in rows:
-        shot = Shot(**{name: row[name] for name in PRICE_FIELDS})
-        shot.video_refs = row["video_refs"]
-        estimate, n = shot.estimate(), row["n"]
+    for *values, video_refs, on_board, n in rows:
+        shot = Shot(**dict(zip(PRICE_FIELDS, values, strict=True)))
+        shot.video_refs = video_refs
+        estimate = shot.estimate()
         totals["shot_count"] += n
         if shot.duration.isdigit():
             totals["total_seconds"] += n * int(shot.duration)
         totals["total_micros"] += n * estimate.micros
-        if not row["on_board"]:
+        if not on_board:
             totals["left_micros"] += n * estimate.micros
         totals["total_worst_case"] |= estimate.worst_case
     return totals

@@ -167,3 +167,13 @@ def test_the_cards_view_without_htmx_is_the_board(cast):
     response = client_for(cast.viewer).get(reverse("sb:board-cards", args=[cast.project.pk]))
     assert response.status_code == 302
     assert response["Location"] == reverse("sb:board", args=[cast.project.pk])
+
+
+def test_the_board_adds_up_like_its_summary_line(cast):
+    from storyboard.selectors import board_context, summary_context
+
+    build_board(cast.project, shots=40)
+    keys = ("shot_count", "scene_count", "total_seconds", "total_micros", "left_micros",
+            "total_worst_case")
+    whole, alone = board_context(cast.project), summary_context(cast.project)
+    assert {k: whole[k] for k in keys} == {k: alone[k] for k in keys}
