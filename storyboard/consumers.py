@@ -42,15 +42,14 @@ class BoardConsumer(AsyncWebsocketConsumer):
         await self.channel_layer.group_add(realtime.user_group(user.pk), self.channel_name)
         await self.accept()
         realtime.remember_server_loop()
-        # Read after joining, so a push this socket will not hear is counted here.
-        self.numbers = await database_sync_to_async(realtime.push_numbers)(
-            [realtime.project_group(self.project_id), *self.audience_groups])
+        # Read after joining, so a push this socket will not hear is counted here (in the same
+        # trip to a worker thread as the arrival: 500 people arriving at once queue for them).
+        self.numbers = await database_sync_to_async(self._arrive)(count_pushes=True)
         seen = parse_qs(self.scope.get("query_string", b"").decode()).get("seen", [""])[0]
         if seen.isdigit() and int(seen) != sum(self.numbers.values()):
             # Pushes went out between the page's render and this socket (or while an earlier
             # socket of the page was down, or the counters were reset): fetch the page's state.
             await self.send(text_data=RESYNC)
-        await database_sync_to_async(self._arrive)()
         realtime.presence_changed(self.project_id)
 
     async def disconnect(self, code: int) -> None:
@@ -167,13 +166,18 @@ class BoardConsumer(AsyncWebsocketConsumer):
         return render_to_string("storyboard/shot.html#field-editing", {
             "shot_id": int(shot), "field": field or "", "person": user}), int(shot)
 
-    def _arrive(self) -> None:
+    def _arrive(self, *, count_pushes: bool = False) -> dict[str, int]:
+        """Note this socket's presence; with `count_pushes`, the push numbers of its groups."""
         # Rows left by a crashed server would otherwise pile up; they are already not shown.
         Presence.objects.stale().delete()
         Presence.objects.update_or_create(
             channel_name=self.channel_name,
             defaults={"project_id": self.project_id, "user": self.scope["user"]},
         )
+        if not count_pushes:
+            return {}
+        return realtime.push_numbers([realtime.project_group(self.project_id),
+                                      *self.audience_groups])
 
     def _may_stay(self) -> bool:
         """False if the socket's user may no longer see the board.
