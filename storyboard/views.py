@@ -402,6 +402,7 @@ def shot_edit(request: HttpRequest, shot_id: int) -> HttpResponse:
         # read again after, so an edit pushed in between is in the page or makes it re-sync.
         seen = realtime.pushes_seen(project.pk, project.membership)
         shot.refresh_from_db()
+        shot.project = project
     form = ShotForm(request.POST or None, instance=shot)
     edit = None
     if request.method == "POST" and form.is_valid():
