@@ -66,6 +66,22 @@ def test_the_placeholders_cards_arrive_in_a_fixed_number_of_queries(
 
 
 @pytest.mark.parametrize("shots", SIZES)
+def test_the_shot_editor_runs_a_fixed_number_of_queries(cast, shots,
+                                                         django_assert_max_num_queries):
+    board = build_board(cast.project, shots=shots)
+    client = client_for(cast.editor)
+    with django_assert_max_num_queries(MAX_QUERIES + 5):
+        response = client.get(reverse("sb:shot", args=[board[-1].pk]),
+                              headers={"HX-Request": "true"})
+    html = response.content.decode()
+    # Every other shot is offered to continue from, untitled ones by their number on the
+    # board, as the shot itself counts it (one board pass per shot, the slow way).
+    assert html.count('<option value="') >= shots
+    untitled = board[0]
+    assert f'<option value="{untitled.pk}">Shot {untitled.number}</option>' in html
+
+
+@pytest.mark.parametrize("shots", SIZES)
 def test_pushing_one_card_runs_a_fixed_number_of_queries(cast, shots, sent,
                                                          django_assert_max_num_queries,
                                                          django_capture_on_commit_callbacks):
