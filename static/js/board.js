@@ -269,7 +269,7 @@
           " (" + title.textContent.trim() + ")";
       }
       var classes = "link" + (adjacent ? "" : " is-apart") +
-        (card.classList.contains("is-stale") ? " is-stale" : "");
+        (card.hasAttribute("data-stale") ? " is-stale" : "");
       drawn.push(svgNode("path", {
         d: linkPath(upstream.getBoundingClientRect(), card.getBoundingClientRect(), origin),
         "class": classes, "data-from": from, "data-to": card.dataset.shot,
