@@ -37,11 +37,13 @@ def get_membership_for_user(request: HttpRequest, team_id: int) -> Membership:
     return membership
 
 
-def _check(membership: Membership | None, *, write: bool) -> Membership:
+def _check(membership: Membership | None, *, write: bool, review: bool = False) -> Membership:
     if membership is None:
         raise Http404("No such project")
     if write and not membership.can_edit:
         raise PermissionDenied("Your role in this team cannot change the board.")
+    if review and not membership.can_review:
+        raise PermissionDenied("Your role in this team cannot approve or send back takes.")
     return membership
 
 
@@ -54,7 +56,7 @@ def get_project_for_user(request: HttpRequest, project_id: int, *, write: bool =
 
 def _get_for_user[T: models.Model](request: HttpRequest, queryset: TeamScopedQuerySet, *,
                                     write: bool, not_found: str,
-                                    project: Callable[[T], Project]) -> T:
+                                    project: Callable[[T], Project], review: bool = False) -> T:
     """The one object of `queryset` the user's teams own, with its project's membership noted.
 
     `queryset` is already narrowed to the object asked for; `project` finds the object's project,
@@ -64,14 +66,17 @@ def _get_for_user[T: models.Model](request: HttpRequest, queryset: TeamScopedQue
     if obj is None:
         raise Http404(not_found)
     owner = project(obj)
-    owner.membership = _check(request.user.membership_in(owner.team_id), write=write)
+    owner.membership = _check(request.user.membership_in(owner.team_id), write=write,
+                              review=review)
     return obj
 
 
-def get_shot_for_user(request: HttpRequest, shot_id: int, *, write: bool = False) -> Shot:
+def get_shot_for_user(request: HttpRequest, shot_id: int, *, write: bool = False,
+                      review: bool = False) -> Shot:
+    """`review=True`: only roles that decide on takes (reviewer, producer, owner)."""
     shots = Shot.objects.select_related("project__team").filter(pk=shot_id)
     return _get_for_user(request, shots, write=write, not_found="No such shot",
-                         project=lambda shot: shot.project)
+                         project=lambda shot: shot.project, review=review)
 
 
 def get_scene_for_user(request: HttpRequest, scene_id: int, *, write: bool = False) -> Scene:

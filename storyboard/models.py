@@ -202,6 +202,10 @@ class Scene(models.Model):
         return self.title
 
 
+def take_pk(take: Generation | None) -> int | None:
+    return take.pk if take is not None else None
+
+
 class ShotQuerySet(TeamScopedQuerySet):
     team_path = "project__team"
 
@@ -218,6 +222,12 @@ class ShotQuerySet(TeamScopedQuerySet):
             video_refs=Exists(Asset.objects.filter(referenced_by=OuterRef("pk"),
                                                    kind=Asset.Kind.VIDEO)),
         )
+
+    def awaiting_review(self, *, team_id: int) -> ShotQuerySet:
+        """The team's shots in review, the longest waiting first, with what the queue shows."""
+        return (self.filter(project__team_id=team_id, review=Shot.Review.IN_REVIEW)
+                .select_related("project", "review_take", "review_take__created_by")
+                .order_by("review_changed", "pk"))
 
     def for_totals(self) -> ShotQuerySet:
         """Only what the board's summary line adds up."""
@@ -288,6 +298,12 @@ class Shot(models.Model):
     stale_reason = models.CharField(max_length=300, blank=True)
     stale_since = models.DateTimeField(null=True, blank=True)
     review = models.CharField(max_length=16, choices=Review.choices, default=Review.DRAFT)
+    # The exact take the review state is about: the one submitted, approved or sent back
+    # (storyboard/review.py writes it, with the state, in one conditional update).
+    review_take = models.ForeignKey("Generation", models.SET_NULL, null=True, blank=True,
+                                    related_name="+")
+    # When the review state last changed: the review queue is oldest first.
+    review_changed = models.DateTimeField(null=True, blank=True)
     # The take shown on the board for this shot (the newest finished one unless someone picks).
     selected_take = models.ForeignKey("Generation", models.SET_NULL, null=True, blank=True,
                                       related_name="+")
@@ -362,6 +378,8 @@ class Shot(models.Model):
 
     def problems(self) -> list[str]:
         """Everything that stops this shot from being generated, before anything is spent."""
+        if self.is_approved:
+            return [self.lock_message()]
         found = []
         spec = catalogue.ENDPOINTS.get(self.endpoint)
         if spec is None:
@@ -398,13 +416,42 @@ class Shot(models.Model):
     def is_stale(self) -> bool:
         return bool(self.stale_reason)
 
+    @property
+    def is_approved(self) -> bool:
+        return self.review == Shot.Review.APPROVED
+
+    @property
+    def review_token(self) -> str:
+        """The review state a form was rendered against (review.py applies a decision only if
+        it still holds)."""
+        return f"{self.review}:{self.review_take_id or ''}"
+
+    def review_history(self, limit: int = 20) -> list[ReviewDecision]:
+        return list(self.decisions.select_related("user")[:limit])
+
+    # What an approval locks: everything that would change how the approved take was made.
+    UNLOCKED = frozenset({"title", "scene", "notes"})
+
+    def lock_message(self) -> str:
+        """Why an approved shot refuses a new take, another selection or a generation edit."""
+        take = f"take #{self.review_take_id}" if self.review_take_id else "its take"
+        return (f"{self.display_title} is approved with {take}; un-approve it first "
+                "(a reviewer, producer or owner can, giving a reason).")
+
+    def locked_fields(self, names) -> list[str]:
+        """Of the fields named, those the approval lock refuses to change."""
+        return [n for n in names if self.is_approved and n not in Shot.UNLOCKED]
+
     def chosen_take(self) -> Generation | None:
         """The take this shot stands for: what downstream shots continue from and the cut uses.
 
-        The one answer to "which take": today the selected take (once review exists, the
-        approved one comes first), and only a finished take with its file.
+        The one answer to "which take": the approved take if the shot is approved, else the
+        selected one, and only a finished take with its file. Approving also selects the take
+        and the approval lock keeps the selection on it, so the two are one take in practice.
         """
         take = self.selected_take
+        if self.is_approved and self.review_take_id and self.review_take_id != take_pk(take):
+            take = self.review_take
         if take is None or take.state != Generation.State.COMPLETED or not take.video:
             return None
         return take
@@ -535,7 +582,7 @@ class Shot(models.Model):
         copy = Shot.objects.get(pk=self.pk)
         copy.pk = None
         copy.title = f"{self.display_title} (copy)"[:120]
-        copy.review = Shot.Review.DRAFT
+        copy.review, copy.review_take, copy.review_changed = Shot.Review.DRAFT, None, None
         copy.selected_take = None
         copy.created_by = user
         copy.created = timezone.now()
@@ -569,6 +616,40 @@ class ShotChange(models.Model):
         return [(Shot._meta.get_field(name).verbose_name.capitalize(),
                  self.shot.describe(name, old), self.shot.describe(name, new))
                 for name, (old, new) in self.changes.items()]
+
+
+class ReviewDecision(models.Model):
+    """One review step of a shot: who moved it from which state to which, about which take,
+    and why. The shot page lists them; they are never edited."""
+
+    class Kind(models.TextChoices):
+        SUBMIT = "submit", "Submitted for review"
+        APPROVE = "approve", "Approved"
+        CHANGES = "changes", "Requested changes"
+        UNAPPROVE = "unapprove", "Un-approved"
+
+    shot = models.ForeignKey(Shot, models.CASCADE, related_name="decisions")
+    take = models.ForeignKey("Generation", models.SET_NULL, null=True, blank=True,
+                             related_name="decisions")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, models.SET_NULL, null=True, blank=True,
+                             related_name="+")
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    from_state = models.CharField(max_length=16, choices=Shot.Review.choices)
+    to_state = models.CharField(max_length=16, choices=Shot.Review.choices)
+    note = models.TextField(blank=True, max_length=2000)
+    created = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created", "-pk"]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} {self.shot_id} by {self.user}"
+
+    @property
+    def verb(self) -> str:
+        """As the history reads: "Rita approved take #12"."""
+        return {"submit": "submitted", "approve": "approved", "changes": "sent back",
+                "unapprove": "un-approved"}[self.kind]
 
 
 def asset_upload_to(asset: Asset, filename: str) -> str:

@@ -480,3 +480,10 @@ def broadcast_take_list(shot: Shot) -> None:
                                 {**context, "membership": audience, "oob": True})
 
     push(shot.project_id, load, render)
+
+
+def broadcast_review(shot: Shot) -> None:
+    """A review decision: every open shot page re-fetches its review panel, so each person
+    gets the controls of their own role."""
+    on_commit(shot.project_id, lambda: render_to_string(f"{SHOT_TEMPLATE}#review-stale",
+                                                        {"shot": shot}))

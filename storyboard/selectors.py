@@ -7,6 +7,8 @@ runs a fixed number of queries however many shots the board has.
 
 from __future__ import annotations
 
+from collections import Counter
+
 from django.db.models import BooleanField, Count, ExpressionWrapper, Q
 
 from storyboard.models import Project, Scene, Shot, with_latest_takes
@@ -35,10 +37,13 @@ def summary_context(project: Project) -> dict:
     """
     on_board = ExpressionWrapper(Q(selected_take__isnull=False), output_field=BooleanField())
     rows = Shot.objects.filter(project=project).for_totals().values(
-        *PRICE_FIELDS, "video_refs", on_board=on_board).annotate(n=Count("pk")).order_by()
+        *PRICE_FIELDS, "video_refs", "review", on_board=on_board).annotate(
+        n=Count("pk")).order_by()
     totals = {"shot_count": 0, "total_seconds": 0, "total_micros": 0, "left_micros": 0,
               "total_worst_case": False}
+    reviews: Counter[str] = Counter()
     for row in rows:
+        reviews[row["review"]] += row["n"]
         shot = Shot(**{name: row[name] for name in PRICE_FIELDS})
         shot.video_refs = row["video_refs"]
         estimate, n = shot.estimate(), row["n"]
@@ -49,7 +54,14 @@ def summary_context(project: Project) -> dict:
         if not row["on_board"]:
             totals["left_micros"] += n * estimate.micros
         totals["total_worst_case"] |= estimate.worst_case
-    return {"project": project, "scene_count": project.scenes.count(), **totals}
+    return {"project": project, "scene_count": project.scenes.count(),
+            "review_counts": _review_counts(reviews), **totals}
+
+
+def _review_counts(counts: Counter[str]) -> list[tuple[str, int]]:
+    """How many shots wait for review, were sent back, are approved (drafts go unsaid)."""
+    return [(label, counts[value]) for value, label in Shot.Review.choices
+            if value != Shot.Review.DRAFT and counts[value]]
 
 
 def _totals(shots: list[Shot], *, scene_count: int) -> dict:
@@ -58,6 +70,7 @@ def _totals(shots: list[Shot], *, scene_count: int) -> dict:
         shot.cached_estimate = shot.estimate()
     estimates = [s.cached_estimate for s in shots]
     return {"shot_count": len(shots), "scene_count": scene_count,
+            "review_counts": _review_counts(Counter(s.review for s in shots)),
             "total_seconds": sum(int(s.duration) for s in shots if s.duration.isdigit()),
             "total_micros": sum(e.micros for e in estimates),
             # Shots with no take on the board yet: what finishing the board would cost.

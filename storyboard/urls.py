@@ -3,7 +3,7 @@ from __future__ import annotations
 from django.contrib import admin
 from django.urls import include, path
 
-from storyboard import views
+from storyboard import review_views, views
 
 sb = [
     path("", views.home, name="home"),
@@ -24,6 +24,9 @@ sb = [
     path("shots/<int:shot_id>/estimate/", views.shot_estimate, name="shot-estimate"),
     path("shots/<int:shot_id>/history/", views.shot_history, name="shot-history"),
     path("shots/<int:shot_id>/undo/", views.shot_undo, name="shot-undo"),
+    path("shots/<int:shot_id>/review/", review_views.shot_review, name="shot-review"),
+    path("shots/<int:shot_id>/decide/", review_views.shot_decide, name="shot-decide"),
+    path("teams/<int:team_id>/review/", review_views.review_queue, name="review-queue"),
     path("shots/<int:shot_id>/generate/", views.shot_generate, name="shot-generate"),
     path("takes/<uuid:take_uid>/cancel/", views.take_cancel, name="take-cancel"),
     path("takes/<uuid:take_uid>/discard/", views.take_discard, name="take-discard"),

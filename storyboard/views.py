@@ -320,6 +320,10 @@ def board(request: HttpRequest, project_id: int) -> HttpResponse:
         return render(request, f"{BOARD}#editor-empty",
                       {"project": project, "membership": project.membership})
     ctx = _board_context(project)
+    # Cards of other review states are hidden by CSS, so pushed cards filter themselves too.
+    review_filter = request.GET.get("review", "")
+    ctx["review_filter"] = review_filter if review_filter in Shot.Review.values else ""
+    ctx["review_states"] = Shot.Review.choices
     ctx["viewers"] = Presence.objects.viewers(project.pk)
     ctx["asset_count"] = project.assets.count()
     team_budget = Budget.for_team(project.team_id)
@@ -377,12 +381,14 @@ def shot_edit(request: HttpRequest, shot_id: int) -> HttpResponse:
             realtime.shot_saved(shot, moved="scene" in edit.change.changes)
         shot = Shot.objects.select_related("project__team").get(pk=shot.pk)
         shot.project = project
-        if edit.conflicts or edit.refused:
+        if edit.conflicts or edit.refused or edit.locked:
             # What was not stored stays in the form, next to the stored version where both
             # people changed a field; the version is the stored one, so saving again resolves.
             form = ShotForm(ShotForm.data_for(edit.shown, version=shot.version),
                             instance=Shot.objects.get(pk=shot.pk))
             form.instance.project = project
+            if edit.locked:
+                form.add_error(None, edit.locked)
         else:
             form = ShotForm(instance=shot)
     elif request.method == "POST":
@@ -390,7 +396,7 @@ def shot_edit(request: HttpRequest, shot_id: int) -> HttpResponse:
         shot = Shot.objects.select_related("project__team").get(pk=shot.pk)
         shot.project = project
         form.instance = shot
-    saved = edit is not None and not edit.conflicts and not edit.refused
+    saved = edit is not None and not edit.conflicts and not edit.refused and not edit.locked
     ctx = {"shot": shot, "project": project, "form": form, "saved": saved,
            "conflicts": edit.conflicts if edit else [],
            "merged": bool(edit and edit.change and edit.conflicts),

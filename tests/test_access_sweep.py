@@ -30,6 +30,7 @@ from storyboard.models import (
     Generation,
     LedgerEntry,
     Project,
+    ReviewDecision,
     Scene,
     Shot,
     ShotChange,
@@ -130,6 +131,10 @@ ROUTE_KWARGS: dict[str, dict[str, Callable[[Cast], object]]] = {
                                                               uid=SWEPT_TAKE).uid},
     # Only a shot with a change in its history has something to undo.
     "sb:shot-undo": {"shot_id": lambda cast: _shot_with_a_change(cast).pk},
+    # Only a shot with a finished take on the board can be submitted for review, and only one
+    # in review can be decided on.
+    "sb:shot-review": {"shot_id": lambda cast: _shot_with_a_take(cast).pk},
+    "sb:shot-decide": {"shot_id": lambda cast: _shot_in_review(cast).pk},
 }
 
 
@@ -138,6 +143,19 @@ SWEPT_TAKE = uuid.UUID("5eed0000-0000-4000-8000-000000000001")
 
 def _shot_with_a_change(cast: Cast) -> Shot:
     cast.shot.change(values={"title": "Before the undo"}, user=cast.editor)
+    return cast.shot
+
+
+def _shot_with_a_take(cast: Cast) -> Shot:
+    Shot.objects.filter(pk=cast.shot.pk).update(
+        selected_take=GenerationFactory(shot=cast.shot))
+    return cast.shot
+
+
+def _shot_in_review(cast: Cast) -> Shot:
+    take = GenerationFactory(shot=cast.shot)
+    Shot.objects.filter(pk=cast.shot.pk).update(selected_take=take, review_take=take,
+                                                review=Shot.Review.IN_REVIEW)
     return cast.shot
 
 
@@ -164,6 +182,8 @@ def payload(cast: Cast) -> dict:
     return {
         "name": "x", "title": "x", "note": "x", "prompt": "x", "role": Role.VIEWER,
         "limit": "123.45", "verdict": "not_billed",
+        # A review decision that needs the note above: send the take back.
+        "decision": "changes",
         "confirm": cast.project.name,
         # The latest change of a shot, for undo.
         "change": getattr(ShotChange.objects.order_by("-pk").first(), "pk", ""),
@@ -185,7 +205,7 @@ def payload(cast: Cast) -> dict:
 
 
 BOARD_MODELS = (Project, Scene, Shot, Shot.references.through, ShotChange, Asset, Generation,
-                Budget, LedgerEntry)
+                Budget, LedgerEntry, ReviewDecision)
 PEOPLE_MODELS = (Team, Membership, Invitation, User)
 
 
@@ -312,6 +332,10 @@ READ_ONLY_POST_2XX: dict[str, str] = {}
 READ_ONLY_POST_WRITES: dict[str, str] = {
     "accounts:team-create": "anyone may start a team of their own",
 }
+# Alpha's reviewer (not the viewer) may also write through these: deciding is the role.
+REVIEWER_POST_WRITES: dict[str, str] = {
+    "sb:shot-decide": "approve, send back or un-approve the take under review",
+}
 
 # An owner's POST changes nothing on these; on every other URL it must change something.
 OWNER_POST_CHANGES_NOTHING: dict[str, str] = {
@@ -323,7 +347,7 @@ OWNER_POST_CHANGES_NOTHING: dict[str, str] = {
 }
 # ... and these refuse POST outright (405).
 GET_ONLY = {"sb:board", "sb:asset-file", "sb:take-file", "sb:input-file", "sb:shot-estimate",
-            "sb:ledger-csv", "sb:shot-history",
+            "sb:ledger-csv", "sb:shot-history", "sb:review-queue",
             "sb:home",
             "sb:projects",
             "accounts:teams", "accounts:members"}
@@ -386,8 +410,17 @@ def test_outsider_is_refused(world, route, method):
 @pytest.mark.parametrize("route", ROUTES, ids=[str(route) for route in ROUTES])
 def test_read_only_role_changes_nothing(world, role, route):
     outcome = sweep_request(world.member(role), route, "POST", world)
-    assert_refused(outcome, role, route, "POST", may_2xx=route.name in READ_ONLY_POST_2XX,
-                   may_write=route.name in READ_ONLY_POST_WRITES)
+    if role == "reviewer" and route.name in REVIEWER_POST_WRITES:
+        # A decision changes the shot's review state and records itself; nothing else.
+        changed = {label for label in outcome.db_after
+                   if outcome.db_after[label] != outcome.db_before[label]}
+        assert outcome.status < 400
+        assert changed == {"storyboard.Shot",
+                                                    "storyboard.ReviewDecision"}
+        assert outcome.files_after == outcome.files_before
+    else:
+        assert_refused(outcome, role, route, "POST", may_2xx=route.name in READ_ONLY_POST_2XX,
+                       may_write=route.name in READ_ONLY_POST_WRITES)
     assert world.team.memberships.get(user=world.member(role)).role == role
 
 

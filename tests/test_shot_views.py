@@ -452,7 +452,9 @@ def test_it_tells_read_only_roles_what_they_can_do_in_the_editor(cast, role):
     content = client_for(cast.member(role)).get(reverse("sb:shot", args=[shot.pk])) \
         .content.decode()
     assert 'id="read-only-note"' in content
-    assert f"as a {role} you cannot change it" in content
+    assert {"viewer": "as a viewer you cannot change it",
+            "reviewer": "As a reviewer you approve or send back this shot's takes"}[role] \
+        in content
     assert "Write a prompt first." not in content
     assert 'id="generate"' not in content
 

@@ -1,0 +1,111 @@
+"""Review screens: the shot's review panel and its decisions, and the team's review queue."""
+
+from __future__ import annotations
+
+import uuid
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from storyboard import review
+from storyboard.access import get_membership_for_user, get_shot_for_user
+from storyboard.models import Generation, Shot
+
+# Refused input is answered with the panel again, the typed note kept in it.
+INVALID = 422
+DECISIONS = (review.Kind.APPROVE, review.Kind.CHANGES, review.Kind.UNAPPROVE)
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def shot_review(request: HttpRequest, shot_id: int) -> HttpResponse:
+    """GET: the review panel (open shot pages re-fetch it after a decision).
+    POST: an editor submits the take on the board, or the one named, for review."""
+    shot = get_shot_for_user(request, shot_id, write=request.method == "POST")
+    if request.method == "GET":
+        if not request.htmx:
+            return redirect("sb:shot", shot.pk)
+        return _panel(request, shot)
+    take = None
+    uid = request.POST.get("take", "")
+    if uid:
+        take = Generation.objects.filter(shot=shot, uid=uid).first() if _is_uuid(uid) else None
+        if take is None:
+            return _refused(request, shot, "That take is not one of this shot's takes.",
+                            note_field="review_note")
+    return _decide(request, shot, kind=review.Kind.SUBMIT, take=take, note_field="review_note")
+
+
+@login_required
+@require_POST
+def shot_decide(request: HttpRequest, shot_id: int) -> HttpResponse:
+    """A reviewer, producer or owner approves the take under review, sends it back with a
+    note, or un-approves with a reason."""
+    shot = get_shot_for_user(request, shot_id, review=True)
+    kind = request.POST.get("decision", "")
+    if kind not in DECISIONS:
+        return _refused(request, shot, "Choose approve, request changes or un-approve.",
+                        note_field="decision_note")
+    return _decide(request, shot, kind=kind, note_field="decision_note")
+
+
+def _decide(request: HttpRequest, shot: Shot, *, kind: str, note_field: str,
+            take: Generation | None = None) -> HttpResponse:
+    try:
+        decision = review.decide(shot=shot, user=request.user, kind=kind,
+                                 note=request.POST.get("note", ""),
+                                 seen=request.POST.get("seen", ""), take=take)
+    except review.ReviewRefused as e:
+        return _refused(request, shot, e.message, note_field=note_field)
+    if request.htmx:
+        return _panel(request, shot)
+    messages.success(request, f"{decision.get_kind_display()}: take #{decision.take_id} of "
+                              f"{shot.display_title}.")
+    return _back(request, shot)
+
+
+def _panel(request: HttpRequest, shot: Shot, *, status: int = 200, **extra) -> HttpResponse:
+    membership = shot.project.membership
+    shot = Shot.objects.select_related("project__team", "selected_take").get(pk=shot.pk)
+    return render(request, "storyboard/shot.html#review",
+                  {"shot": shot, "project": shot.project, "membership": membership, **extra},
+                  status=status)
+
+
+def _refused(request: HttpRequest, shot: Shot, message: str, *, note_field: str) -> HttpResponse:
+    """Nothing was decided: say why, and keep what the person typed."""
+    if request.htmx:
+        return _panel(request, shot, status=INVALID, review_error=message,
+                      **{note_field: request.POST.get("note", "")})
+    messages.error(request, message)
+    return _back(request, shot)
+
+
+def _back(request: HttpRequest, shot: Shot) -> HttpResponse:
+    target = request.POST.get("next", "")
+    if target and url_has_allowed_host_and_scheme(target, {request.get_host()},
+                                                  require_https=request.is_secure()):
+        return redirect(target)
+    return redirect("sb:shot", shot.pk)
+
+
+def _is_uuid(value: str) -> bool:
+    try:
+        uuid.UUID(value)
+    except ValueError:
+        return False
+    return True
+
+
+@login_required
+@require_GET
+def review_queue(request: HttpRequest, team_id: int) -> HttpResponse:
+    """Every shot awaiting review across the team's projects, oldest first."""
+    membership = get_membership_for_user(request, team_id)
+    shots = list(Shot.objects.awaiting_review(team_id=team_id))
+    return render(request, "storyboard/review_queue.html",
+                  {"team": membership.team, "membership": membership, "shots": shots})
