@@ -426,6 +426,13 @@ class Shot(models.Model):
         it still holds)."""
         return f"{self.review}:{self.review_take_id or ''}"
 
+    def take_to_review(self) -> Generation | None:
+        """The take the shot's player opens on: the one under review (or decided on), else
+        the one on the board."""
+        if self.review != Shot.Review.DRAFT and self.review_take_id:
+            return self.review_take
+        return self.selected_take
+
     def review_history(self, limit: int = 20) -> list[ReviewDecision]:
         return list(self.decisions.select_related("user")[:limit])
 
@@ -650,6 +657,51 @@ class ReviewDecision(models.Model):
         """As the history reads: "Rita approved take #12"."""
         return {"submit": "submitted", "approve": "approved", "changes": "sent back",
                 "unapprove": "un-approved"}[self.kind]
+
+
+class CommentQuerySet(TeamScopedQuerySet):
+    team_path = "take__project__team"
+
+    def threads(self) -> CommentQuerySet:
+        """Top-level comments in timeline order, each with its replies and people loaded."""
+        return (self.filter(parent=None).select_related("user", "resolved_by")
+                .prefetch_related(models.Prefetch(
+                    "replies", queryset=Comment.objects.select_related("user")
+                    .order_by("created", "pk")))
+                .order_by(models.F("frame").asc(nulls_first=True), "created", "pk"))
+
+
+class Comment(models.Model):
+    """A note on a take, at a frame or a frame range (or the whole take), with its replies.
+
+    Plain text only; a reply belongs to one top-level comment. Resolving closes the thread
+    without deleting it."""
+
+    take = models.ForeignKey("Generation", models.CASCADE, related_name="comments")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, models.SET_NULL, null=True, blank=True,
+                             related_name="+")
+    parent = models.ForeignKey("self", models.CASCADE, null=True, blank=True,
+                               related_name="replies")
+    body = models.TextField(max_length=2000)
+    # Frames counted from 0 at the take's frame rate; empty: about the whole take.
+    frame = models.PositiveIntegerField(null=True, blank=True)
+    frame_end = models.PositiveIntegerField(null=True, blank=True)
+    resolved_by = models.ForeignKey(settings.AUTH_USER_MODEL, models.SET_NULL, null=True,
+                                    blank=True, related_name="+")
+    resolved_at = models.DateTimeField(null=True, blank=True)
+    created = models.DateTimeField(default=timezone.now)
+
+    objects = CommentQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["created", "pk"]
+
+    def __str__(self) -> str:
+        return f"Comment {self.pk} on take {self.take_id}"
+
+    @property
+    def is_resolved(self) -> bool:
+        return self.resolved_at is not None
 
 
 def asset_upload_to(asset: Asset, filename: str) -> str:

@@ -487,3 +487,10 @@ def broadcast_review(shot: Shot) -> None:
     gets the controls of their own role."""
     on_commit(shot.project_id, lambda: render_to_string(f"{SHOT_TEMPLATE}#review-stale",
                                                         {"shot": shot}))
+
+
+def broadcast_comments(take: Generation) -> None:
+    """A comment written or resolved: pages showing the take re-fetch its comment list (not
+    the form beside it, so nobody's typing is lost), each with their own role's controls."""
+    on_commit(take.project_id, lambda: render_to_string(f"{SHOT_TEMPLATE}#comments-stale",
+                                                        {"take": take}))

@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from storyboard import review
-from storyboard.access import get_membership_for_user, get_shot_for_user
-from storyboard.models import Generation, Shot
+from storyboard import comments, review
+from storyboard.access import (
+    get_comment_for_user,
+    get_membership_for_user,
+    get_shot_for_user,
+    get_take_for_user,
+)
+from storyboard.models import Comment, Generation, Shot
 
 # Refused input is answered with the panel again, the typed note kept in it.
 INVALID = 422
@@ -109,3 +116,73 @@ def review_queue(request: HttpRequest, team_id: int) -> HttpResponse:
     shots = list(Shot.objects.awaiting_review(team_id=team_id))
     return render(request, "storyboard/review_queue.html",
                   {"team": membership.team, "membership": membership, "shots": shots})
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def take_comments(request: HttpRequest, take_uid: str) -> HttpResponse:
+    """GET: the take's comment list (pages re-fetch it after a push), or the shot page with the
+    take in its player. POST: a comment at a frame or range, or a reply."""
+    take = get_take_for_user(request, take_uid, comment=request.method == "POST")
+    shot = take.shot
+    if request.method == "GET":
+        if not request.htmx:
+            return redirect(f"{reverse('sb:shot', args=[shot.pk])}?take={take.uid}")
+        region = "viewer" if request.htmx.target == f"viewer-{shot.pk}" else "comment-list"
+        return render(request, f"storyboard/shot.html#{region}",
+                      {"take": take, "viewer_take": take, "shot": shot,
+                       "membership": shot.project.membership})
+    parent = None
+    if request.POST.get("parent", "").isdigit():
+        parent = Comment.objects.filter(pk=int(request.POST["parent"]), take=take).first()
+        if parent is None:
+            return _toast("That comment is not on this take any more.")
+    try:
+        frame, frame_end = _frame(request.POST.get("frame")), _frame(request.POST.get("frame_end"))
+        comments.post(take=take, user=request.user, body=request.POST.get("body", ""),
+                      frame=frame, frame_end=frame_end, parent=parent)
+    except comments.CommentRefused as e:
+        return _toast(e.message) if request.htmx else _flash_back(request, shot, e.message)
+    return _comment_list(request, take)
+
+
+@login_required
+@require_POST
+def comment_resolve(request: HttpRequest, comment_id: int) -> HttpResponse:
+    """Resolve a thread (resolved=1) or reopen it (resolved=0)."""
+    comment = get_comment_for_user(request, comment_id, comment=True)
+    try:
+        comments.set_resolved(comment=comment, user=request.user,
+                              resolved=request.POST.get("resolved", "1") == "1")
+    except comments.CommentRefused as e:
+        return _toast(e.message) if request.htmx else _flash_back(request, comment.take.shot,
+                                                                  e.message)
+    return _comment_list(request, comment.take)
+
+
+def _comment_list(request: HttpRequest, take: Generation) -> HttpResponse:
+    if not request.htmx:
+        return redirect(f"{reverse('sb:shot', args=[take.shot_id])}?take={take.uid}")
+    return render(request, "storyboard/shot.html#comment-list",
+                  {"take": take, "membership": take.shot.project.membership})
+
+
+def _frame(value: str | None) -> int | None:
+    if value in (None, ""):
+        return None
+    if not value.isdigit():
+        raise comments.CommentRefused("A frame is a whole number from 0.")
+    return int(value)
+
+
+def _toast(message: str) -> HttpResponse:
+    """Refused, and the form keeps what was typed: htmx swaps nothing and shows the reason."""
+    response = HttpResponse(message, status=INVALID, content_type="text/plain; charset=utf-8")
+    response["HX-Reswap"] = "none"
+    response["HX-Trigger"] = json.dumps({"showMessage": message})
+    return response
+
+
+def _flash_back(request: HttpRequest, shot: Shot, message: str) -> HttpResponse:
+    messages.error(request, message)
+    return redirect("sb:shot", shot.pk)

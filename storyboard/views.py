@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 import logging
+import uuid
 from decimal import Decimal
 
 from django.conf import settings
@@ -403,6 +404,7 @@ def shot_edit(request: HttpRequest, shot_id: int) -> HttpResponse:
            "membership": project.membership,
            "warnings": form.warnings(), "in_panel": _in_panel(request),
            "chain_from": _chain_from(shot),
+           "viewer_take": _viewer_take(shot, request.GET.get("take", "")),
            "estimate": shot.estimate(), "estimate_errors": [],
            "provider": get_provider(settings.DEFAULT_VIDEO_PROVIDER)}
     status = 409 if edit and edit.conflicts else INVALID if form.errors else 200
@@ -686,6 +688,14 @@ def take_select(request: HttpRequest, take_uid: str) -> HttpResponse:
     return _editor_response(request, take.shot)
 
 
+def _viewer_take(shot: Shot, uid: str) -> Generation | None:
+    """The take a link asked the shot page's player to open (`?take=`), if it is this shot's."""
+    try:
+        return shot.takes.filter(uid=uuid.UUID(uid)).first() if uid else None
+    except ValueError:
+        return None
+
+
 def _chain_from(shot: Shot) -> dict | None:
     """What a continuing shot will start from, for the editor. Nothing is created on the way:
     the last-frame asset if a take already made one, else the take's poster."""
@@ -710,7 +720,9 @@ def _editor_response(request: HttpRequest, shot: Shot) -> HttpResponse:
     ctx = {"shot": shot, "project": shot.project, "form": form, "saved": False,
            "membership": membership, "in_panel": _in_panel(request),
            "provider": get_provider(settings.DEFAULT_VIDEO_PROVIDER), "warnings": form.warnings(),
-           "chain_from": _chain_from(shot), "estimate": shot.estimate(), "estimate_errors": []}
+           "chain_from": _chain_from(shot),
+           "viewer_take": _viewer_take(shot, request.GET.get("take", "")),
+           "estimate": shot.estimate(), "estimate_errors": []}
     return render(request, "storyboard/shot.html#editor", ctx)
 
 
@@ -721,7 +733,7 @@ def take_file(request: HttpRequest, take_uid: str, kind: str) -> HttpResponse:
     field = {"video": take.video, "poster": take.poster}.get(kind)
     if not field:
         raise Http404("No such file")
-    return _serve(field, "video/mp4" if kind == "video" else "image/jpeg")
+    return _serve(field, "video/mp4" if kind == "video" else "image/jpeg", request=request)
 
 
 # Provider webhooks carry the whole result; fal's can be a few megabytes (Django's default
@@ -769,7 +781,7 @@ def input_file(request: HttpRequest, signed: str) -> HttpResponse:
     asset = Asset.objects.filter(file=name).first()
     if asset is None or asset.content_type not in SERVED_TYPES:
         raise Http404("No such file")
-    return _serve(asset.file, asset.content_type)
+    return _serve(asset.file, asset.content_type, request=request)
 
 
 # Uploads are re-encoded or probed before storage, so these are the only types ever served.
@@ -787,17 +799,70 @@ def asset_file(request: HttpRequest, asset_uid: str, variant: str) -> HttpRespon
     content_type = asset.content_type if variant == "file" else "image/jpeg"
     if content_type not in SERVED_TYPES:
         raise Http404("No such file")
-    return _serve(field, content_type)
+    return _serve(field, content_type, request=request)
 
 
-def _serve(field, content_type: str) -> HttpResponse:
+class _Slice:
+    """`length` bytes of an open file from where it stands, read in chunks (FileResponse)."""
+
+    def __init__(self, handle, length: int) -> None:
+        self.handle, self.left = handle, length
+
+    def read(self, size: int = -1) -> bytes:
+        size = self.left if size < 0 else min(size, self.left)
+        data = self.handle.read(size) if size else b""
+        self.left -= len(data)
+        return data
+
+    def close(self) -> None:
+        self.handle.close()
+
+
+def _byte_range(header: str, size: int) -> tuple[int, int] | str | None:
+    """The one byte range a `Range` header asks for, "unsatisfiable", or None for the whole
+    file (no header, several ranges, or one we do not understand: RFC 9110 lets us ignore it)."""
+    if not header.startswith("bytes=") or "," in header:
+        return None
+    first, _, last = header[6:].strip().partition("-")
+    if not (first.isdigit() or last.isdigit()) or (first and not first.isdigit()) \
+            or (last and not last.isdigit()):
+        return None
+    if not first:  # the last N bytes
+        length = int(last)
+        return (max(0, size - length), size - 1) if length and size else "unsatisfiable"
+    start = int(first)
+    end = min(int(last), size - 1) if last else size - 1
+    if start >= size or end < start:
+        return "unsatisfiable"
+    return start, end
+
+
+def _serve(field, content_type: str, *, request: HttpRequest) -> HttpResponse:
     storage = field.storage
     try:
         storage.path(field.name)
     except NotImplementedError:
         # Object storage: hand out a short-lived signed URL instead of proxying the bytes.
         return HttpResponseRedirect(storage.url(field.name))
-    response = FileResponse(storage.open(field.name, "rb"), content_type=content_type)
+    size = storage.size(field.name)
+    wanted = _byte_range(request.headers.get("Range", ""), size)
+    if wanted == "unsatisfiable":
+        response = HttpResponse(status=416)
+        response["Content-Range"] = f"bytes */{size}"
+        return response
+    handle = storage.open(field.name, "rb")
+    if wanted:
+        # Players seek by asking for part of the file; Chromium cannot seek a video whose
+        # server answers every request with the whole file.
+        start, end = wanted
+        handle.seek(start)
+        response = FileResponse(_Slice(handle, end - start + 1), content_type=content_type,
+                                status=206)
+        response["Content-Range"] = f"bytes {start}-{end}/{size}"
+        response["Content-Length"] = str(end - start + 1)
+    else:
+        response = FileResponse(handle, content_type=content_type)
+    response["Accept-Ranges"] = "bytes"
     response["Content-Disposition"] = "inline"
     # Even a file that slipped through must not run as a page on our origin.
     response["Content-Security-Policy"] = "default-src 'none'; sandbox"

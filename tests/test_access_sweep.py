@@ -27,6 +27,7 @@ from storyboard.generation import sign_input, webhook_token
 from storyboard.models import (
     Asset,
     Budget,
+    Comment,
     Generation,
     LedgerEntry,
     Project,
@@ -111,6 +112,8 @@ KWARG_VALUES: dict[str, Callable[[Cast], object]] = {
     "webhook_token": lambda cast: webhook_token(provider="local", take_uid=str(SWEPT_TAKE)),
     "signed": lambda cast: sign_input(AssetFactory(project=cast.project).file.name),
     "kind": lambda cast: "video",
+    "comment_id": lambda cast: Comment.objects.create(
+        take=GenerationFactory(shot=cast.shot), user=cast.reviewer, body="Too dark").pk,
 }
 # Where one URL needs a different object than the kwarg's default, to be meaningful at all.
 ROUTE_KWARGS: dict[str, dict[str, Callable[[Cast], object]]] = {
@@ -183,7 +186,7 @@ def payload(cast: Cast) -> dict:
         "name": "x", "title": "x", "note": "x", "prompt": "x", "role": Role.VIEWER,
         "limit": "123.45", "verdict": "not_billed",
         # A review decision that needs the note above: send the take back.
-        "decision": "changes",
+        "decision": "changes", "body": "x",
         "confirm": cast.project.name,
         # The latest change of a shot, for undo.
         "change": getattr(ShotChange.objects.order_by("-pk").first(), "pk", ""),
@@ -205,7 +208,7 @@ def payload(cast: Cast) -> dict:
 
 
 BOARD_MODELS = (Project, Scene, Shot, Shot.references.through, ShotChange, Asset, Generation,
-                Budget, LedgerEntry, ReviewDecision)
+                Budget, LedgerEntry, ReviewDecision, Comment)
 PEOPLE_MODELS = (Team, Membership, Invitation, User)
 
 
@@ -333,8 +336,11 @@ READ_ONLY_POST_WRITES: dict[str, str] = {
     "accounts:team-create": "anyone may start a team of their own",
 }
 # Alpha's reviewer (not the viewer) may also write through these: deciding is the role.
-REVIEWER_POST_WRITES: dict[str, str] = {
-    "sb:shot-decide": "approve, send back or un-approve the take under review",
+REVIEWER_POST_WRITES: dict[str, tuple[str, set[str]]] = {
+    "sb:shot-decide": ("approve, send back or un-approve the take under review",
+                       {"storyboard.Shot", "storyboard.ReviewDecision"}),
+    "sb:take-comments": ("comment on a take", {"storyboard.Comment"}),
+    "sb:comment-resolve": ("resolve a comment thread", {"storyboard.Comment"}),
 }
 
 # An owner's POST changes nothing on these; on every other URL it must change something.
@@ -411,12 +417,11 @@ def test_outsider_is_refused(world, route, method):
 def test_read_only_role_changes_nothing(world, role, route):
     outcome = sweep_request(world.member(role), route, "POST", world)
     if role == "reviewer" and route.name in REVIEWER_POST_WRITES:
-        # A decision changes the shot's review state and records itself; nothing else.
+        # Deciding and commenting change what they are about and nothing else.
         changed = {label for label in outcome.db_after
                    if outcome.db_after[label] != outcome.db_before[label]}
         assert outcome.status < 400
-        assert changed == {"storyboard.Shot",
-                                                    "storyboard.ReviewDecision"}
+        assert changed == REVIEWER_POST_WRITES[route.name][1]
         assert outcome.files_after == outcome.files_before
     else:
         assert_refused(outcome, role, route, "POST", may_2xx=route.name in READ_ONLY_POST_2XX,

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import re
+from pathlib import Path
 
 import pytest
 
@@ -82,3 +84,57 @@ class TestLiveReview(LiveBrowser):
         rita.get_by_role("button", name="Request changes").click()
         expect(rita.locator(panel)).to_contain_text("your decision was not recorded")
         expect(rita.locator(f"{panel} textarea")).to_have_value("The horizon tilts at 3 s")
+
+
+class TestPlayer(LiveBrowser):
+    def setUp(self) -> None:
+        from django.conf import settings
+
+        from tests.helpers import house_clip
+
+        super().setUp()
+        self.shot = self.shots[0]
+        # The live server's own media folder (this process's MEDIA_ROOT is a test folder).
+        name = f"takes/player-{self.shot.pk}.mp4"
+        path = Path(os.getenv("MEDIA_ROOT") or settings.VAR_DIR / "media") / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(house_clip())  # 1 s at 24 fps
+        self.take = GenerationFactory(shot=self.shot, video=name, duration=1.0)
+        Shot.objects.filter(pk=self.shot.pk).update(selected_take=self.take)
+
+    def test_frame_steps_and_a_comment_seeks_to_its_frame(self) -> None:
+        from playwright.sync_api import expect
+
+        page = self._new_context(self.rita).new_page()
+        page.goto(f"{self.live_server_url}/shots/{self.shot.pk}/")
+        player = page.locator(f'.viewer .player[data-take="{self.take.uid}"]')
+        video = player.locator("video")
+        expect(video).to_have_js_property("readyState", 4, timeout=10_000)
+        player.focus()
+        for _ in range(3):
+            page.keyboard.press("ArrowRight")
+        expect(player.locator(".timecode")).to_have_text("00:00:00:03")
+        # The video element itself is on frame 3 (it spans 3/24 s to 4/24 s).
+        time = video.evaluate("v => v.currentTime")
+        assert 3 / 24 <= time < 4 / 24
+        page.keyboard.press("ArrowLeft")
+        expect(player.locator(".timecode")).to_have_text("00:00:00:02")
+        page.keyboard.press("Shift+ArrowRight")  # one second on, clamped to the last frame
+        expect(player.locator(".timecode")).to_have_text("00:00:00:23")
+
+        # A comment at frame 23, then elsewhere, then a click on the comment: back to 23.
+        page.locator(".comment-form textarea").fill("Flare blows out the sky here")
+        page.get_by_role("button", name="Comment", exact=True).click()
+        comment = page.locator(".comment", has_text="Flare blows out the sky")
+        expect(comment.locator(".comment-time")).to_have_text("00:00:00:23")
+        expect(player.locator(".player-mark")).to_have_count(1)
+        player.focus()
+        page.keyboard.press("Home")
+        for _ in range(5):
+            page.keyboard.press("ArrowLeft")
+        expect(player.locator(".timecode")).to_have_text("00:00:00:18")
+        comment.locator(".comment-time").click()
+        expect(player.locator(".timecode")).to_have_text("00:00:00:23")
+        time = video.evaluate("v => v.currentTime")
+        assert 23 / 24 <= time < 24 / 24
+        page.screenshot(path="test-artifacts/player-comments.png", full_page=True)

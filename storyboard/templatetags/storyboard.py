@@ -36,3 +36,37 @@ def endpoint_options() -> str:
                     "end_frame": e.supports_end_frame}
              for e in catalogue.ENDPOINTS.values()}
     return json_script(specs, "endpoint-options")
+
+
+@register.filter
+def take_timecode(frame: int | None, take) -> str:
+    """`{{ comment.frame|take_timecode:take }}`: the frame as the player's time code."""
+    from storyboard.comments import timecode
+
+    return "" if frame is None else timecode(take, frame)
+
+
+@register.simple_tag
+def comment_threads(take) -> list:
+    """The take's threads, oldest frame first, each comment's text rendered safely with the
+    team's @mentions marked (a name outside the team stays plain text). Three queries."""
+    from accounts.models import Membership
+    from storyboard.comments import render_body
+    from storyboard.models import Comment
+
+    threads = list(Comment.objects.filter(take=take).threads())
+    names = set(Membership.objects.filter(team_id=take.project.team_id)
+                .values_list("user__username", flat=True))
+    for thread in threads:
+        for comment in (thread, *thread.replies.all()):
+            comment.html = render_body(comment.body, usernames=names)
+    return threads
+
+
+@register.simple_tag
+def team_usernames(take) -> str:
+    """The team's usernames, space-separated, for @mention suggestions (team members only)."""
+    from accounts.models import Membership
+
+    return " ".join(sorted(Membership.objects.filter(team_id=take.project.team_id)
+                           .values_list("user__username", flat=True)))
