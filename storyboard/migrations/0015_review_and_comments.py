@@ -9,7 +9,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('storyboard', '0013_remove_shot_chained'),
+        ('storyboard', '0014_take_frames'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
