@@ -113,9 +113,9 @@ def get_take_for_user(request: HttpRequest, take_uid: str, *, write: bool = Fals
                          project=lambda take: take.shot.project, comment=comment)
 
 
-def get_comment_for_user(request: HttpRequest, comment_id: int, *,
+def get_comment_for_user(request: HttpRequest, comment_id: int, *, write: bool = False,
                          comment: bool = False) -> Comment:
     comments = Comment.objects.select_related("take__shot__project__team").filter(
         pk=comment_id)
-    return _get_for_user(request, comments, write=False, not_found="No such comment",
+    return _get_for_user(request, comments, write=write, not_found="No such comment",
                          project=lambda c: c.take.shot.project, comment=comment)

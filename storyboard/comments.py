@@ -133,3 +133,41 @@ def render_body(body: str, *, usernames: set[str]) -> SafeString:
         at = end
     out.append(escape(body[at:]))
     return mark_safe("".join(out).replace("\n", "<br>"))  # noqa: S308 - every piece escaped
+
+
+PROMPT_LIMIT = 5000
+
+
+def regenerate_prompt(comment: Comment) -> str:
+    """What "Regenerate from note" starts from: the commented take's prompt, then the note."""
+    prompt = (comment.take.input or {}).get("prompt", "")
+    return f"{prompt.rstrip()}\n\n{comment.body}".strip()
+
+
+def regenerate(*, comment: Comment, user: User, prompt: str) -> Generation:
+    """A new take with the commented take's exact parameters and `prompt` (the note appended,
+    as the person left it); the take answers the note. Raises CommentRefused, spending
+    nothing."""
+    from storyboard import generation
+
+    membership = user.membership_in(comment.take.project.team_id)
+    if membership is None or not membership.can_edit:
+        raise CommentRefused("Only editors, producers and owners generate takes.")
+    shot = comment.take.shot
+    if shot.is_approved:
+        raise CommentRefused(shot.lock_message())
+    prompt = prompt.strip()
+    if not prompt:
+        raise CommentRefused("Write the prompt for the new take.")
+    if len(prompt) > PROMPT_LIMIT:
+        raise CommentRefused(f"Keep the prompt under {PROMPT_LIMIT} characters "
+                             f"(it has {len(prompt)}).")
+    recipe = shot.recipe_of(comment.take)
+    recipe.prompt = prompt
+    try:
+        take = generation.start_generation(shot=shot, user=user, recipe=recipe,
+                                           answers=comment.parent or comment)
+    except generation.GenerationRefused as e:
+        raise CommentRefused(e.message) from e
+    realtime.broadcast_comments(comment.take)
+    return take

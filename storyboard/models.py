@@ -3,6 +3,7 @@ from __future__ import annotations
 import logging
 import re
 import uuid
+from copy import copy as shallow_copy
 from datetime import datetime, timedelta
 from typing import Self
 
@@ -427,6 +428,55 @@ class Shot(models.Model):
         it still holds)."""
         return f"{self.review}:{self.review_take_id or ''}"
 
+    def recipe_of(self, take: Generation) -> Shot:
+        """This shot as `take` was made: an unsaved copy with the take's endpoint and every
+        argument it was sent with (input files are the shot's own). Not under review: the
+        caller decides whether the approval lock allows a take from it."""
+        recipe = shallow_copy(self)
+        args = take.input or {}
+        recipe.endpoint = take.endpoint
+        recipe.mode = catalogue.ENDPOINTS[take.endpoint].mode if take.endpoint in \
+            catalogue.ENDPOINTS else self.mode
+        recipe.prompt = args.get("prompt", self.prompt)
+        recipe.resolution = args.get("resolution", self.resolution)
+        recipe.aspect_ratio = args.get("aspect_ratio", self.aspect_ratio)
+        recipe.duration = str(args.get("duration", self.duration))
+        recipe.num_frames = args.get("num_frames")
+        recipe.generate_audio = args.get("generate_audio", self.generate_audio)
+        recipe.camera_fixed = args.get("camera_fixed", self.camera_fixed)
+        recipe.safety_checker = args.get("enable_safety_checker", self.safety_checker)
+        # The seed the provider reported using, so a re-render can keep it.
+        recipe.seed = take.seed if take.seed is not None else args.get("seed")
+        recipe.review = Shot.Review.DRAFT
+        recipe.cached_estimate = None
+        return recipe
+
+    def final_recipe(self, draft: Generation) -> Shot | None:
+        """The approved draft re-rendered final: the standard tier of its endpoint at that
+        tier's highest resolution, same seed and inputs. None if the draft is already that."""
+        recipe = self.recipe_of(draft)
+        standard = recipe.endpoint.replace("/fast/", "/")
+        spec = catalogue.ENDPOINTS.get(standard)
+        if spec is None:
+            return None
+        best = spec.resolutions[-1]
+        if standard == draft.endpoint and recipe.resolution == best:
+            return None
+        recipe.endpoint, recipe.resolution = standard, best
+        return recipe
+
+    def final_to_confirm(self) -> Generation | None:
+        """The newest finished final render of the approved draft, waiting for a reviewer."""
+        if not self.is_approved or not self.review_take_id:
+            return None
+        return (self.takes.filter(draft_id=self.review_take_id,
+                                  state=Generation.State.COMPLETED)
+                .exclude(video="").order_by("-created", "-pk").first())
+
+    def finals_running(self, draft: Generation) -> bool:
+        return self.takes.filter(draft=draft).exclude(
+            state__in=Generation.TERMINAL).exists()
+
     def take_to_review(self) -> Generation | None:
         """The take the shot's player opens on: the one under review (or decided on), else
         the one on the board."""
@@ -635,6 +685,7 @@ class ReviewDecision(models.Model):
         APPROVE = "approve", "Approved"
         CHANGES = "changes", "Requested changes"
         UNAPPROVE = "unapprove", "Un-approved"
+        FINAL = "final", "Confirmed the final"
 
     shot = models.ForeignKey(Shot, models.CASCADE, related_name="decisions")
     take = models.ForeignKey("Generation", models.SET_NULL, null=True, blank=True,
@@ -657,7 +708,7 @@ class ReviewDecision(models.Model):
     def verb(self) -> str:
         """As the history reads: "Rita approved take #12"."""
         return {"submit": "submitted", "approve": "approved", "changes": "sent back",
-                "unapprove": "un-approved"}[self.kind]
+                "unapprove": "un-approved", "final": "confirmed the final"}[self.kind]
 
 
 class CommentQuerySet(TeamScopedQuerySet):
@@ -668,7 +719,7 @@ class CommentQuerySet(TeamScopedQuerySet):
         return (self.filter(parent=None).select_related("user", "resolved_by")
                 .prefetch_related(models.Prefetch(
                     "replies", queryset=Comment.objects.select_related("user")
-                    .order_by("created", "pk")))
+                    .order_by("created", "pk")), "answered_by")
                 .order_by(models.F("frame").asc(nulls_first=True), "created", "pk"))
 
 
@@ -928,6 +979,12 @@ class Generation(models.Model):
                                  related_name="downstream")
     upstream_frame_at = models.FloatField(null=True, blank=True)
     upstream_frame_sha256 = models.CharField(max_length=64, blank=True)
+    # "Regenerate from note": the comment this take answers.
+    answers = models.ForeignKey("Comment", models.SET_NULL, null=True, blank=True,
+                                related_name="answered_by")
+    # A final render: the approved draft whose seed and inputs it keeps.
+    draft = models.ForeignKey("self", models.SET_NULL, null=True, blank=True,
+                              related_name="finals")
     # The first and last frames of the delivered clip as lossless PNGs, taken once when the
     # take completed (frames.py): the last starts the next shot of a chain, and seams compare
     # them. `last_frame_at` is when the last one shows (seconds, in the house copy).

@@ -55,6 +55,8 @@ STEPS = {
     Kind.UNAPPROVE: Step(frozenset({Review.APPROVED}), Review.IN_REVIEW, by_reviewer=True,
                          note_required="Give a reason for un-approving: the team sees it in "
                                        "the shot's history."),
+    # The final render of the approved draft, confirmed: it becomes the approved take.
+    Kind.FINAL: Step(frozenset({Review.APPROVED}), Review.APPROVED, by_reviewer=True),
 }
 
 
@@ -102,6 +104,11 @@ def decide(*, shot: Shot, user: User, kind: str, note: str = "", seen: str = "",
                 raise ReviewRefused("Only a finished take can be reviewed.")
             if current.review == Review.IN_REVIEW and current.review_take_id == take.pk:
                 raise ReviewRefused(f"Take #{take.pk} is already in review.")
+        elif kind == Kind.FINAL:
+            take = current.final_to_confirm()
+            if take is None:
+                raise ReviewRefused("There is no finished final render of the approved take "
+                                    "to confirm.")
         else:
             take = current.review_take
             if take is None:
@@ -118,7 +125,7 @@ def decide(*, shot: Shot, user: User, kind: str, note: str = "", seen: str = "",
             shot=current, take=take, user=user, kind=kind, from_state=current.review,
             to_state=step.target, note=note, created=now)
         current.review, current.review_take, current.review_changed = step.target, take, now
-        if kind == Kind.APPROVE and current.selected_take_id != take.pk:
+        if kind in (Kind.APPROVE, Kind.FINAL) and current.selected_take_id != take.pk:
             # What is approved is what the board shows and the chain continues from.
             chains.choose_take(shot=current, take=take, user=user)
     _announce(current)
@@ -147,3 +154,30 @@ def _wrong_state(shot: Shot, kind: str) -> str:
     if kind == Kind.UNAPPROVE:
         return f"{shot.display_title} is not approved (it is {state})."
     return f"{shot.display_title} is not in review (it is {state}); submit a take first."
+
+
+def render_final(*, shot: Shot, user: User) -> Generation:
+    """Render the approved draft final (Shot.final_recipe): same seed and inputs, priced and
+    held like any take. The approval stays on the draft until a reviewer confirms the final."""
+    from storyboard import generation
+
+    membership = user.membership_in(shot.project.team_id)
+    if membership is None or not membership.can_edit:
+        raise ReviewRefused("Only editors, producers and owners render finals.")
+    shot = Shot.objects.select_related("project", "review_take").get(pk=shot.pk)
+    draft = shot.review_take
+    if not shot.is_approved or draft is None:
+        raise ReviewRefused("Only an approved take can be rendered final.")
+    if draft.draft_id:
+        raise ReviewRefused(f"Take #{draft.pk} is already a final render.")
+    recipe = shot.final_recipe(draft)
+    if recipe is None:
+        raise ReviewRefused(f"Take #{draft.pk} is already at the best tier and resolution.")
+    if shot.finals_running(draft):
+        raise ReviewRefused(f"A final of take #{draft.pk} is already being rendered.")
+    try:
+        take = generation.start_generation(shot=shot, user=user, recipe=recipe, draft=draft)
+    except generation.GenerationRefused as e:
+        raise ReviewRefused(e.message) from e
+    realtime.broadcast_review(shot)
+    return take

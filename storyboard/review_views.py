@@ -24,7 +24,8 @@ from storyboard.models import Comment, Generation, Shot
 
 # Refused input is answered with the panel again, the typed note kept in it.
 INVALID = 422
-DECISIONS = (review.Kind.APPROVE, review.Kind.CHANGES, review.Kind.UNAPPROVE)
+DECISIONS = (review.Kind.APPROVE, review.Kind.CHANGES, review.Kind.UNAPPROVE,
+             review.Kind.FINAL)
 
 
 @login_required
@@ -186,3 +187,45 @@ def _toast(message: str) -> HttpResponse:
 def _flash_back(request: HttpRequest, shot: Shot, message: str) -> HttpResponse:
     messages.error(request, message)
     return redirect("sb:shot", shot.pk)
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def comment_regenerate(request: HttpRequest, comment_id: int) -> HttpResponse:
+    """GET: the new take's prompt (the commented take's, then the note) and its price, to
+    check first. POST: generate it with the commented take's exact parameters."""
+    comment = get_comment_for_user(request, comment_id, write=True)
+    take = comment.take
+    if request.method == "GET":
+        if not request.htmx:
+            return redirect(f"{reverse('sb:shot', args=[take.shot_id])}?take={take.uid}")
+        recipe = take.shot.recipe_of(take)
+        return render(request, "storyboard/shot.html#regenerate",
+                      {"comment": comment, "take": take, "prompt": comments.regenerate_prompt(
+                          comment), "estimate": recipe.estimate()})
+    try:
+        comments.regenerate(comment=comment, user=request.user,
+                            prompt=request.POST.get("prompt", ""))
+    except comments.CommentRefused as e:
+        return _toast(e.message) if request.htmx else _flash_back(request, take.shot,
+                                                                  e.message)
+    if request.htmx:
+        response = HttpResponse("")
+        response["HX-Trigger"] = json.dumps({"showMessage": "New take queued from the note."})
+        return response
+    return redirect("sb:shot", take.shot_id)
+
+
+@login_required
+@require_POST
+def shot_final(request: HttpRequest, shot_id: int) -> HttpResponse:
+    """Render the approved draft final: same seed and inputs, the best tier (price on the
+    button, held like any take)."""
+    shot = get_shot_for_user(request, shot_id, write=True)
+    try:
+        review.render_final(shot=shot, user=request.user)
+    except review.ReviewRefused as e:
+        return _refused(request, shot, e.message, note_field="review_note")
+    if request.htmx:
+        return _panel(request, shot)
+    return _back(request, shot)

@@ -138,6 +138,7 @@ ROUTE_KWARGS: dict[str, dict[str, Callable[[Cast], object]]] = {
     # in review can be decided on.
     "sb:shot-review": {"shot_id": lambda cast: _shot_with_a_take(cast).pk},
     "sb:shot-decide": {"shot_id": lambda cast: _shot_in_review(cast).pk},
+    "sb:shot-final": {"shot_id": lambda cast: _shot_approved(cast).pk},
 }
 
 
@@ -159,6 +160,13 @@ def _shot_in_review(cast: Cast) -> Shot:
     take = GenerationFactory(shot=cast.shot)
     Shot.objects.filter(pk=cast.shot.pk).update(selected_take=take, review_take=take,
                                                 review=Shot.Review.IN_REVIEW)
+    return cast.shot
+
+
+def _shot_approved(cast: Cast) -> Shot:
+    take = GenerationFactory(shot=cast.shot)
+    Shot.objects.filter(pk=cast.shot.pk).update(selected_take=take, review_take=take,
+                                                review=Shot.Review.APPROVED)
     return cast.shot
 
 

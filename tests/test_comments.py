@@ -170,3 +170,50 @@ async def test_a_new_comment_reaches_open_pages_live(cast):
     pushed = await _receive_until(ws, f'id="comments-{take.uid}"')
     assert reverse("sb:take-comments", args=[take.uid]) in pushed
     await ws.disconnect()
+
+
+# Regenerate from note
+
+
+def test_regenerate_from_a_note_keeps_the_takes_parameters_and_adds_the_note(cast):
+    from storyboard.models import Shot
+
+    shot = cast.shot
+    Shot.objects.filter(pk=shot.pk).update(prompt="Now a different prompt", resolution="480p")
+    take = GenerationFactory(
+        shot=shot, duration=2.0, seed=77, endpoint="bytedance/seedance-2.0/fast/text-to-video",
+        input={"prompt": "A lighthouse at dusk", "resolution": "720p", "aspect_ratio": "16:9",
+               "duration": "5", "generate_audio": False, "seed": 77})
+    note = comments.post(take=take, user=cast.reviewer, body="Warmer light", frame=3)
+    url = reverse("sb:comment-regenerate", args=[note.pk])
+    form = client_for(cast.editor).get(url, **HTMX).content.decode()
+    assert "A lighthouse at dusk\n\nWarmer light" in form
+    response = client_for(cast.editor).post(
+        url, {"prompt": "A lighthouse at dusk\n\nWarmer light"}, **HTMX)
+    assert response.status_code == 200
+    new = Generation.objects.exclude(pk=take.pk).get()
+    assert new.input == {**take.input, "prompt": "A lighthouse at dusk\n\nWarmer light"}
+    assert (new.endpoint, new.seed, new.answers) == (take.endpoint, 77, note)
+    # The shot itself is unchanged, and the note says which take answered it.
+    assert Shot.objects.get(pk=shot.pk).prompt == "Now a different prompt"
+    text = client_for(cast.viewer).get(reverse("sb:take-comments", args=[take.uid]),
+                                       **HTMX).content.decode()
+    assert f"Answered by <a href=\"?take={new.uid}\">take #{new.pk}</a>" in text
+
+
+def test_regenerate_from_a_note_is_for_editors_and_respects_the_lock(cast):
+    from storyboard import review
+    from storyboard.models import Shot
+
+    take = GenerationFactory(shot=cast.shot, duration=2.0)
+    note = comments.post(take=take, user=cast.reviewer, body="Warmer", frame=3)
+    url = reverse("sb:comment-regenerate", args=[note.pk])
+    assert client_for(cast.reviewer).post(url, {"prompt": "x"}, **HTMX).status_code == 403
+    assert client_for(cast.viewer).get(url, **HTMX).status_code == 403
+    Shot.objects.filter(pk=cast.shot.pk).update(selected_take=take)
+    review.decide(shot=cast.shot, user=cast.editor, kind=review.Kind.SUBMIT)
+    review.decide(shot=cast.shot, user=cast.reviewer, kind=review.Kind.APPROVE)
+    response = client_for(cast.editor).post(url, {"prompt": "Warmer"}, **HTMX)
+    assert response.status_code == 422
+    assert "un-approve it first" in response.content.decode()
+    assert Generation.objects.count() == 1

@@ -437,3 +437,70 @@ async def test_a_decision_reaches_every_board_and_shot_page_live(cast):
     panel = await _receive_until(ws, f'id="review-{cast.shot.pk}"')
     assert reverse("sb:shot-review", args=[cast.shot.pk]) in panel
     await ws.disconnect()
+
+
+# Draft to final
+
+
+def _approved_draft(cast) -> Generation:
+    take = GenerationFactory(
+        shot=cast.shot, seed=4242, endpoint="bytedance/seedance-2.0/fast/text-to-video",
+        input={"prompt": "Cliff at dawn", "resolution": "480p", "aspect_ratio": "16:9",
+               "duration": "5", "generate_audio": True, "seed": 4242})
+    Shot.objects.filter(pk=cast.shot.pk).update(selected_take=take)
+    review.decide(shot=cast.shot, user=cast.editor, kind=review.Kind.SUBMIT)
+    review.decide(shot=cast.shot, user=cast.reviewer, kind=review.Kind.APPROVE)
+    return take
+
+
+def test_an_approved_draft_renders_final_with_its_seed_at_the_catalogue_price(cast):
+    from storyboard import catalogue
+
+    draft = _approved_draft(cast)
+    panel = client_for(cast.producer).get(reverse("sb:shot-review", args=[cast.shot.pk]),
+                                          **HTMX).content.decode()
+    price = catalogue.estimate(endpoint="bytedance/seedance-2.0/text-to-video",
+                               resolution="1080p", aspect_ratio="16:9", duration="5",
+                               num_frames=None, video_references=False, rates=None)
+    assert "Render final · 1080p" in panel
+    response = client_for(cast.producer).post(reverse("sb:shot-final", args=[cast.shot.pk]),
+                                              **HTMX)
+    assert response.status_code == 200
+    final = Generation.objects.get(draft=draft)
+    assert final.endpoint == "bytedance/seedance-2.0/text-to-video"
+    assert (final.seed, final.input["seed"], final.input["resolution"]) == (4242, 4242, "1080p")
+    assert {k: v for k, v in final.input.items() if k != "resolution"} == \
+        {k: v for k, v in draft.input.items() if k != "resolution"}
+    assert final.estimated_micros == price.micros
+    # Still approved on the draft; a second final while this one runs is refused.
+    shot = Shot.objects.get(pk=cast.shot.pk)
+    assert (shot.review, shot.review_take_id) == (Review.APPROVED, draft.pk)
+    again = client_for(cast.producer).post(reverse("sb:shot-final", args=[cast.shot.pk]),
+                                           **HTMX)
+    assert again.status_code == 422
+    assert Generation.objects.filter(draft=draft).count() == 1
+
+
+def test_a_reviewer_confirms_the_finished_final_in_one_click(cast):
+    draft = _approved_draft(cast)
+    final = GenerationFactory(shot=cast.shot, draft=draft, seed=4242)
+    panel = client_for(cast.reviewer).get(reverse("sb:shot-review", args=[cast.shot.pk]),
+                                          **HTMX).content.decode()
+    assert f"Confirm take #{final.pk} as final" in panel
+    response = _decide(cast.reviewer, cast.shot, "final")
+    assert response.status_code == 200
+    shot = Shot.objects.get(pk=cast.shot.pk)
+    assert (shot.review, shot.review_take_id, shot.selected_take_id) == (
+        Review.APPROVED, final.pk, final.pk)
+    assert shot.decisions.first().kind == "final"
+    assert "Final</span> take" in response.content.decode()
+
+
+def test_only_editors_render_finals_and_only_of_an_approved_take(cast):
+    _with_take(cast.shot)
+    assert client_for(cast.editor).post(reverse("sb:shot-final", args=[cast.shot.pk]),
+                                        **HTMX).status_code == 422
+    _approved_draft(cast)
+    assert client_for(cast.reviewer).post(reverse("sb:shot-final", args=[cast.shot.pk]),
+                                          **HTMX).status_code == 403
+    assert not Generation.objects.filter(draft__isnull=False).exists()

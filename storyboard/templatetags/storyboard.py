@@ -70,3 +70,14 @@ def team_usernames(take) -> str:
 
     return " ".join(sorted(Membership.objects.filter(team_id=take.project.team_id)
                            .values_list("user__username", flat=True)))
+
+
+@register.filter
+def final_recipe_of(shot, draft):
+    """`{% with recipe=shot|final_recipe_of:draft %}`: the final render of an approved draft."""
+    return shot.final_recipe(draft) if draft else None
+
+
+@register.filter
+def final_running(shot, draft) -> bool:
+    return bool(draft) and shot.finals_running(draft)
