@@ -14,6 +14,8 @@ class User(AbstractUser):
     current_team = models.ForeignKey(
         "accounts.Team", models.SET_NULL, null=True, blank=True, related_name="+"
     )
+    # Mentions, replies and review decisions also arrive by email unless this is off.
+    email_notifications = models.BooleanField(default=True)
 
     @property
     def label(self) -> str:

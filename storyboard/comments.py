@@ -15,7 +15,7 @@ from django.utils.html import escape
 from django.utils.safestring import SafeString, mark_safe
 
 from accounts.models import Membership, User
-from storyboard import house, realtime
+from storyboard import house, notify, realtime
 from storyboard.models import Comment, Generation
 
 BODY_LIMIT = Comment._meta.get_field("body").max_length
@@ -65,8 +65,10 @@ def post(*, take: Generation, user: User, body: str, frame: int | None = None,
         frame, frame_end = None, None
     else:
         frame, frame_end = _frames(take, frame, frame_end)
-    comment = Comment.objects.create(take=take, user=user, body=body, frame=frame,
-                                     frame_end=frame_end, parent=parent)
+    with transaction.atomic():
+        comment = Comment.objects.create(take=take, user=user, body=body, frame=frame,
+                                         frame_end=frame_end, parent=parent)
+        notify.comment_posted(comment, shot=take.shot)
     realtime.broadcast_comments(take)
     return comment
 

@@ -756,6 +756,40 @@ class Comment(models.Model):
         return self.resolved_at is not None
 
 
+class NotificationQuerySet(models.QuerySet):
+    def unread(self) -> NotificationQuerySet:
+        return self.filter(read_at=None)
+
+
+class Notification(models.Model):
+    """Something one person should know: a mention, a reply to their comment, a decision on
+    a shot they worked on. Shown by the bell and the notifications page, and emailed."""
+
+    class Kind(models.TextChoices):
+        MENTION = "mention", "Mention"
+        REPLY = "reply", "Reply"
+        DECISION = "decision", "Review decision"
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, models.CASCADE,
+                             related_name="notifications")
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    text = models.CharField(max_length=300)
+    # Where it happened, as a path inside this site (the shot page, at the comment).
+    url = models.CharField(max_length=300)
+    shot = models.ForeignKey(Shot, models.CASCADE, null=True, blank=True, related_name="+")
+    read_at = models.DateTimeField(null=True, blank=True)
+    created = models.DateTimeField(default=timezone.now)
+
+    objects = NotificationQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created", "-pk"]
+        indexes = [models.Index(fields=["user", "read_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.kind} for {self.user_id}: {self.text}"
+
+
 def asset_upload_to(asset: Asset, filename: str) -> str:
     # The stored name never contains anything the uploader chose.
     ext = filename.rsplit(".", 1)[-1].lower() if "." in filename else "bin"

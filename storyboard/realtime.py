@@ -157,6 +157,11 @@ def send_html(project_id: int, html: str) -> None:
     _send(project_group(project_id), {"type": "board.html", "html": html}, wait=True)
 
 
+def send_to_user(user_id: int, html: str) -> None:
+    """A fragment for one person, to every page they have open (their bell)."""
+    _send(user_group(user_id), {"type": "board.html", "html": html})
+
+
 def on_commit(project_id: int, render: Callable[[], str]) -> None:
     """Render and send to the project's boards once the current transaction commits."""
     _after_commit(lambda: send_html(project_id, render()))

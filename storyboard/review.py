@@ -19,7 +19,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from accounts.models import Membership, User
-from storyboard import chains, realtime
+from storyboard import chains, notify, realtime
 from storyboard.models import Generation, ReviewDecision, Shot
 
 Kind = ReviewDecision.Kind
@@ -125,6 +125,8 @@ def decide(*, shot: Shot, user: User, kind: str, note: str = "", seen: str = "",
             shot=current, take=take, user=user, kind=kind, from_state=current.review,
             to_state=step.target, note=note, created=now)
         current.review, current.review_take, current.review_changed = step.target, take, now
+        if kind != Kind.SUBMIT:
+            notify.decision_made(decision, shot=current)
         if kind in (Kind.APPROVE, Kind.FINAL) and current.selected_take_id != take.pk:
             # What is approved is what the board shows and the chain continues from.
             chains.choose_take(shot=current, take=take, user=user)

@@ -7,13 +7,14 @@ import uuid
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from storyboard import comments, review
+from storyboard import comments, notify, review
 from storyboard.access import (
     get_comment_for_user,
     get_membership_for_user,
@@ -229,3 +230,38 @@ def shot_final(request: HttpRequest, shot_id: int) -> HttpResponse:
     if request.htmx:
         return _panel(request, shot)
     return _back(request, shot)
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def notifications(request: HttpRequest) -> HttpResponse:
+    """The person's notifications, newest first. POST: mark all read, or turn email on/off."""
+    user = request.user
+    if request.method == "POST":
+        if request.POST.get("email") in ("on", "off"):
+            user.email_notifications = request.POST["email"] == "on"
+            user.save(update_fields=["email_notifications"])
+            messages.success(request, "Notification emails are "
+                             f"{'on' if user.email_notifications else 'off'}.")
+        else:
+            user.notifications.unread().update(read_at=timezone.now())
+        notify.push_bell(user)
+        return redirect("sb:notifications")
+    items = list(user.notifications.select_related("shot")[:100])
+    return render(request, "storyboard/notifications.html", {"items": items})
+
+
+@login_required
+@require_GET
+def notification_open(request: HttpRequest, notification_id: int) -> HttpResponse:
+    """Follow a notification to where it happened, marking it read."""
+    item = request.user.notifications.filter(pk=notification_id).first()
+    if item is None:
+        raise Http404("No such notification")
+    if item.read_at is None:
+        item.read_at = timezone.now()
+        item.save(update_fields=["read_at"])
+        notify.push_bell(request.user)
+    # Always a path on this site (written by storyboard/notify.py), never an outside address.
+    return redirect(item.url if item.url.startswith("/") and not item.url.startswith("//")
+                    else "sb:notifications")

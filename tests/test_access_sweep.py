@@ -30,6 +30,7 @@ from storyboard.models import (
     Comment,
     Generation,
     LedgerEntry,
+    Notification,
     Project,
     ReviewDecision,
     Scene,
@@ -112,6 +113,9 @@ KWARG_VALUES: dict[str, Callable[[Cast], object]] = {
     "webhook_token": lambda cast: webhook_token(provider="local", take_uid=str(SWEPT_TAKE)),
     "signed": lambda cast: sign_input(AssetFactory(project=cast.project).file.name),
     "kind": lambda cast: "video",
+    # The owner's: nobody else's notifications exist for them.
+    "notification_id": lambda cast: Notification.objects.create(
+        user=cast.owner, kind="mention", text="x", url=f"/shots/{cast.shot.pk}/").pk,
     "comment_id": lambda cast: Comment.objects.create(
         take=GenerationFactory(shot=cast.shot), user=cast.reviewer, body="Too dark").pk,
 }
@@ -327,6 +331,7 @@ ANONYMOUS_WRITES: dict[tuple[str, str], str] = {
 OUTSIDER_2XX: dict[tuple[str, str], str] = {
     ("sb:input-file", "GET"): "the signed token is the credential (see PUBLIC_URLS)",
     ("accounts:teams", "GET"): "lists only his own teams",
+    ("sb:notifications", "GET"): "lists only his own notifications",
     ("accounts:invitation", "GET"): "anyone holding Alpha's link may see who it is from; the "
                                     "token is the credential",
 }
@@ -358,10 +363,11 @@ OWNER_POST_CHANGES_NOTHING: dict[str, str] = {
     "accounts:signup": "a signed-in user is redirected",
     "accounts:team-switch": "the owner's current team is Alpha already",
     "accounts:invitation": "he is in Alpha already, so the link stays open for its invitee",
+    "sb:notifications": "marks the owner's own notifications read; he has none",
 }
 # ... and these refuse POST outright (405).
 GET_ONLY = {"sb:board", "sb:asset-file", "sb:take-file", "sb:input-file", "sb:shot-estimate",
-            "sb:ledger-csv", "sb:shot-history", "sb:review-queue",
+            "sb:ledger-csv", "sb:shot-history", "sb:review-queue", "sb:notification-open",
             "sb:home",
             "sb:projects",
             "accounts:teams", "accounts:members"}
