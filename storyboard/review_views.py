@@ -265,3 +265,21 @@ def notification_open(request: HttpRequest, notification_id: int) -> HttpRespons
     # Always a path on this site (written by storyboard/notify.py), never an outside address.
     return redirect(item.url if item.url.startswith("/") and not item.url.startswith("//")
                     else "sb:notifications")
+
+
+@login_required
+@require_GET
+def shot_compare(request: HttpRequest, shot_id: int) -> HttpResponse:
+    """Two finished takes of a shot side by side (or one wiped over the other), in sync."""
+    shot = get_shot_for_user(request, shot_id)
+    takes = list(shot.takes.filter(state=Generation.State.COMPLETED).exclude(video="")
+                 .order_by("-created", "-pk")[:50])
+    by_uid = {str(t.uid): t for t in takes}
+    a = by_uid.get(request.GET.get("a", "")) or (takes[1] if len(takes) > 1 else None)
+    b = by_uid.get(request.GET.get("b", "")) or (takes[0] if takes else None)
+    if a is None or b is None:
+        a = b = None
+    mode = "wipe" if request.GET.get("mode") == "wipe" else "side"
+    return render(request, "storyboard/compare.html",
+                  {"shot": shot, "project": shot.project, "takes": takes, "a": a, "b": b,
+                   "mode": mode})

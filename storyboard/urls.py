@@ -33,6 +33,7 @@ sb = [
     path("comments/<int:comment_id>/regenerate/", review_views.comment_regenerate,
          name="comment-regenerate"),
     path("shots/<int:shot_id>/final/", review_views.shot_final, name="shot-final"),
+    path("shots/<int:shot_id>/compare/", review_views.shot_compare, name="shot-compare"),
     path("notifications/", review_views.notifications, name="notifications"),
     path("notifications/<int:notification_id>/", review_views.notification_open,
          name="notification-open"),

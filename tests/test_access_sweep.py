@@ -368,6 +368,7 @@ OWNER_POST_CHANGES_NOTHING: dict[str, str] = {
 # ... and these refuse POST outright (405).
 GET_ONLY = {"sb:board", "sb:asset-file", "sb:take-file", "sb:input-file", "sb:shot-estimate",
             "sb:ledger-csv", "sb:shot-history", "sb:review-queue", "sb:notification-open",
+            "sb:shot-compare",
             "sb:home",
             "sb:projects",
             "accounts:teams", "accounts:members"}

@@ -504,3 +504,29 @@ def test_only_editors_render_finals_and_only_of_an_approved_take(cast):
     assert client_for(cast.reviewer).post(reverse("sb:shot-final", args=[cast.shot.pk]),
                                           **HTMX).status_code == 403
     assert not Generation.objects.filter(draft__isnull=False).exists()
+
+
+# Compare
+
+
+def test_compare_shows_two_takes_of_the_shot_in_sync(cast):
+    older, newer = GenerationFactory(shot=cast.shot), GenerationFactory(shot=cast.shot)
+    stranger = GenerationFactory(shot=ShotFactory(project=cast.project))
+    url = reverse("sb:shot-compare", args=[cast.shot.pk])
+    page = client_for(cast.viewer).get(url).content.decode()
+    assert f'data-take="{older.uid}"' in page
+    assert f'data-take="{newer.uid}"' in page
+    wipe = client_for(cast.viewer).get(url, {"a": str(newer.uid), "b": str(older.uid),
+                                             "mode": "wipe"}).content.decode()
+    assert 'class="compare compare-wipe"' in wipe
+    assert 'id="wipe"' in wipe
+    # A take of another shot is never offered, whatever the link says.
+    other = client_for(cast.viewer).get(url, {"a": str(stranger.uid)}).content.decode()
+    assert str(stranger.uid) not in other
+    assert client_for(cast.outsider).get(url).status_code == 404
+
+
+def test_compare_says_when_there_is_nothing_to_compare(cast):
+    GenerationFactory(shot=cast.shot)
+    page = client_for(cast.viewer).get(reverse("sb:shot-compare", args=[cast.shot.pk]))
+    assert "needs two finished takes" in page.content.decode()
