@@ -5,8 +5,10 @@ from django.contrib import admin
 from storyboard.models import (
     Asset,
     Budget,
+    Comment,
     Generation,
     LedgerEntry,
+    Notification,
     Presence,
     Project,
     ReviewDecision,
@@ -135,3 +137,20 @@ class LedgerEntryAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None) -> bool:
         return False
+
+
+@admin.register(Comment)
+class CommentAdmin(admin.ModelAdmin):
+    list_display = ("created", "take", "user", "frame", "resolved_at")
+    search_fields = ("body",)
+    raw_id_fields = ("take", "user", "parent", "resolved_by")
+
+
+@admin.register(Notification)
+class NotificationAdmin(admin.ModelAdmin):
+    list_display = ("created", "user", "kind", "text", "read_at")
+    list_filter = ("kind",)
+    raw_id_fields = ("user", "shot")
+
+    def has_add_permission(self, request) -> bool:
+        return False  # written by storyboard/notify.py only
