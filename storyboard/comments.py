@@ -111,7 +111,7 @@ def _frames(take: Generation, frame: int | None,
 
 
 LINK = re.compile(r"https?://[^\s<>\"']+")
-MENTION = re.compile(r"(?<![\w@])@([\w.+-]+)")
+MENTION = notify.MENTION
 
 
 def render_body(body: str, *, usernames: set[str]) -> SafeString:

@@ -9,6 +9,7 @@ never an error for the person who commented.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterable
 
 from django.conf import settings
@@ -23,10 +24,12 @@ from storyboard.models import Comment, Notification, ReviewDecision, Shot, ShotC
 logger = logging.getLogger(__name__)
 
 
+# "@username": not inside a word or an email address.
+MENTION = re.compile(r"(?<![\w@])@([\w.+-]+)")
+
+
 def mentioned(comment: Comment, *, team_id: int) -> set[int]:
     """Team members named with @username in the comment (anyone else's name is just text)."""
-    from storyboard.comments import MENTION
-
     names = {m.group(1) for m in MENTION.finditer(comment.body)}
     if not names:
         return set()
