@@ -366,7 +366,8 @@ OWNER_POST_CHANGES_NOTHING: dict[str, str] = {
     "sb:notifications": "marks the owner's own notifications read; he has none",
 }
 # ... and these refuse POST outright (405).
-GET_ONLY = {"sb:board", "sb:asset-file", "sb:take-file", "sb:input-file", "sb:shot-estimate",
+GET_ONLY = {"sb:board", "sb:board-cards", "sb:asset-file", "sb:take-file", "sb:input-file",
+            "sb:shot-estimate",
             "sb:ledger-csv", "sb:shot-history", "sb:review-queue", "sb:notification-open",
             "sb:shot-compare",
             "sb:home",
