@@ -15,7 +15,7 @@ from pathlib import Path
 import av
 import pytest
 from django.urls import reverse
-from PIL import Image, ImageDraw
+from PIL import Image, ImageChops, ImageDraw, ImageStat
 
 from storyboard import frames, generation, house, previz
 from storyboard.models import Generation
@@ -181,8 +181,9 @@ def test_a_local_take_keeps_its_first_and_last_frames(cast):
 @pytest.mark.django_db
 def test_a_continuing_local_take_starts_on_the_upstream_takes_true_last_frame(cast, monkeypatch):
     upstream = _finish(generation.start_generation(shot=_shot(cast), user=cast.editor))
+    # A pan: it used to open 15 % zoomed in and off to one side, a visible jump at the joint.
     below = _shot(cast, mode="image", endpoint=LITE_I2V, continues_from=upstream.shot,
-                  prompt="Push in on the boat.")
+                  prompt="Pan left across the boats.")
     # Waiting for its start frame costs nothing: no decoding between the takes.
     calls = []
     monkeypatch.setattr(frames, "last_still", lambda path: calls.append(path))
@@ -194,16 +195,16 @@ def test_a_continuing_local_take_starts_on_the_upstream_takes_true_last_frame(ca
     truth, count = _true_last(Path(upstream.video.path))
     assert take.upstream_frame_sha256 == truth
     assert take.upstream_frame_at == (count - 1) / 24
-    # The offline renderer opened the clip on that frame.
-    assert _close(take.first_frame_image(), upstream.last_frame_image())
+    # The offline renderer opened the clip on that frame (only the encoder's loss apart), and
+    # then moved on from it.
+    assert _difference(take.first_frame_image(), upstream.last_frame_image()) < 2.5
+    assert _difference(take.last_frame_image(), upstream.last_frame_image()) > 5
 
 
-def _close(a: Image.Image, b: Image.Image, *, tolerance: float = 6.0) -> bool:
-    """Equal but for the lossy encode: mean absolute difference per channel under `tolerance`
-    (different pictures differ by tens)."""
+def _difference(a: Image.Image, b: Image.Image) -> float:
+    """Mean absolute difference per channel, 0–255 (a lossy encode of the same picture: 1–2)."""
     assert a.size == b.size
-    total = sum(abs(x - y) for x, y in zip(a.tobytes(), b.tobytes(), strict=True))
-    return total / (a.width * a.height * 3) < tolerance
+    return sum(ImageStat.Stat(ImageChops.difference(a, b)).mean) / 3
 
 
 @pytest.fixture
