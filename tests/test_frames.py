@@ -309,3 +309,14 @@ def test_a_provider_fetches_the_start_frame_by_its_signed_link(cast, client):
         take.last_frame.open("rb").read()).hexdigest()
     forged = reverse("sb:input-file", args=[generation.sign_input("teams/1/other.png")])
     assert client.get(forged).status_code == 404
+
+
+def test_a_phone_clip_recorded_sideways_gives_upright_frames(tmp_path):
+    from tests.hostile_files import video_bytes
+
+    clip = tmp_path / "phone.mp4"
+    clip.write_bytes(video_bytes(size=(320, 240), rotation=90, audio=None))
+    assert frames.last_still(clip).image.size == (240, 320)
+    assert frames.first_still(clip).image.size == (240, 320)
+    truth, _ = _true_last(clip)
+    assert frames.last_still(clip).sha256 == truth
