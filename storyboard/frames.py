@@ -101,9 +101,10 @@ def first_still(path: Path) -> Still:
 def last_still(path: Path) -> Still:
     """The last frame shown, by seeking near the end and decoding forward to the end.
 
-    The seek lands on the keyframe at or before a point one frame short of the end (a second
-    back at most in the house format), and every frame after it is decoded, so B-frames come
-    out in display order and the final one is the true last frame. If the header's duration is
+    The seek lands on the keyframe at or before a point one frame short of the end (in the
+    house format the final frame is itself a keyframe, so one frame is decoded), and every
+    frame after it is decoded, so B-frames come out in display order and the final one is the
+    true last frame. If the header's duration is
     missing or wrong (nothing decodes after the seek) the whole clip is decoded instead.
     """
     path = Path(path)
