@@ -220,10 +220,10 @@ class ShotQuerySet(TeamScopedQuerySet):
                                                    kind=Asset.Kind.VIDEO)),
         )
 
-    def for_totals(self) -> ShotQuerySet:
-        """Only what the board's summary line adds up."""
+    def for_totals(self, *also: str) -> ShotQuerySet:
+        """Only what the board's summary line adds up (and the fields named in `also`)."""
         return self.only("mode", "endpoint", "resolution", "aspect_ratio", "duration",
-                         "num_frames", "selected_take_id").annotate(
+                         "num_frames", "selected_take_id", *also).annotate(
             video_refs=Exists(Asset.objects.filter(referenced_by=OuterRef("pk"),
                                                    kind=Asset.Kind.VIDEO)))
 

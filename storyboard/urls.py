@@ -14,6 +14,7 @@ sb = [
     path("teams/<int:team_id>/budget/takes/<uuid:take_uid>/settle/", views.take_settle,
          name="take-settle"),
     path("projects/<int:project_id>/", views.board, name="board"),
+    path("projects/<int:project_id>/cards/", views.board_cards, name="board-cards"),
     path("projects/<int:project_id>/settings/", views.project_settings, name="project-settings"),
     path("projects/<int:project_id>/delete/", views.project_delete, name="project-delete"),
     path("projects/<int:project_id>/shots/new/", views.shot_create, name="shot-create"),

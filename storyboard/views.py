@@ -23,7 +23,17 @@ from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
-from storyboard import catalogue, chains, csvsafe, editing, generation, media, realtime, throttle
+from storyboard import (
+    catalogue,
+    chains,
+    csvsafe,
+    editing,
+    generation,
+    media,
+    realtime,
+    selectors,
+    throttle,
+)
 from storyboard.access import (
     get_asset_for_user,
     get_membership_for_user,
@@ -319,13 +329,34 @@ def board(request: HttpRequest, project_id: int) -> HttpResponse:
         # Closing the shot editor swaps its empty state back in.
         return render(request, f"{BOARD}#editor-empty",
                       {"project": project, "membership": project.membership})
+    # Before anything the page shows is read (realtime: numbered pushes).
+    seen = realtime.pushes_seen(project.pk, project.membership)
     ctx = _board_context(project)
+    ctx["live_seen"] = seen
     ctx["viewers"] = Presence.objects.viewers(project.pk)
     ctx["asset_count"] = project.assets.count()
     team_budget = Budget.for_team(project.team_id)
     ctx.update(budget=team_budget, team=project.team,
                threshold=team_budget.threshold_crossed(0))
     return render(request, f"{BOARD}#board" if request.htmx else BOARD, ctx)
+
+
+# Placeholders one request may fill: about three screenfuls, so a fast scroll costs a few
+# requests and none of them is large.
+MAX_CARDS_PER_REQUEST = 60
+
+
+@login_required
+@require_GET
+def board_cards(request: HttpRequest, project_id: int) -> HttpResponse:
+    """Whole cards for the board's placeholders (`?shot=1&shot=2…`), each swapped in by id."""
+    project = get_project_for_user(request, project_id)
+    if not request.htmx:
+        return redirect("sb:board", project.pk)
+    ids = [int(v) for v in request.GET.getlist("shot") if v.isdigit()][:MAX_CARDS_PER_REQUEST]
+    return render(request, f"{BOARD}#shot-cards", {
+        "project": project, "membership": project.membership,
+        "shots": selectors.cards(ids, project=project)})
 
 
 @login_required
@@ -365,6 +396,13 @@ def shot_reorder(request: HttpRequest, project_id: int) -> HttpResponse:
 def shot_edit(request: HttpRequest, shot_id: int) -> HttpResponse:
     shot = get_shot_for_user(request, shot_id, write=request.method == "POST")
     project = shot.project
+    seen = None
+    if not request.htmx and request.method == "GET":
+        # The page's live socket starts from here (realtime: numbered pushes); the shot is
+        # read again after, so an edit pushed in between is in the page or makes it re-sync.
+        seen = realtime.pushes_seen(project.pk, project.membership)
+        shot.refresh_from_db()
+        shot.project = project
     form = ShotForm(request.POST or None, instance=shot)
     edit = None
     if request.method == "POST" and form.is_valid():
@@ -410,6 +448,7 @@ def shot_edit(request: HttpRequest, shot_id: int) -> HttpResponse:
             messages.success(request, "Shot saved.")
         return redirect("sb:board", project.pk)
     ctx["viewers"] = Presence.objects.viewers(project.pk)
+    ctx["live_seen"] = seen
     return render(request, "storyboard/shot.html", ctx, status=status)
 
 
@@ -564,6 +603,7 @@ def scene_delete(request: HttpRequest, scene_id: int) -> HttpResponse:
 @login_required
 def assets(request: HttpRequest, project_id: int) -> HttpResponse:
     project = get_project_for_user(request, project_id, write=request.method == "POST")
+    seen = realtime.pushes_seen(project.pk, project.membership)
     errors: list[str] = []
     added: list[Asset] = []
     if request.method == "POST":
@@ -583,7 +623,7 @@ def assets(request: HttpRequest, project_id: int) -> HttpResponse:
         if added:
             realtime.broadcast_assets(project)
     ctx = {**assets_context(project), "errors": errors, "added": added,
-           "membership": project.membership}
+           "membership": project.membership, "live_seen": seen}
     status = INVALID if errors and not added else 200
     if request.htmx:
         return render(request, "storyboard/assets.html#library", ctx, status=status)
@@ -798,7 +838,13 @@ def _serve(field, content_type: str) -> HttpResponse:
     except NotImplementedError:
         # Object storage: hand out a short-lived signed URL instead of proxying the bytes.
         return HttpResponseRedirect(storage.url(field.name))
-    response = FileResponse(storage.open(field.name, "rb"), content_type=content_type)
+    try:
+        opened = storage.open(field.name, "rb")
+    except FileNotFoundError:
+        # A row whose file is gone (media restored from an older backup): a missing picture,
+        # not a server error per card.
+        raise Http404("No such file") from None
+    response = FileResponse(opened, content_type=content_type)
     response["Content-Disposition"] = "inline"
     # Even a file that slipped through must not run as a page on our origin.
     response["Content-Security-Policy"] = "default-src 'none'; sandbox"

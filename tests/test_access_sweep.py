@@ -322,7 +322,8 @@ OWNER_POST_CHANGES_NOTHING: dict[str, str] = {
     "accounts:invitation": "he is in Alpha already, so the link stays open for its invitee",
 }
 # ... and these refuse POST outright (405).
-GET_ONLY = {"sb:board", "sb:asset-file", "sb:take-file", "sb:input-file", "sb:shot-estimate",
+GET_ONLY = {"sb:board", "sb:board-cards", "sb:asset-file", "sb:take-file", "sb:input-file",
+            "sb:shot-estimate",
             "sb:ledger-csv", "sb:shot-history",
             "sb:home",
             "sb:projects",

@@ -41,6 +41,22 @@
     },
   });
 
+  // Numbered pushes (consumers.py): the server tells a page that it missed some. The board
+  // fetches itself (board.js); every region marked data-live-url (a shot's takes and history,
+  // the asset grid) fetches its current self. Typing in the editor's fields is left alone.
+  htmx.onLoad(function (el) {
+    if (el.id !== "live-resync" || !el.hasAttribute("data-resync")) return;
+    el.removeAttribute("data-resync");
+    document.body.dispatchEvent(new CustomEvent("live:resync"));
+  });
+
+  document.body.addEventListener("live:resync", function () {
+    document.querySelectorAll("[data-live-url][id]").forEach(function (region) {
+      var selector = "#" + CSS.escape(region.id);
+      htmx.ajax("GET", region.dataset.liveUrl, { target: selector, select: selector, swap: "outerHTML" });
+    });
+  });
+
   function isDirty(root) {
     return Array.prototype.some.call(root.querySelectorAll("input, textarea, select"), function (el) {
       if (el === document.activeElement) return true;
