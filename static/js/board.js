@@ -250,4 +250,21 @@
       setTimeout(function () { socket.reconnect(); }, 1000 + Math.random() * 4000);
     }
   });
+
+  // Review filter: the links work as plain links (the server marks the board); here they
+  // switch at once, and cards pushed later hide or show themselves by the same CSS rule.
+  document.body.addEventListener("click", function (event) {
+    var link = event.target.closest && event.target.closest(".review-filter a[data-filter]");
+    var board = document.getElementById("board");
+    if (!link || !board || event.ctrlKey || event.metaKey || event.shiftKey) return;
+    event.preventDefault();
+    var value = link.dataset.filter;
+    if (value) board.dataset.filter = value;
+    else delete board.dataset.filter;
+    link.parentNode.querySelectorAll("a").forEach(function (a) {
+      if (a === link) a.setAttribute("aria-current", "true");
+      else a.removeAttribute("aria-current");
+    });
+    history.replaceState(null, "", link.getAttribute("href"));
+  });
 })();
