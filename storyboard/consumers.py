@@ -196,3 +196,32 @@ class BoardConsumer(AsyncWebsocketConsumer):
 
     def _leave(self) -> None:
         Presence.objects.filter(channel_name=self.channel_name).delete()
+
+
+class PersonConsumer(AsyncWebsocketConsumer):
+    """The socket of a page without a board: it only hears what is for this person (the
+    bell). Board and shot pages hear the same through their board socket."""
+
+    async def connect(self) -> None:
+        user = self.scope["user"]
+        if not user.is_authenticated:
+            await self.close(code=CLOSE_FORBIDDEN)
+            return
+        await self.channel_layer.group_add(realtime.user_group(user.pk), self.channel_name)
+        await self.accept()
+
+    async def disconnect(self, code: int) -> None:
+        user = self.scope["user"]
+        if user.is_authenticated:
+            await self.channel_layer.group_discard(realtime.user_group(user.pk),
+                                                   self.channel_name)
+
+    async def board_html(self, event: dict) -> None:
+        await self.send(text_data=event["html"])
+
+    async def access_revoked(self, event: dict) -> None:
+        # Losing a team takes nothing away from one's own bell.
+        return
+
+    async def role_changed(self, event: dict) -> None:
+        return

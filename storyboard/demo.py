@@ -139,12 +139,11 @@ def load_demo() -> tuple[Team, Project, bool]:
         shot.start_frame = frame
         shot.created_by = editor
         shot.duration = "4" if index % 3 == 2 else "5"
-        shot.review = [Shot.Review.APPROVED, Shot.Review.IN_REVIEW, Shot.Review.DRAFT][index % 3]
+        # Every shot starts as a draft: review is about takes, and the demo has none yet.
         if index in DEMO_CHAIN[1:]:
             # A continuing shot starts from its upstream's last frame, not a frame of its own.
             shot.start_frame = None
             shot.continues_from = shots[index - 1]
-        shot.save(update_fields=["start_frame", "created_by", "duration", "review",
-                                 "continues_from"])
+        shot.save(update_fields=["start_frame", "created_by", "duration", "continues_from"])
         shots.append(shot)
     return team, project, True

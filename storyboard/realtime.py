@@ -184,6 +184,11 @@ def send_html(project_id: int, html: str) -> None:
     _send(group, _numbered(group, html))
 
 
+def send_to_user(user_id: int, html: str) -> None:
+    """A fragment for one person, to every page they have open (their bell)."""
+    _send(user_group(user_id), {"type": "board.html", "html": html})
+
+
 def on_commit(project_id: int, render: Callable[[], str]) -> None:
     """Render and send to the project's boards once the current transaction commits."""
     _after_commit(lambda: send_html(project_id, render()))
@@ -534,3 +539,17 @@ def refresh_history(shot: Shot) -> None:
     """Open editors of the shot re-fetch its history (each with its own role's controls)."""
     on_commit(shot.project_id,
               lambda: render_to_string(f"{SHOT_TEMPLATE}#history-stale", {"shot": shot}))
+
+
+def broadcast_review(shot: Shot) -> None:
+    """A review decision: every open shot page re-fetches its review panel, so each person
+    gets the controls of their own role."""
+    on_commit(shot.project_id, lambda: render_to_string(f"{SHOT_TEMPLATE}#review-stale",
+                                                        {"shot": shot}))
+
+
+def broadcast_comments(take: Generation) -> None:
+    """A comment written or resolved: pages showing the take re-fetch its comment list (not
+    the form beside it, so nobody's typing is lost), each with their own role's controls."""
+    on_commit(take.project_id, lambda: render_to_string(f"{SHOT_TEMPLATE}#comments-stale",
+                                                        {"take": take}))

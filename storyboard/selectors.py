@@ -33,7 +33,7 @@ def board_context(project: Project, *, full: int = FIRST_CARDS) -> dict:
     """
     # One light row per shot: its place, its title and what its price depends on.
     light = project.board(Shot.objects.for_totals(
-        "pk", "project", "scene", "position", "title"))
+        "pk", "project", "scene", "position", "title", "review"))
     ordered = [s for _, group in light for s in group]
     whole = {s.pk: s for s in cards([s.pk for s in ordered[:full]])}
     groups = []
@@ -45,7 +45,7 @@ def board_context(project: Project, *, full: int = FIRST_CARDS) -> dict:
             scene.n_shots = len(group)
     scenes = [scene for scene, _, _ in groups if scene is not None]
     price_groups = Counter((*(getattr(s, name) for name in PRICE_FIELDS), s.video_refs,
-                            s.selected_take_id is not None) for s in ordered)
+                            s.selected_take_id is not None, s.review) for s in ordered)
     return {"project": project, "groups": groups,
             **_totals(((*key, n) for key, n in price_groups.items()),
                       scene_count=len(scenes))}
@@ -55,21 +55,24 @@ def summary_context(project: Project) -> dict:
     """The board's summary line alone (what one edit changes of the totals), in one grouped
     query."""
     on_board = ExpressionWrapper(Q(selected_take__isnull=False), output_field=BooleanField())
-    rows = Shot.objects.filter(project=project).for_totals().annotate(
-        on_board=on_board).values_list(*PRICE_FIELDS, "video_refs", "on_board").annotate(
-        n=Count("pk")).order_by()
+    rows = Shot.objects.filter(project=project).for_totals("review").annotate(
+        on_board=on_board).values_list(*PRICE_FIELDS, "video_refs", "on_board",
+                                       "review").annotate(n=Count("pk")).order_by()
     return {"project": project, **_totals(rows, scene_count=project.scenes.count())}
 
 
 def _totals(rows: Iterable[tuple], *, scene_count: int) -> dict:
-    """The board's totals from (price fields…, video_refs, on the board, how many shots) rows.
+    """The board's totals from (price fields…, video_refs, on the board, review state, how
+    many shots) rows.
 
     Shots are counted by the parameters that set their price, so the work is one estimate per
     distinct combination, not one per shot.
     """
     totals = {"shot_count": 0, "total_seconds": 0, "total_micros": 0, "left_micros": 0,
               "total_worst_case": False, "scene_count": scene_count}
-    for *values, video_refs, on_board, n in rows:
+    reviews: Counter[str] = Counter()
+    for *values, video_refs, on_board, review, n in rows:
+        reviews[review] += n
         shot = Shot(**dict(zip(PRICE_FIELDS, values, strict=True)))
         shot.video_refs = video_refs
         estimate = shot.estimate()
@@ -80,6 +83,9 @@ def _totals(rows: Iterable[tuple], *, scene_count: int) -> dict:
         if not on_board:
             totals["left_micros"] += n * estimate.micros
         totals["total_worst_case"] |= estimate.worst_case
+    # How many shots wait for review, were sent back, are approved (drafts go unsaid).
+    totals["review_counts"] = [(label, reviews[value]) for value, label in Shot.Review.choices
+                               if value != Shot.Review.DRAFT and reviews[value]]
     return totals
 
 

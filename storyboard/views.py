@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 import logging
+import uuid
 from decimal import Decimal
 
 from django.conf import settings
@@ -332,6 +333,10 @@ def board(request: HttpRequest, project_id: int) -> HttpResponse:
     # Before anything the page shows is read (realtime: numbered pushes).
     seen = realtime.pushes_seen(project.pk, project.membership)
     ctx = _board_context(project)
+    # Cards of other review states are hidden by CSS, so pushed cards filter themselves too.
+    review_filter = request.GET.get("review", "")
+    ctx["review_filter"] = review_filter if review_filter in Shot.Review.values else ""
+    ctx["review_states"] = Shot.Review.choices
     ctx["live_seen"] = seen
     ctx["viewers"] = Presence.objects.viewers(project.pk)
     ctx["asset_count"] = project.assets.count()
@@ -421,12 +426,14 @@ def shot_edit(request: HttpRequest, shot_id: int) -> HttpResponse:
             realtime.shot_saved(shot, moved="scene" in edit.change.changes)
         shot = Shot.objects.select_related("project__team").get(pk=shot.pk)
         shot.project = project
-        if edit.conflicts or edit.refused:
+        if edit.conflicts or edit.refused or edit.locked:
             # What was not stored stays in the form, next to the stored version where both
             # people changed a field; the version is the stored one, so saving again resolves.
             form = ShotForm(ShotForm.data_for(edit.shown, version=shot.version),
                             instance=Shot.objects.get(pk=shot.pk))
             form.instance.project = project
+            if edit.locked:
+                form.add_error(None, edit.locked)
         else:
             form = ShotForm(instance=shot)
     elif request.method == "POST":
@@ -434,13 +441,14 @@ def shot_edit(request: HttpRequest, shot_id: int) -> HttpResponse:
         shot = Shot.objects.select_related("project__team").get(pk=shot.pk)
         shot.project = project
         form.instance = shot
-    saved = edit is not None and not edit.conflicts and not edit.refused
+    saved = edit is not None and not edit.conflicts and not edit.refused and not edit.locked
     ctx = {"shot": shot, "project": project, "form": form, "saved": saved,
            "conflicts": edit.conflicts if edit else [],
            "merged": bool(edit and edit.change and edit.conflicts),
            "membership": project.membership,
            "warnings": form.warnings(), "in_panel": _in_panel(request),
            "chain_from": _chain_from(shot), "previous": _link_offer(shot),
+           "viewer_take": _viewer_take(shot, request.GET.get("take", "")),
            "estimate": shot.estimate(), "estimate_errors": [],
            "provider": get_provider(settings.DEFAULT_VIDEO_PROVIDER)}
     status = 409 if edit and edit.conflicts else INVALID if form.errors else 200
@@ -777,6 +785,14 @@ def take_select(request: HttpRequest, take_uid: str) -> HttpResponse:
     return _editor_response(request, take.shot)
 
 
+def _viewer_take(shot: Shot, uid: str) -> Generation | None:
+    """The take a link asked the shot page's player to open (`?take=`), if it is this shot's."""
+    try:
+        return shot.takes.filter(uid=uuid.UUID(uid)).first() if uid else None
+    except ValueError:
+        return None
+
+
 def _chain_from(shot: Shot) -> dict | None:
     """What a continuing shot will start from, for the editor: the upstream's chosen take,
     whose last frame was captured when it finished (nothing is decoded or created here)."""
@@ -805,6 +821,7 @@ def _editor_response(request: HttpRequest, shot: Shot) -> HttpResponse:
            "membership": membership, "in_panel": _in_panel(request),
            "provider": get_provider(settings.DEFAULT_VIDEO_PROVIDER), "warnings": form.warnings(),
            "chain_from": _chain_from(shot), "previous": _link_offer(shot),
+           "viewer_take": _viewer_take(shot, request.GET.get("take", "")),
            "estimate": shot.estimate(), "estimate_errors": []}
     return render(request, "storyboard/shot.html#editor", ctx)
 
@@ -819,7 +836,7 @@ def take_file(request: HttpRequest, take_uid: str, kind: str) -> HttpResponse:
     field, content_type = served.get(kind, (None, ""))
     if not field:
         raise Http404("No such file")
-    return _serve(field, content_type)
+    return _serve(field, content_type, request=request)
 
 
 # Provider webhooks carry the whole result; fal's can be a few megabytes (Django's default
@@ -870,10 +887,10 @@ def input_file(request: HttpRequest, signed: str) -> HttpResponse:
         take = Generation.objects.filter(last_frame=name).only("last_frame").first()
         if take is None:
             raise Http404("No such file")
-        return _serve(take.last_frame, "image/png")
+        return _serve(take.last_frame, "image/png", request=request)
     if asset.content_type not in SERVED_TYPES:
         raise Http404("No such file")
-    return _serve(asset.file, asset.content_type)
+    return _serve(asset.file, asset.content_type, request=request)
 
 
 # Uploads are re-encoded or probed before storage, so these are the only types ever served.
@@ -891,23 +908,74 @@ def asset_file(request: HttpRequest, asset_uid: str, variant: str) -> HttpRespon
     content_type = asset.content_type if variant == "file" else "image/jpeg"
     if content_type not in SERVED_TYPES:
         raise Http404("No such file")
-    return _serve(field, content_type)
+    return _serve(field, content_type, request=request)
 
 
-def _serve(field, content_type: str) -> HttpResponse:
+class _Slice:
+    """`length` bytes of an open file from where it stands, read in chunks (FileResponse)."""
+
+    def __init__(self, handle, length: int) -> None:
+        self.handle, self.left = handle, length
+
+    def read(self, size: int = -1) -> bytes:
+        size = self.left if size < 0 else min(size, self.left)
+        data = self.handle.read(size) if size else b""
+        self.left -= len(data)
+        return data
+
+    def close(self) -> None:
+        self.handle.close()
+
+
+def _byte_range(header: str, size: int) -> tuple[int, int] | str | None:
+    """The one byte range a `Range` header asks for, "unsatisfiable", or None for the whole
+    file (no header, several ranges, or one we do not understand: RFC 9110 lets us ignore it)."""
+    if not header.startswith("bytes=") or "," in header:
+        return None
+    first, _, last = header[6:].strip().partition("-")
+    if not (first.isdigit() or last.isdigit()) or (first and not first.isdigit()) \
+            or (last and not last.isdigit()):
+        return None
+    if not first:  # the last N bytes
+        length = int(last)
+        return (max(0, size - length), size - 1) if length and size else "unsatisfiable"
+    start = int(first)
+    end = min(int(last), size - 1) if last else size - 1
+    if start >= size or end < start:
+        return "unsatisfiable"
+    return start, end
+
+
+def _serve(field, content_type: str, *, request: HttpRequest) -> HttpResponse:
     storage = field.storage
     try:
         storage.path(field.name)
     except NotImplementedError:
         # Object storage: hand out a short-lived signed URL instead of proxying the bytes.
         return HttpResponseRedirect(storage.url(field.name))
-    try:
-        opened = storage.open(field.name, "rb")
-    except FileNotFoundError:
+    size = storage.size(field.name) if storage.exists(field.name) else None
+    if size is None:
         # A row whose file is gone (media restored from an older backup): a missing picture,
         # not a server error per card.
-        raise Http404("No such file") from None
-    response = FileResponse(opened, content_type=content_type)
+        raise Http404("No such file")
+    wanted = _byte_range(request.headers.get("Range", ""), size)
+    if wanted == "unsatisfiable":
+        response = HttpResponse(status=416)
+        response["Content-Range"] = f"bytes */{size}"
+        return response
+    handle = storage.open(field.name, "rb")
+    if wanted:
+        # Players seek by asking for part of the file; Chromium cannot seek a video whose
+        # server answers every request with the whole file.
+        start, end = wanted
+        handle.seek(start)
+        response = FileResponse(_Slice(handle, end - start + 1), content_type=content_type,
+                                status=206)
+        response["Content-Range"] = f"bytes {start}-{end}/{size}"
+        response["Content-Length"] = str(end - start + 1)
+    else:
+        response = FileResponse(handle, content_type=content_type)
+    response["Accept-Ranges"] = "bytes"
     response["Content-Disposition"] = "inline"
     # Even a file that slipped through must not run as a page on our origin.
     response["Content-Security-Policy"] = "default-src 'none'; sandbox"

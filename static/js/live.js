@@ -72,7 +72,10 @@
   // or has typed in it. Their typing stays; saving then shows both versions to choose from.
   document.body.addEventListener("htmx:oobBeforeSwap", function (event) {
     var target = event.detail.target;
-    if (target.hasAttribute("data-editor-field") && isDirty(target)) {
+    // A review panel with a note being written waits too: the decision it is about is checked
+    // when it is sent, and the person is told if someone else decided first.
+    var keeps = target.hasAttribute("data-editor-field") || target.hasAttribute("data-keeps-typing");
+    if (keeps && isDirty(target)) {
       event.detail.shouldSwap = false;
       target.classList.add("changed-elsewhere");
     }
