@@ -125,19 +125,33 @@ class ShotForm(forms.ModelForm):
         self.fields["references"].queryset = assets
         # Any other shot of the project; the board's order is no part of a link.
         self.fields["continues_from"].queryset = project.shots.exclude(pk=self.instance.pk)
-        self.fields["continues_from"].label_from_instance = self._numbered_label(project)
+        # The board's order, read once: numbers for the options, and the previous shot.
+        self.board_order = [shot for _, group in project.board(
+            Shot.objects.only("pk", "project", "scene", "position", "title"))
+            for shot in group]
+        self.fields["continues_from"].label_from_instance = self._numbered_label(
+            self.board_order)
         self.fields["continues_from"].help_text = (
             "Each take starts from the last frame of that shot's chosen take.")
         for name in ("start_frame", "end_frame", "scene", "continues_from"):
             self.fields[name].empty_label = "— none —"
 
+    def previous_shot(self) -> Shot | None:
+        """The shot just before this one on the board: what "continue from the previous shot"
+        links to (from the order the form already read)."""
+        ids = [shot.pk for shot in self.board_order]
+        if self.instance.pk not in ids or ids.index(self.instance.pk) == 0:
+            return None
+        index = ids.index(self.instance.pk)
+        previous = self.board_order[index - 1]
+        previous._number = index
+        return previous
+
     @staticmethod
-    def _numbered_label(project: Project) -> Callable[[Shot], str]:
+    def _numbered_label(order: list[Shot]) -> Callable[[Shot], str]:
         """Options named as the board names them, untitled shots by their number, counted in
         one pass here: counted per option, a 300-shot board's editor ran 150 queries."""
-        order = project.board(Shot.objects.only("pk", "project", "scene", "position"))
-        numbers = {shot.pk: n for n, shot in
-                   enumerate((shot for _, group in order for shot in group), start=1)}
+        numbers = {shot.pk: n for n, shot in enumerate(order, start=1)}
 
         def label(shot: Shot) -> str:
             shot._number = numbers.get(shot.pk, 0)

@@ -447,7 +447,7 @@ def shot_edit(request: HttpRequest, shot_id: int) -> HttpResponse:
            "merged": bool(edit and edit.change and edit.conflicts),
            "membership": project.membership,
            "warnings": form.warnings(), "in_panel": _in_panel(request),
-           "chain_from": _chain_from(shot), "previous": _link_offer(shot),
+           "chain_from": _chain_from(shot), "previous": _link_offer(shot, form),
            "viewer_take": _viewer_take(shot, request.GET.get("take", "")),
            "estimate": shot.estimate(), "estimate_errors": [],
            "provider": get_provider(settings.DEFAULT_VIDEO_PROVIDER)}
@@ -801,9 +801,9 @@ def _chain_from(shot: Shot) -> dict | None:
     return {"take": shot.upstream_take(), "upstream": shot.continues_from}
 
 
-def _link_offer(shot: Shot) -> Shot | None:
+def _link_offer(shot: Shot, form: ShotForm) -> Shot | None:
     """The shot "continue from the previous shot" would link to, for a shot not linked yet."""
-    return None if shot.continues_from_id else shot.previous_on_board()
+    return None if shot.continues_from_id else form.previous_shot()
 
 
 def _in_panel(request: HttpRequest) -> bool:
@@ -820,7 +820,7 @@ def _editor_response(request: HttpRequest, shot: Shot) -> HttpResponse:
     ctx = {"shot": shot, "project": shot.project, "form": form, "saved": False,
            "membership": membership, "in_panel": _in_panel(request),
            "provider": get_provider(settings.DEFAULT_VIDEO_PROVIDER), "warnings": form.warnings(),
-           "chain_from": _chain_from(shot), "previous": _link_offer(shot),
+           "chain_from": _chain_from(shot), "previous": _link_offer(shot, form),
            "viewer_take": _viewer_take(shot, request.GET.get("take", "")),
            "estimate": shot.estimate(), "estimate_errors": []}
     return render(request, "storyboard/shot.html#editor", ctx)
