@@ -13,7 +13,15 @@ from django.db import models
 from django.http import Http404, HttpRequest
 
 from accounts.models import Membership, User
-from storyboard.models import Asset, Generation, Project, Scene, Shot, TeamScopedQuerySet
+from storyboard.models import (
+    Asset,
+    ChainRun,
+    Generation,
+    Project,
+    Scene,
+    Shot,
+    TeamScopedQuerySet,
+)
 
 
 def can_view_project(user: User, project_id: int) -> Membership | None:
@@ -92,3 +100,10 @@ def get_take_for_user(request: HttpRequest, take_uid: str, *, write: bool = Fals
     # The editor a take's buttons answer with reads the membership from the take's shot.
     return _get_for_user(request, takes, write=write, not_found="No such take",
                          project=lambda take: take.shot.project)
+
+
+def get_chain_run_for_user(request: HttpRequest, run_id: int, *,
+                           write: bool = False) -> ChainRun:
+    runs = ChainRun.objects.select_related("project__team").filter(pk=run_id)
+    return _get_for_user(request, runs, write=write, not_found="No such chain render",
+                         project=lambda run: run.project)

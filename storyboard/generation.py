@@ -82,12 +82,8 @@ def start_generation(*, shot: Shot, user: User) -> Generation:
     estimate = shot.estimate()
     try:
         with transaction.atomic():
-            take = Generation.objects.create(
-                shot=shot, project=shot.project, created_by=user, provider=provider.name,
-                endpoint=shot.endpoint, seed=shot.seed, estimated_micros=estimate.micros,
-                simulated=provider.simulated, input=arguments_for(shot),
-                upstream=shot.upstream_take(), state=State.HELD,
-            )
+            take = new_take(shot=shot, user=user, provider=provider,
+                            estimate_micros=estimate.micros, upstream=shot.upstream_take())
             # The worst case is reserved before anything is sent; no budget, no take.
             budget = Budget.for_team(shot.project.team_id)
             before = budget.committed_percent
@@ -102,6 +98,16 @@ def start_generation(*, shot: Shot, user: User) -> Generation:
         realtime.broadcast_budget_notice(budget=budget, threshold=threshold)
     realtime.broadcast_take(take)
     return take
+
+
+def new_take(*, shot: Shot, user: User | None, provider, estimate_micros: int,
+             upstream: Generation | None, state: str = State.HELD, **fields) -> Generation:
+    """The row of a take about to be held for: the exact arguments it will send."""
+    return Generation.objects.create(
+        shot=shot, project=shot.project, created_by=user, provider=provider.name,
+        endpoint=shot.endpoint, seed=shot.seed, estimated_micros=estimate_micros,
+        simulated=provider.simulated, input=arguments_for(shot), upstream=upstream,
+        state=state, **fields)
 
 
 def preflight(*, shot: Shot, provider) -> list[str]:
@@ -125,6 +131,11 @@ def retry(*, take: Generation, user: User) -> Generation:
 DRIVE_TASK = "storyboard.tasks.run_generation"
 
 
+def enqueue(take: Generation) -> None:
+    """Queue a held take for a worker (chain renders start their takes through here)."""
+    _enqueue(take)
+
+
 def _enqueue(take: Generation, *, hint: str = "") -> None:
     run_generation = import_string(DRIVE_TASK)
     if hint:
@@ -135,8 +146,9 @@ def _enqueue(take: Generation, *, hint: str = "") -> None:
 
 def cancel(*, take: Generation) -> None:
     """Cancel in any unfinished state; raises GenerationRefused saying why it cannot."""
-    if take.advance(State.CANCELED, expected=(State.PENDING, State.HELD),
-                    error="Canceled before it started."):
+    # A take waiting in a chain render has not started either; canceling it stops its chain.
+    if take.advance(State.CANCELED, expected=(State.PENDING, State.HELD, State.CHAINED),
+                    error="Canceled before it started.", chain_note=""):
         realtime.broadcast_take(take)
         return
     if take.is_terminal:
@@ -897,9 +909,15 @@ INPUT_SALT = "storyboard.input-file"
 INPUT_URL_LIFETIME = 3600
 
 
+# Chain renders resume from the reconciler. Named, not imported: chainrun.py builds on this
+# module (as tasks.py does), so importing it back would make a cycle.
+CHAIN_RESUME = "storyboard.chainrun.resume"
+
+
 def reconcile() -> int:
-    """Drive on takes nobody has touched for a while; returns how many were picked up."""
-    picked = 0
+    """Drive on takes nobody has touched for a while, and move on chain renders a dead worker
+    left between two takes; returns how many takes and chains were picked up."""
+    picked = import_string(CHAIN_RESUME)()
     for take in Generation.objects.stuck(older_than=STUCK_AFTER):
         provider = get_provider(take.provider)
         if provider.inline and take.state in (State.SUBMITTING, State.IN_PROGRESS,

@@ -13,6 +13,7 @@ from django.db import IntegrityError, models, transaction
 from django.db.models import Count, Exists, Max, OuterRef, Q, Subquery
 from django.db.models.functions import TruncDate
 from django.utils import timezone
+from django.utils.module_loading import import_string
 
 from accounts.models import Team, User
 from storyboard import catalogue, media
@@ -93,10 +94,11 @@ class Project(models.Model):
             total=models.Sum("amount_micros"))["total"] or 0
         return held + spent
 
-    def check_cap(self, *, amount: int, since: datetime) -> None:
+    def check_cap(self, *, amount: int, since: datetime, what: str = "This take") -> None:
         """Raise BudgetRefused if `amount` more would pass the project's own spend cap.
 
         Runs under the project's row lock, so two takes cannot both squeeze under the cap.
+        `what` names the spender in the message ("This take", "This chain of 4 shots").
         """
         if self.spend_cap_micros is None:
             return
@@ -104,8 +106,9 @@ class Project(models.Model):
         left = self.spend_cap_micros - self.committed_micros(since=since)
         if amount > left:
             raise BudgetRefused(
-                f"This take needs up to {usd(amount)}, but {self.name} has a spend cap of "
-                f"{usd(self.spend_cap_micros)} and only {usd(max(0, left))} left of it. "
+                f"{what} needs up to {usd(amount)}, but {self.name} has a spend cap of "
+                f"{usd(self.spend_cap_micros)} and only {usd(max(0, left))} left of it "
+                f"(short by {usd(amount - max(0, left))}). "
                 "An owner or producer can raise the cap in the project's settings.")
 
     def board(self, shots: models.QuerySet | None = None,
@@ -360,8 +363,12 @@ class Shot(models.Model):
                                   num_frames=num_frames, video_references=video_refs,
                                   rates=per_second_rates(self.endpoint))
 
-    def problems(self) -> list[str]:
-        """Everything that stops this shot from being generated, before anything is spent."""
+    def problems(self, *, upstream_coming: bool = False) -> list[str]:
+        """Everything that stops this shot from being generated, before anything is spent.
+
+        `upstream_coming`: a chain render will make the upstream's take first, so a continuing
+        shot need not have one yet.
+        """
         found = []
         spec = catalogue.ENDPOINTS.get(self.endpoint)
         if spec is None:
@@ -377,7 +384,7 @@ class Shot(models.Model):
         ).values())
         if self.continues_from_id:
             found.extend(self.link_problems(self.continues_from, endpoint=self.endpoint))
-            if self.upstream_take() is None:
+            if not upstream_coming and self.upstream_take() is None:
                 found.append(f"This shot continues from {self.continues_from.display_title}, "
                              "which has no finished take yet.")
         elif self.mode == Shot.Mode.IMAGE and not self.start_frame_id:
@@ -711,6 +718,10 @@ def take_upload_to(take: Generation, filename: str) -> str:
             f"{take.uid}-{filename}")
 
 
+# The task that moves a chain render on when one of its takes ends (see Generation.advance).
+CHAIN_TASK = "storyboard.tasks.advance_chain"
+
+
 class GenerationQuerySet(TeamScopedQuerySet):
     team_path = "project__team"
 
@@ -723,8 +734,9 @@ class GenerationQuerySet(TeamScopedQuerySet):
         Left out: takes only a person (or a late webhook) can move on — a video that could not
         be fetched, and a lost submit with no request id to ask the provider about.
         """
+        # Chained takes wait for their upstream, not for a worker: chainrun.resume moves them.
         return self.active().filter(updated__lt=timezone.now() - older_than).exclude(
-            state=Generation.State.UNFETCHED).exclude(
+            state__in=(Generation.State.UNFETCHED, Generation.State.CHAINED)).exclude(
             state=Generation.State.OUTCOME_UNKNOWN, request_id="")
 
     def unresolved(self) -> GenerationQuerySet:
@@ -752,6 +764,9 @@ class Generation(models.Model):
         # Finished at the provider (so billed), but the video could not be fetched after every
         # retry. Its worst case stays held until a retry fetches it or a producer settles it.
         UNFETCHED = "unfetched", "Finished, not fetched"
+        # Part of a chain render: its worst case is held, and it starts (moves to HELD) once the
+        # take it continues from has finished (chainrun.advance).
+        CHAINED = "chained", "Waiting for upstream"
 
     TERMINAL = (State.COMPLETED, State.FAILED, State.CANCELED)
     # Takes whose money waits on a fact only the provider (or a person) can supply: they keep
@@ -790,6 +805,12 @@ class Generation(models.Model):
     # For a continuing take: the take whose last frame this one started from.
     upstream = models.ForeignKey("self", models.SET_NULL, null=True, blank=True,
                                  related_name="downstream")
+    # A take queued by "Render chain from here": its run, its place in the run's order, and what
+    # the card says about it while it waits or after the chain stopped above it.
+    chain_run = models.ForeignKey("ChainRun", models.SET_NULL, null=True, blank=True,
+                                  related_name="takes")
+    chain_step = models.PositiveSmallIntegerField(null=True, blank=True)
+    chain_note = models.CharField(max_length=200, blank=True)
     cancel_requested = models.BooleanField(default=False)
     # The provider said it cannot stop this take (it finishes and is charged all the same)...
     cancel_refused = models.BooleanField(default=False)
@@ -877,6 +898,14 @@ class Generation(models.Model):
                     # Money follows the take's fate in the same transaction: captured when it
                     # completed, released when it failed or was canceled — exactly once.
                     Budget.for_team(self.project.team_id).settle(take=self)
+                    if self.chain_run_id:
+                        # Every end of a take passes here (completion, failure, refusal,
+                        # cancel, settling by hand), so its chain hears of each one without
+                        # every path remembering to tell it. Named, not imported: tasks.py sits
+                        # above the models.
+                        run_id = self.chain_run_id
+                        transaction.on_commit(lambda: import_string(CHAIN_TASK).enqueue(
+                            run_id=run_id))
         if not moved:
             self.refresh_from_db()
         return bool(moved)
@@ -897,6 +926,90 @@ class Generation(models.Model):
             for name, value in fields.items():
                 setattr(self, name, value)
         return bool(moved)
+
+
+class ChainRunQuerySet(TeamScopedQuerySet):
+    team_path = "project__team"
+
+    def running(self) -> ChainRunQuerySet:
+        return self.filter(state=ChainRun.State.RUNNING)
+
+    def on_board(self, project: Project) -> ChainRunQuerySet:
+        """What the board's chain strip shows: runs going now, and those that ended in the last
+        hour (so people see how a chain ended). One query."""
+        recent = timezone.now() - CHAIN_SHOWN_FOR
+        return self.filter(Q(state=ChainRun.State.RUNNING) | Q(finished__gte=recent),
+                           project=project).select_related("started_by").order_by("-created")
+
+
+# A finished chain stays on the board this long.
+CHAIN_SHOWN_FOR = timedelta(hours=1)
+
+
+class ChainRun(models.Model):
+    """One "Render chain from here": a shot and every shot downstream of it, one take each, in
+    order, all held against the budget at once when it started (chainrun.py)."""
+
+    class State(models.TextChoices):
+        RUNNING = "running", "Rendering"
+        DONE = "done", "Finished"
+        # A take failed, was refused or canceled: nothing below it was started.
+        STOPPED = "stopped", "Stopped"
+        CANCELED = "canceled", "Canceled"
+
+    project = models.ForeignKey(Project, models.CASCADE, related_name="chain_runs")
+    # The shot it was started from (kept when the shot goes, so the books still explain it).
+    root = models.ForeignKey(Shot, models.SET_NULL, null=True, blank=True,
+                             related_name="chain_runs")
+    started_by = models.ForeignKey(settings.AUTH_USER_MODEL, models.SET_NULL, null=True,
+                                   blank=True, related_name="+")
+    state = models.CharField(max_length=16, choices=State.choices, default=State.RUNNING,
+                             db_index=True)
+    # The shots in render order as they were named when it started: [[shot id, label,
+    # step of its upstream or null], ...]. Step n's take waits for the take of plan[n][2].
+    plan = models.JSONField(default=list)
+    held_micros = models.BigIntegerField(default=0)
+    # Progress, kept on the row so the board shows it with one query.
+    finished_steps = models.PositiveSmallIntegerField(default=0)
+    spent_micros = models.BigIntegerField(default=0)
+    current = models.CharField(max_length=140, blank=True)
+    outcome = models.CharField(max_length=300, blank=True)
+    created = models.DateTimeField(default=timezone.now)
+    finished = models.DateTimeField(null=True, blank=True)
+
+    objects = ChainRunQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created"]
+        constraints = [
+            # Two people pressing at once get one chain (chainrun.start_chain checks overlaps
+            # under the project lock; this is the database's word on the same root).
+            models.UniqueConstraint(fields=["root"], condition=Q(state="running"),
+                                    name="chain_one_running_per_root"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Chain of {self.steps} from {self.label(0)}"
+
+    @property
+    def steps(self) -> int:
+        return len(self.plan)
+
+    @property
+    def left(self) -> int:
+        return self.steps - self.finished_steps
+
+    @property
+    def is_running(self) -> bool:
+        return self.state == ChainRun.State.RUNNING
+
+    def label(self, step: int) -> str:
+        return self.plan[step][1] if 0 <= step < len(self.plan) else ""
+
+    @property
+    def label0(self) -> str:
+        """The shot it started from, as it was named then."""
+        return self.label(0)
 
 
 # ---------------------------------------------------------------------------------------------

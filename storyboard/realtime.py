@@ -480,3 +480,15 @@ def broadcast_take_list(shot: Shot) -> None:
                                 {**context, "membership": audience, "oob": True})
 
     push(shot.project_id, load, render)
+
+
+def chain_progress(project_id: int) -> Push:
+    """A chain render moved (started, a shot finished, it stopped or was canceled): the board's
+    chain strip alone, small and on its own, with a cancel button only for editors."""
+    def load() -> dict:
+        return {"project": Project(pk=project_id), "chain_runs": selectors.chain_runs(project_id)}
+
+    def render(context: dict, audience: Audience) -> str:
+        return render_region("chain-progress", {**context, "membership": audience})
+
+    return push(project_id, load, render)

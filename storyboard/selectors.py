@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from django.db.models import BooleanField, Count, ExpressionWrapper, Q
 
-from storyboard.models import Project, Scene, Shot, with_latest_takes
+from storyboard.models import ChainRun, Project, Scene, Shot, with_latest_takes
 
 # What a shot's price depends on (Shot.estimate).
 PRICE_FIELDS = ("mode", "endpoint", "resolution", "aspect_ratio", "duration", "num_frames")
@@ -88,3 +88,8 @@ def scene_heading(scene_id: int) -> Scene | None:
 def assets_context(project: Project) -> dict:
     """The asset library of one project."""
     return {"project": project, "assets": project.assets.all()}
+
+
+def chain_runs(project: Project | int) -> list[ChainRun]:
+    """The board's chain strip: renders going now and those that just ended (one query)."""
+    return list(ChainRun.objects.on_board(project))

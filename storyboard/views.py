@@ -23,9 +23,20 @@ from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
-from storyboard import catalogue, chains, csvsafe, editing, generation, media, realtime, throttle
+from storyboard import (
+    catalogue,
+    chainrun,
+    chains,
+    csvsafe,
+    editing,
+    generation,
+    media,
+    realtime,
+    throttle,
+)
 from storyboard.access import (
     get_asset_for_user,
+    get_chain_run_for_user,
     get_membership_for_user,
     get_project_for_user,
     get_scene_for_user,
@@ -44,7 +55,7 @@ from storyboard.models import (
 )
 from storyboard.money import usd
 from storyboard.providers import WebhookRejected, get_provider, per_second_rates
-from storyboard.selectors import assets_context, board_context
+from storyboard.selectors import assets_context, board_context, chain_runs
 
 logger = logging.getLogger(__name__)
 
@@ -322,6 +333,7 @@ def board(request: HttpRequest, project_id: int) -> HttpResponse:
     ctx = _board_context(project)
     ctx["viewers"] = Presence.objects.viewers(project.pk)
     ctx["asset_count"] = project.assets.count()
+    ctx["chain_runs"] = chain_runs(project)
     team_budget = Budget.for_team(project.team_id)
     ctx.update(budget=team_budget, team=project.team,
                threshold=team_budget.threshold_crossed(0))
@@ -619,6 +631,73 @@ def shot_generate(request: HttpRequest, shot_id: int) -> HttpResponse:
     except generation.GenerationRefused as e:
         return _refuse(e.message)
     return _editor_response(request, shot)
+
+
+@login_required
+def shot_chain(request: HttpRequest, shot_id: int) -> HttpResponse:
+    """Render chain from here: GET shows every shot it would render and the total held at
+    once; POST starts it. Only roles that may generate get either."""
+    shot = get_shot_for_user(request, shot_id, write=True)
+    project = shot.project
+    if request.method == "POST":
+        if wait := throttle.retry_after(request, throttle.GENERATION_START):
+            return throttle.refuse(request, "takes started in a minute", wait)
+        try:
+            run = chainrun.start_chain(shot=shot, user=request.user)
+        except chainrun.ChainRunRefused as e:
+            if request.htmx:
+                return _refuse(e.message)
+            messages.error(request, e.message)
+            return redirect("sb:shot-chain", shot.pk)
+        if request.htmx:
+            return render(request, "storyboard/chain.html#chain-started",
+                          {"run": run, "shot": shot, "project": project})
+        messages.success(request, f"Rendering a chain of {run.steps} "
+                                  f"shot{'s' if run.steps != 1 else ''} from "
+                                  f"{run.label(0)}; {usd(run.held_micros)} is held for it.")
+        return redirect("sb:board", project.pk)
+    plan = chainrun.plan_chain(shot)
+    team_budget = Budget.for_team(project.team_id)
+    cap_left = None
+    if project.spend_cap_micros is not None:
+        cap_left = max(0, project.spend_cap_micros
+                       - project.committed_micros(since=team_budget.period_start))
+    left = max(0, team_budget.remaining_micros)
+    if cap_left is not None:
+        left = min(left, cap_left)
+    ctx = {"shot": shot, "project": project, "membership": project.membership, "plan": plan,
+           "budget": team_budget, "cap_left": cap_left,
+           "short": max(0, plan.total - left), "in_panel": _in_panel(request)}
+    if request.htmx:
+        return render(request, "storyboard/chain.html#chain-confirm", ctx)
+    return render(request, "storyboard/chain.html", ctx)
+
+
+@login_required
+@require_POST
+def chain_cancel(request: HttpRequest, run_id: int) -> HttpResponse:
+    """Cancel a chain render: the take rendering now is canceled at its provider, nothing
+    below it starts, every remaining hold is released."""
+    run = get_chain_run_for_user(request, run_id, write=True)
+    try:
+        problems = chainrun.cancel_chain(run=run, user=request.user)
+    except chainrun.ChainRunRefused as e:
+        if request.htmx:
+            return _refuse(e.message)
+        messages.error(request, e.message)
+        return redirect("sb:board", run.project_id)
+    if not request.htmx:
+        if problems:
+            messages.warning(request, "Chain canceled. " + " ".join(problems))
+        else:
+            messages.success(request, "Chain canceled; every remaining hold was released.")
+        return redirect("sb:board", run.project_id)
+    response = render(request, f"{BOARD}#chain-progress", {
+        "project": run.project, "membership": run.project.membership,
+        "chain_runs": chain_runs(run.project)})
+    if problems:
+        response["HX-Trigger"] = json.dumps({"showMessage": " ".join(problems)})
+    return response
 
 
 @login_required

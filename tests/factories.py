@@ -8,7 +8,7 @@ from factory.django import DjangoModelFactory
 from PIL import Image
 
 from accounts.models import Invitation, Membership, Role, Team, User
-from storyboard.models import Asset, Generation, Project, Scene, Shot
+from storyboard.models import Asset, ChainRun, Generation, Project, Scene, Shot
 
 
 class UserFactory(DjangoModelFactory[User]):
@@ -139,6 +139,18 @@ class GenerationFactory(DjangoModelFactory[Generation]):
     width = 864
     height = 496
     duration = 2.0
+
+
+class ChainRunFactory(DjangoModelFactory[ChainRun]):
+    """A chain render under way from one shot (no takes: tests that need them start one)."""
+
+    class Meta:
+        model = ChainRun
+
+    root = factory.SubFactory(ShotFactory)
+    project = factory.SelfAttribute("root.project")
+    plan = factory.LazyAttribute(lambda run: [[run.root.pk, run.root.display_title, None]])
+    current = factory.LazyAttribute(lambda run: run.root.display_title)
 
 
 def build_board(project: Project, *, shots: int) -> list[Shot]:

@@ -27,6 +27,7 @@ from storyboard.generation import sign_input, webhook_token
 from storyboard.models import (
     Asset,
     Budget,
+    ChainRun,
     Generation,
     LedgerEntry,
     Project,
@@ -37,6 +38,7 @@ from storyboard.models import (
 from tests.conftest import Cast, client_for
 from tests.factories import (
     AssetFactory,
+    ChainRunFactory,
     GenerationFactory,
     InvitationFactory,
     SceneFactory,
@@ -110,6 +112,8 @@ KWARG_VALUES: dict[str, Callable[[Cast], object]] = {
     "webhook_token": lambda cast: webhook_token(provider="local", take_uid=str(SWEPT_TAKE)),
     "signed": lambda cast: sign_input(AssetFactory(project=cast.project).file.name),
     "kind": lambda cast: "video",
+    # A chain render under way from Alpha's shot (only a running chain can be canceled).
+    "run_id": lambda cast: ChainRunFactory(root=cast.shot, started_by=cast.editor).pk,
 }
 # Where one URL needs a different object than the kwarg's default, to be meaningful at all.
 ROUTE_KWARGS: dict[str, dict[str, Callable[[Cast], object]]] = {
@@ -185,7 +189,7 @@ def payload(cast: Cast) -> dict:
 
 
 BOARD_MODELS = (Project, Scene, Shot, Shot.references.through, ShotChange, Asset, Generation,
-                Budget, LedgerEntry)
+                Budget, LedgerEntry, ChainRun)
 PEOPLE_MODELS = (Team, Membership, Invitation, User)
 
 
