@@ -23,7 +23,6 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import Sum
 from django.utils import timezone
@@ -32,7 +31,7 @@ from accounts.models import User
 from storyboard import chains, generation, realtime
 from storyboard.models import Budget, BudgetRefused, ChainRun, Generation, Shot
 from storyboard.money import usd
-from storyboard.providers import get_provider
+from storyboard.providers import default_provider_name, get_provider
 
 State = Generation.State
 
@@ -103,7 +102,7 @@ def plan_chain(shot: Shot) -> Plan:
                 steps.append(Step(shot=down, label=down.display_title, micros=0,
                                   worst_case=False, upstream=at, waits_for=steps[at].label))
         at += 1
-    provider = get_provider(settings.DEFAULT_VIDEO_PROVIDER)
+    provider = get_provider(default_provider_name())
     plan = Plan(steps=steps)
     for number, step in enumerate(steps):
         estimate = step.shot.estimate()
@@ -128,7 +127,7 @@ def start_chain(*, shot: Shot, user: User) -> ChainRun:
     if plan.problems:
         raise ChainRunRefused("Nothing was started. " + " ".join(plan.problems))
     project = shot.project
-    provider = get_provider(settings.DEFAULT_VIDEO_PROVIDER)
+    provider = get_provider(default_provider_name())
     budget = Budget.for_team(project.team_id)
     before = budget.committed_percent
     try:
