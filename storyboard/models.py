@@ -935,15 +935,18 @@ class ChainRunQuerySet(TeamScopedQuerySet):
         return self.filter(state=ChainRun.State.RUNNING)
 
     def on_board(self, project: Project) -> ChainRunQuerySet:
-        """What the board's chain strip shows: runs going now, and those that ended in the last
+        """What the board's chain strip shows: the newest runs going now or ended in the last
         hour (so people see how a chain ended). One query."""
         recent = timezone.now() - CHAIN_SHOWN_FOR
         return self.filter(Q(state=ChainRun.State.RUNNING) | Q(finished__gte=recent),
-                           project=project).select_related("started_by").order_by("-created")
+                           project=project).select_related("started_by").order_by(
+            "-created")[:CHAINS_SHOWN]
 
 
-# A finished chain stays on the board this long.
+# A finished chain stays on the board this long, and the strip shows at most this many chains
+# (the newest: one chain at a time per shot keeps running ones among them in practice).
 CHAIN_SHOWN_FOR = timedelta(hours=1)
+CHAINS_SHOWN = 3
 
 
 class ChainRun(models.Model):
