@@ -5,6 +5,7 @@ from django.contrib import admin
 from storyboard.models import (
     Asset,
     Budget,
+    ChainRun,
     Generation,
     LedgerEntry,
     Presence,
@@ -82,8 +83,19 @@ class GenerationAdmin(admin.ModelAdmin):
     actual = _usd("actual_micros", "actual")
     list_filter = ("state", "provider", "simulated")
     search_fields = ("uid", "request_id")
-    raw_id_fields = ("shot", "project", "created_by", "upstream")
+    raw_id_fields = ("shot", "project", "created_by", "upstream", "chain_run")
     readonly_fields = ("uid", "input", "logs", "request_id")
+
+
+@admin.register(ChainRun)
+class ChainRunAdmin(admin.ModelAdmin):
+    list_display = ("__str__", "project", "state", "held", "spent", "started_by", "created")
+    held, spent = _usd("held_micros", "held"), _usd("spent_micros", "spent")
+    list_filter = ("state",)
+    raw_id_fields = ("project", "root", "started_by")
+    # A chain moves only through chainrun.py (its takes hold the money); the admin reads it.
+    readonly_fields = ("state", "plan", "held_micros", "finished_steps", "spent_micros",
+                       "current", "outcome", "finished")
 
 
 @admin.register(Budget)
