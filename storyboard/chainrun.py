@@ -258,8 +258,10 @@ def _step(run: ChainRun, takes: list[Generation], started: list[Generation],
         if take.state == State.CHAINED:
             upstream = by_step[run.plan[step][2]]
             # Conditional: of two workers advancing at once, one starts the take.
+            # It records exactly what it starts from: the take, the frame's time and pixels.
             if Generation.objects.filter(pk=take.pk, state=State.CHAINED).update(
-                    state=State.HELD, upstream=upstream, chain_note="", updated=now):
+                    state=State.HELD, chain_note="", updated=now,
+                    **generation.upstream_fields(upstream)):
                 take.state, take.upstream = State.HELD, upstream
                 started.append(take)
                 transaction.on_commit(lambda take=take: generation.enqueue(take))

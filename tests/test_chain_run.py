@@ -16,7 +16,6 @@ from django_tasks_db.models import DBTaskResult
 
 from storyboard import chainrun, generation, realtime
 from storyboard.models import (
-    Asset,
     Budget,
     ChainRun,
     Generation,
@@ -89,7 +88,8 @@ def test_one_click_renders_a_four_shot_chain_each_from_its_upstreams_new_take(ca
     assert takes[0].upstream_id is None
     for above, below in itertools.pairwise(takes):
         assert below.upstream_id == above.pk
-        assert Asset.objects.filter(from_take=above).exists()
+        assert below.upstream_frame_sha256 == above.last_frame_sha256 != ""
+        assert below.upstream_frame_at == above.last_frame_at
         assert below.started_at >= above.finished_at
     assert not Generation.objects.filter(upstream=old).exists()
     for shot, take in zip(shots, takes, strict=True):
