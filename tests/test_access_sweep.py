@@ -28,9 +28,12 @@ from storyboard.models import (
     Asset,
     Budget,
     ChainRun,
+    Comment,
     Generation,
     LedgerEntry,
+    Notification,
     Project,
+    ReviewDecision,
     Scene,
     Shot,
     ShotChange,
@@ -112,6 +115,11 @@ KWARG_VALUES: dict[str, Callable[[Cast], object]] = {
     "webhook_token": lambda cast: webhook_token(provider="local", take_uid=str(SWEPT_TAKE)),
     "signed": lambda cast: sign_input(AssetFactory(project=cast.project).file.name),
     "kind": lambda cast: "video",
+    # The owner's: nobody else's notifications exist for them.
+    "notification_id": lambda cast: Notification.objects.create(
+        user=cast.owner, kind="mention", text="x", url=f"/shots/{cast.shot.pk}/").pk,
+    "comment_id": lambda cast: Comment.objects.create(
+        take=GenerationFactory(shot=cast.shot), user=cast.reviewer, body="Too dark").pk,
     # A chain render under way from Alpha's shot (only a running chain can be canceled).
     "run_id": lambda cast: ChainRunFactory(root=cast.shot, started_by=cast.editor).pk,
 }
@@ -134,6 +142,11 @@ ROUTE_KWARGS: dict[str, dict[str, Callable[[Cast], object]]] = {
                                                               uid=SWEPT_TAKE).uid},
     # Only a shot with a change in its history has something to undo.
     "sb:shot-undo": {"shot_id": lambda cast: _shot_with_a_change(cast).pk},
+    # Only a shot with a finished take on the board can be submitted for review, and only one
+    # in review can be decided on.
+    "sb:shot-review": {"shot_id": lambda cast: _shot_with_a_take(cast).pk},
+    "sb:shot-decide": {"shot_id": lambda cast: _shot_in_review(cast).pk},
+    "sb:shot-final": {"shot_id": lambda cast: _shot_approved(cast).pk},
 }
 
 
@@ -142,6 +155,26 @@ SWEPT_TAKE = uuid.UUID("5eed0000-0000-4000-8000-000000000001")
 
 def _shot_with_a_change(cast: Cast) -> Shot:
     cast.shot.change(values={"title": "Before the undo"}, user=cast.editor)
+    return cast.shot
+
+
+def _shot_with_a_take(cast: Cast) -> Shot:
+    Shot.objects.filter(pk=cast.shot.pk).update(
+        selected_take=GenerationFactory(shot=cast.shot))
+    return cast.shot
+
+
+def _shot_in_review(cast: Cast) -> Shot:
+    take = GenerationFactory(shot=cast.shot)
+    Shot.objects.filter(pk=cast.shot.pk).update(selected_take=take, review_take=take,
+                                                review=Shot.Review.IN_REVIEW)
+    return cast.shot
+
+
+def _shot_approved(cast: Cast) -> Shot:
+    take = GenerationFactory(shot=cast.shot)
+    Shot.objects.filter(pk=cast.shot.pk).update(selected_take=take, review_take=take,
+                                                review=Shot.Review.APPROVED)
     return cast.shot
 
 
@@ -168,6 +201,8 @@ def payload(cast: Cast) -> dict:
     return {
         "name": "x", "title": "x", "note": "x", "prompt": "x", "role": Role.VIEWER,
         "limit": "123.45", "verdict": "not_billed",
+        # A review decision that needs the note above: send the take back.
+        "decision": "changes", "body": "x",
         "confirm": cast.project.name,
         # The latest change of a shot, for undo.
         "change": getattr(ShotChange.objects.order_by("-pk").first(), "pk", ""),
@@ -189,7 +224,7 @@ def payload(cast: Cast) -> dict:
 
 
 BOARD_MODELS = (Project, Scene, Shot, Shot.references.through, ShotChange, Asset, Generation,
-                Budget, LedgerEntry, ChainRun)
+                Budget, LedgerEntry, ReviewDecision, Comment, ChainRun)
 PEOPLE_MODELS = (Team, Membership, Invitation, User)
 
 
@@ -300,6 +335,7 @@ ANONYMOUS_WRITES: dict[tuple[str, str], str] = {
 OUTSIDER_2XX: dict[tuple[str, str], str] = {
     ("sb:input-file", "GET"): "the signed token is the credential (see PUBLIC_URLS)",
     ("accounts:teams", "GET"): "lists only his own teams",
+    ("sb:notifications", "GET"): "lists only his own notifications",
     ("accounts:invitation", "GET"): "anyone holding Alpha's link may see who it is from; the "
                                     "token is the credential",
 }
@@ -316,6 +352,13 @@ READ_ONLY_POST_2XX: dict[str, str] = {}
 READ_ONLY_POST_WRITES: dict[str, str] = {
     "accounts:team-create": "anyone may start a team of their own",
 }
+# Alpha's reviewer (not the viewer) may also write through these: deciding is the role.
+REVIEWER_POST_WRITES: dict[str, tuple[str, set[str]]] = {
+    "sb:shot-decide": ("approve, send back or un-approve the take under review",
+                       {"storyboard.Shot", "storyboard.ReviewDecision"}),
+    "sb:take-comments": ("comment on a take", {"storyboard.Comment"}),
+    "sb:comment-resolve": ("resolve a comment thread", {"storyboard.Comment"}),
+}
 
 # An owner's POST changes nothing on these; on every other URL it must change something.
 OWNER_POST_CHANGES_NOTHING: dict[str, str] = {
@@ -324,10 +367,13 @@ OWNER_POST_CHANGES_NOTHING: dict[str, str] = {
     "accounts:signup": "a signed-in user is redirected",
     "accounts:team-switch": "the owner's current team is Alpha already",
     "accounts:invitation": "he is in Alpha already, so the link stays open for its invitee",
+    "sb:notifications": "marks the owner's own notifications read; he has none",
 }
 # ... and these refuse POST outright (405).
-GET_ONLY = {"sb:board", "sb:asset-file", "sb:take-file", "sb:input-file", "sb:shot-estimate",
-            "sb:ledger-csv", "sb:shot-history",
+GET_ONLY = {"sb:board", "sb:board-cards", "sb:asset-file", "sb:take-file", "sb:input-file",
+            "sb:shot-estimate",
+            "sb:ledger-csv", "sb:shot-history", "sb:review-queue", "sb:notification-open",
+            "sb:shot-compare",
             "sb:home",
             "sb:projects",
             "accounts:teams", "accounts:members"}
@@ -390,8 +436,16 @@ def test_outsider_is_refused(world, route, method):
 @pytest.mark.parametrize("route", ROUTES, ids=[str(route) for route in ROUTES])
 def test_read_only_role_changes_nothing(world, role, route):
     outcome = sweep_request(world.member(role), route, "POST", world)
-    assert_refused(outcome, role, route, "POST", may_2xx=route.name in READ_ONLY_POST_2XX,
-                   may_write=route.name in READ_ONLY_POST_WRITES)
+    if role == "reviewer" and route.name in REVIEWER_POST_WRITES:
+        # Deciding and commenting change what they are about and nothing else.
+        changed = {label for label in outcome.db_after
+                   if outcome.db_after[label] != outcome.db_before[label]}
+        assert outcome.status < 400
+        assert changed == REVIEWER_POST_WRITES[route.name][1]
+        assert outcome.files_after == outcome.files_before
+    else:
+        assert_refused(outcome, role, route, "POST", may_2xx=route.name in READ_ONLY_POST_2XX,
+                       may_write=route.name in READ_ONLY_POST_WRITES)
     assert world.team.memberships.get(user=world.member(role)).role == role
 
 
