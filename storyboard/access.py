@@ -13,7 +13,15 @@ from django.db import models
 from django.http import Http404, HttpRequest
 
 from accounts.models import Membership, User
-from storyboard.models import Asset, Generation, Project, Scene, Shot, TeamScopedQuerySet
+from storyboard.models import (
+    Asset,
+    Generation,
+    Project,
+    Scene,
+    Seam,
+    Shot,
+    TeamScopedQuerySet,
+)
 
 
 def can_view_project(user: User, project_id: int) -> Membership | None:
@@ -92,3 +100,10 @@ def get_take_for_user(request: HttpRequest, take_uid: str, *, write: bool = Fals
     # The editor a take's buttons answer with reads the membership from the take's shot.
     return _get_for_user(request, takes, write=write, not_found="No such take",
                          project=lambda take: take.shot.project)
+
+
+def get_seam_for_user(request: HttpRequest, seam_id: int) -> Seam:
+    """A measured joint (read-only: seams are computed, never edited by hand)."""
+    seams = Seam.objects.select_related("project__team").filter(pk=seam_id)
+    return _get_for_user(request, seams, write=False, not_found="No such seam",
+                         project=lambda seam: seam.project)

@@ -8,7 +8,7 @@ from factory.django import DjangoModelFactory
 from PIL import Image
 
 from accounts.models import Invitation, Membership, Role, Team, User
-from storyboard.models import Asset, Generation, Project, Scene, Shot
+from storyboard.models import Asset, Generation, Project, Scene, Seam, Shot
 
 
 class UserFactory(DjangoModelFactory[User]):
@@ -139,6 +139,24 @@ class GenerationFactory(DjangoModelFactory[Generation]):
     width = 864
     height = 496
     duration = 2.0
+
+
+class SeamFactory(DjangoModelFactory[Seam]):
+    """A measured joint between two stand-in takes, with its two frames as JPEGs."""
+
+    class Meta:
+        model = Seam
+
+    upstream = factory.SubFactory(GenerationFactory)
+    downstream = factory.SubFactory(
+        GenerationFactory, shot=factory.SubFactory(
+            ShotFactory, project=factory.SelfAttribute("...upstream.project")))
+    project = factory.SelfAttribute("downstream.project")
+    delta_e = 0.6
+    ssim = 0.99
+    verdict = Seam.Verdict.MATCH
+    before = factory.django.FileField(filename="before.jpg", data=_ASSET_THUMB)
+    after = factory.django.FileField(filename="after.jpg", data=_ASSET_THUMB)
 
 
 def build_board(project: Project, *, shots: int) -> list[Shot]:

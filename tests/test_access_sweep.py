@@ -31,6 +31,8 @@ from storyboard.models import (
     LedgerEntry,
     Project,
     Scene,
+    Seam,
+    SeamThresholds,
     Shot,
     ShotChange,
 )
@@ -40,6 +42,7 @@ from tests.factories import (
     GenerationFactory,
     InvitationFactory,
     SceneFactory,
+    SeamFactory,
     ShotFactory,
     png_bytes,
 )
@@ -110,6 +113,8 @@ KWARG_VALUES: dict[str, Callable[[Cast], object]] = {
     "webhook_token": lambda cast: webhook_token(provider="local", take_uid=str(SWEPT_TAKE)),
     "signed": lambda cast: sign_input(AssetFactory(project=cast.project).file.name),
     "kind": lambda cast: "video",
+    "seam_id": lambda cast: SeamFactory(upstream=GenerationFactory(shot=cast.shot)).pk,
+    "side": lambda cast: "before",
 }
 # Where one URL needs a different object than the kwarg's default, to be meaningful at all.
 ROUTE_KWARGS: dict[str, dict[str, Callable[[Cast], object]]] = {
@@ -164,6 +169,8 @@ def payload(cast: Cast) -> dict:
     return {
         "name": "x", "title": "x", "note": "x", "prompt": "x", "role": Role.VIEWER,
         "limit": "123.45", "verdict": "not_billed",
+        # Seam thresholds, each away from its default.
+        "match_delta_e": "1.5", "drift_delta_e": "6", "match_ssim": "0.9", "drift_ssim": "0.7",
         "confirm": cast.project.name,
         # The latest change of a shot, for undo.
         "change": getattr(ShotChange.objects.order_by("-pk").first(), "pk", ""),
@@ -185,7 +192,7 @@ def payload(cast: Cast) -> dict:
 
 
 BOARD_MODELS = (Project, Scene, Shot, Shot.references.through, ShotChange, Asset, Generation,
-                Budget, LedgerEntry)
+                Budget, LedgerEntry, Seam, SeamThresholds)
 PEOPLE_MODELS = (Team, Membership, Invitation, User)
 
 
@@ -323,6 +330,7 @@ OWNER_POST_CHANGES_NOTHING: dict[str, str] = {
 }
 # ... and these refuse POST outright (405).
 GET_ONLY = {"sb:board", "sb:asset-file", "sb:take-file", "sb:input-file", "sb:shot-estimate",
+            "sb:seam-frame",
             "sb:ledger-csv", "sb:shot-history",
             "sb:home",
             "sb:projects",
