@@ -1,7 +1,7 @@
 """Seam score time per joint at 1080p: storyboard.seams (numpy) against the same measure
 written pixel by pixel in plain Python.
 
-    .venv/bin/python -m bench.seam [--repeat 5]
+    .venv/bin/python -m bench.seam [--repeat 5] [--calibrate]
 
 Both sides score the same two 1080p frames (a stand-in photograph and the same picture graded
 warmer, as a drifting take would start). The naive side gets the same Pillow downscale, so
@@ -9,6 +9,10 @@ the table compares the arithmetic, which is where a per-pixel implementation spe
 its numbers must equal numpy's (asserted). A last row times the numpy score on the full 1080p
 frames, to show what the downscale buys. CPU time of this process is reported, so other load
 on the machine moves the numbers less.
+
+`--calibrate` renders chains with the offline renderer and scores each joint: continued from
+the true last frame, and from the same frame graded, exposed, reframed or replaced. The
+default thresholds (SeamThresholds) were set from this table.
 """
 
 from __future__ import annotations
@@ -166,9 +170,67 @@ def full_resolution(before: Image.Image, after: Image.Image) -> seams.Score:
         ssim=seams.ssim(seams.luma(a), seams.luma(b)))
 
 
+# How a downstream take may start, applied to the upstream's true last frame.
+VARIANTS: dict[str, Callable[[Image.Image], Image.Image]] = {
+    "true last frame": lambda im: im,
+    "8 % warmer": lambda im: _scaled(im, (1.08, 1.0, 0.92)),
+    "15 % warmer": lambda im: _scaled(im, (1.15, 1.0, 0.85)),
+    "12 % brighter": lambda im: _scaled(im, (1.12, 1.12, 1.12)),
+    "15 % darker": lambda im: _scaled(im, (0.85, 0.85, 0.85)),
+    "reframed 6 %": lambda im: im.crop((im.width * 0.06, im.height * 0.06, im.width * 0.94,
+                                        im.height * 0.94)).resize(im.size),
+}
+# (upstream prompt, start image or None): a title card, a pan and a textured photograph.
+UPSTREAMS = [("Static shot of the cliffs.", False), ("Pan left across the tower.", False),
+             ("Pan right over the city.", True)]
+
+
+def _scaled(image: Image.Image, factors: tuple[float, float, float]) -> Image.Image:
+    pixels = np.asarray(image, dtype=np.float32) * np.array(factors, dtype=np.float32)
+    return Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
+
+
+def calibrate(folder: Path) -> None:
+    from storyboard import previz
+    from storyboard.models import SeamThresholds
+
+    lines = SeamThresholds()
+    plate = photo(folder / "plate.jpg")
+
+    def render(name: str, prompt: str, seed: int, start: Path | None, size) -> Path:
+        out = folder / f"{name}.mp4"
+        previz.render(previz.RenderSpec(width=size[0], height=size[1], frames=48, prompt=prompt,
+                                        seed=seed, audio=False, title=name, start_image=start),
+                      out)
+        return out
+
+    print("\nCalibration: 2 s chains from the offline renderer; the downstream shot pushes in, "
+          "so its first frame is its start frame")
+    print(f"| {'size':<9} | {'upstream':<33} | {'downstream starts from':<22} | {'ΔE':>6} | "
+          f"{'SSIM':>6} | verdict |")
+    print(f"|{'-' * 11}|{'-' * 35}|{'-' * 24}|{'-' * 7}:|{'-' * 7}:|{'-' * 9}|")
+    for size in ((864, 496), (1280, 720)):
+        for prompt, textured in UPSTREAMS:
+            last = previz.last_frame(render("up", prompt, 7, plate if textured else None, size))
+            for name, variant in [*VARIANTS.items(), ("another picture", None)]:
+                if variant is None:
+                    down = render("down", "Slow push in on the harbour.", 99, None, size)
+                else:
+                    start = folder / "start.png"
+                    variant(last).save(start)
+                    down = render("down", "Slow push in on the harbour.", 11, start, size)
+                found = seams.score(last, previz.first_frame(down))
+                label = prompt + (" (photo)" if textured else "")
+                verdict = lines.verdict(delta_e=found.delta_e, ssim=found.ssim)
+                print(f"| {f'{size[0]}×{size[1]}':<9} | {label:<33} | {name:<22} | "
+                      f"{found.delta_e:6.2f} | {found.ssim:6.3f} | {verdict:<7} |", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--calibrate", action="store_true",
+                        help="also render chains offline and score their joints")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         before, after = frames(Path(tmp))
@@ -189,6 +251,9 @@ def main() -> None:
     for name, seconds in rows:
         print(f"| {name:<44} | {seconds * 1000:12.1f} | {seconds / fast:13.1f}× |")
     print(f"\nfull-resolution score: ΔE {whole.delta_e:.3f}, SSIM {whole.ssim:.4f}")
+    if args.calibrate:
+        with tempfile.TemporaryDirectory() as tmp:
+            calibrate(Path(tmp))
 
 
 if __name__ == "__main__":

@@ -1291,7 +1291,7 @@ class SeamThresholds(models.Model):
     """A team's lines between match, check and drift. The defaults were calibrated on chains
     rendered by the offline renderer: continued from the true last frame they score ΔE 0.5–0.8
     and SSIM ≥ 0.99; with the start frame warmed by 15 % ΔE 3.9–8; reframed by 6 % SSIM
-    0.72–0.90; another picture ΔE ≥ 7.6 (bench/README.md, "Seam check")."""
+    0.71–0.91; another picture ΔE ≥ 7.6 (bench/README.md, "Seam check")."""
 
     team = models.OneToOneField(Team, models.CASCADE, related_name="seam_thresholds")
     # Mean CIEDE2000 at or below which the colours match, and at or above which they drifted.
