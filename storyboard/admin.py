@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from django.contrib import admin
 
+from storyboard import seams
 from storyboard.models import (
     Asset,
     Budget,
@@ -15,7 +16,6 @@ from storyboard.models import (
     Shot,
     ShotChange,
 )
-from storyboard import seams
 from storyboard.money import usd
 
 
