@@ -22,7 +22,6 @@ from django.core import signing
 from django.core.files import File
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
-from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import models, transaction
 from django.db.models import Q, Value
 from django.db.models.fields.files import FieldFile
@@ -34,7 +33,7 @@ from django.utils.module_loading import import_string
 from PIL import Image
 
 from accounts.models import User
-from storyboard import catalogue, chains, house, previz, realtime
+from storyboard import catalogue, chains, frames, house, realtime
 from storyboard.models import Asset, Budget, BudgetRefused, Generation, Shot
 from storyboard.money import usd
 from storyboard.providers import (
@@ -80,13 +79,19 @@ def start_generation(*, shot: Shot, user: User) -> Generation:
     if found:
         raise GenerationRefused(" ".join(found))
     estimate = shot.estimate()
+    # Its last frame was captured when it completed: the take records it now, decoding
+    # nothing (a take older than frame capture gets it in the worker, see _input_fields).
+    upstream = shot.upstream_take()
     try:
         with transaction.atomic():
             take = Generation.objects.create(
                 shot=shot, project=shot.project, created_by=user, provider=provider.name,
                 endpoint=shot.endpoint, seed=shot.seed, estimated_micros=estimate.micros,
                 simulated=provider.simulated, input=arguments_for(shot),
-                upstream=shot.upstream_take(), state=State.HELD,
+                upstream=upstream, state=State.HELD,
+                # Exactly what it starts from: that frame's time and pixels.
+                upstream_frame_at=upstream.last_frame_at if upstream else None,
+                upstream_frame_sha256=upstream.last_frame_sha256 if upstream else "",
             )
             # The worst case is reserved before anything is sent; no budget, no take.
             budget = Budget.for_team(shot.project.team_id)
@@ -267,11 +272,11 @@ def _render_inline(take: Generation, provider) -> None:
         if not take.advance(State.DOWNLOADING, expected=(State.IN_PROGRESS,), progress=0.95):
             return
         realtime.broadcast_take(take)
-        _store(take, rendered.path)
+        stored = _store(take, rendered.path)
     micros = catalogue.price_micros(endpoint=take.endpoint, width=rendered.width,
                                     height=rendered.height, frames=rendered.frames)
     if take.advance(State.COMPLETED, expected=(State.DOWNLOADING,), progress=1.0,
-                    video=take.video.name, poster=take.poster.name, width=rendered.width,
+                    **stored, width=rendered.width,
                     height=rendered.height, duration=rendered.duration, seed=rendered.seed,
                     actual_micros=micros, cancel_requested=False):
         take.report(log=f"Done: {rendered.width}×{rendered.height}, {rendered.duration:.2f} s.")
@@ -280,12 +285,25 @@ def _render_inline(take: Generation, provider) -> None:
     realtime.broadcast_take(take)
 
 
-def _store(take: Generation, path: Path) -> None:
-    """Put the finished file and its poster into media storage under the take's own names."""
+def _store(take: Generation, path: Path, *, ends: house.Ends | None = None) -> dict:
+    """Put the finished file, its poster and its first and last frames into media storage
+    under the take's own names; returns the fields to record as it completes.
+
+    `ends`: the frames the normalise pass already decoded (from the delivered original);
+    without them they are read from `path`, the last by seeking near its end.
+    """
     with path.open("rb") as fh:
         take.video.save("video.mp4", File(fh), save=False)
-    poster = previz.first_frame(path)
-    take.poster.save("poster.jpg", ContentFile(_encode(poster, "JPEG")), save=False)
+    if ends is None or ends.first is None or ends.last is None:
+        ends = house.Ends(first=frames.first_still(path), last=frames.last_still(path))
+    first, last = ends.first, ends.last
+    take.poster.save("poster.jpg", ContentFile(_encode(first.image, "JPEG")), save=False)
+    take.first_frame.save("first.png", ContentFile(first.png()), save=False)
+    take.last_frame.save("last.png", ContentFile(last.png()), save=False)
+    return {"video": take.video.name, "poster": take.poster.name,
+            "first_frame": take.first_frame.name, "last_frame": take.last_frame.name,
+            "first_frame_sha256": first.sha256, "last_frame_sha256": last.sha256,
+            "last_frame_at": float(last.seconds)}
 
 
 def _encode(image: Image.Image, fmt: str) -> bytes:
@@ -361,8 +379,13 @@ def _input_fields(take: Generation) -> dict[str, list[FieldFile]]:
     shot = take.shot
     fields: dict[str, list[FieldFile]] = {}
     if take.upstream_id:
-        frame = chain_frame(take.upstream)
-        fields["image_url"] = [frame.file]
+        fields["image_url"] = [chain_frame(take.upstream)]
+        if not take.upstream_frame_sha256:
+            take.upstream_frame_at = take.upstream.last_frame_at
+            take.upstream_frame_sha256 = take.upstream.last_frame_sha256
+            Generation.objects.filter(pk=take.pk).update(
+                upstream_frame_at=take.upstream_frame_at,
+                upstream_frame_sha256=take.upstream_frame_sha256)
     elif shot.mode == Shot.Mode.IMAGE and shot.start_frame:
         fields["image_url"] = [shot.start_frame.file]
     if shot.mode == Shot.Mode.IMAGE and shot.end_frame:
@@ -389,19 +412,26 @@ def _local_path(field: FieldFile, tmp: Path) -> Path:
         return target
 
 
-def chain_frame(take: Generation) -> Asset:
-    """The last frame of a take as an image asset (made once, then reused)."""
-    existing = Asset.objects.filter(from_take=take).first()
-    if existing:
-        return existing
+def chain_frame(take: Generation) -> FieldFile:
+    """The last frame of a finished take (a PNG), which the next shot of a chain starts from.
+
+    Captured when the take completed, so this only reads a field. Takes that finished before
+    frames were captured get theirs here, once, on first need (a seek near the end of the
+    house copy), with the first frame alongside.
+    """
+    if take.last_frame:
+        return take.last_frame
     with _local_video(take) as path:
-        frame = previz.last_frame(path)
-    upload = SimpleUploadedFile(f"last frame of {take.shot.display_title}.png",
-                                _encode(frame, "PNG"))
-    asset = Asset.objects.store(project=take.project, upload=upload, user=None)
-    asset.from_take = take
-    asset.save(update_fields=["from_take"])
-    return asset
+        first, last = frames.first_still(path), frames.last_still(path)
+    take.first_frame.save("first.png", ContentFile(first.png()), save=False)
+    take.last_frame.save("last.png", ContentFile(last.png()), save=False)
+    take.first_frame_sha256, take.last_frame_sha256 = first.sha256, last.sha256
+    take.last_frame_at = float(last.seconds)
+    Generation.objects.filter(pk=take.pk).update(
+        first_frame=take.first_frame.name, last_frame=take.last_frame.name,
+        first_frame_sha256=first.sha256, last_frame_sha256=last.sha256,
+        last_frame_at=take.last_frame_at)
+    return take.last_frame
 
 
 @contextmanager
@@ -558,15 +588,17 @@ def _download(take: Generation, provider, *, result: Result | None = None) -> No
                 _discard_delivered(take, provider, declared)
                 realtime.broadcast_take(take)
                 return
+            ends = house.Ends()
             if house.is_house_format(original):
                 normalized = original
             else:
                 normalized = Path(tmp) / "house.mp4"
-                house.normalize(original, normalized)
+                # The frames are kept on the way: the pass decodes every one anyway.
+                house.normalize(original, normalized, ends=ends)
             probe = house.probe(normalized)
             with original.open("rb") as fh:
                 take.original.save("original.mp4", File(fh), save=False)
-            _store(take, normalized)
+            stored = _store(take, normalized, ends=ends)
     except house.Refused as e:
         _fail_delivered(take, provider, e.declared, e.reason)
         realtime.broadcast_take(take)
@@ -602,8 +634,8 @@ def _download(take: Generation, provider, *, result: Result | None = None) -> No
         return
     micros = _charge(take, provider, declared=declared, measured=probe)
     if take.advance(State.COMPLETED, expected=(State.DOWNLOADING,), progress=1.0,
-                    original=take.original.name, video=take.video.name,
-                    poster=take.poster.name, width=probe.width, height=probe.height,
+                    original=take.original.name, **stored, width=probe.width,
+                    height=probe.height,
                     duration=probe.duration, actual_micros=micros,
                     seed=result.seed if result.seed is not None else take.seed):
         take.report(log=f"Saved: {probe.width}×{probe.height}, {probe.duration:.2f} s.")

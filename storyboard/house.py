@@ -18,7 +18,7 @@ import array
 import os
 import struct
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from fractions import Fraction
 from itertools import pairwise
 from pathlib import Path
@@ -26,6 +26,8 @@ from pathlib import Path
 import av
 from av.video.frame import PictureType
 from av.video.reformatter import VideoReformatter
+
+from storyboard import frames
 
 # The frame and sample grid every stored clip is on; previz renders onto it too.
 FPS = 24
@@ -368,18 +370,28 @@ def add_audio_stream(container: av.container.OutputContainer) -> av.AudioStream:
 # Normalising
 
 
-def normalize(src: Path, dest: Path) -> Probe:
+@dataclass
+class Ends:
+    """The source's first and last frames, as `normalize` decoded them on its way (no second
+    decode). `last.seconds` is when that frame shows in the house copy."""
+
+    first: frames.Still | None = None
+    last: frames.Still | None = None
+
+
+def normalize(src: Path, dest: Path, *, ends: Ends | None = None) -> Probe:
     """Re-encode `src` into the house format at `dest`; `src` is never written to.
 
     `dest` appears only once complete (written beside it, then renamed). Raises HouseError
-    for anything that cannot be read as a video.
+    for anything that cannot be read as a video. With `ends`, the first and last decoded
+    frames are kept in it.
     """
     src, dest = Path(src), Path(dest)
     if dest.exists() and src.exists() and os.path.samefile(src, dest):
         raise HouseError("normalize writes a new file; the original must be kept")
     partial = dest.with_name(f".{dest.name}.part")
     try:
-        _transcode(src, partial)
+        _transcode(src, partial, ends=ends)
         os.replace(partial, dest)
     except (av.FFmpegError, OSError, ValueError) as e:
         partial.unlink(missing_ok=True)
@@ -390,7 +402,7 @@ def normalize(src: Path, dest: Path) -> Probe:
     return probe(dest)
 
 
-def _transcode(src: Path, out: Path) -> None:
+def _transcode(src: Path, out: Path, *, ends: Ends | None = None) -> None:
     with _open(src) as source:
         if not source.streams.video:
             raise HouseError(f"{src.name} has no video stream")
@@ -407,6 +419,8 @@ def _transcode(src: Path, out: Path) -> None:
                     else:
                         writer.audio(frame)
             writer.finish()
+            if ends is not None:
+                writer.keep_ends(ends)
 
 
 class _Writer:
@@ -429,6 +443,9 @@ class _Writer:
         self.current: av.VideoFrame | None = None  # prepared, waiting for its last slot
         self.end = Fraction(0)  # when the latest video frame stops showing, from origin
         self.written = 0  # output video frames encoded
+        # The first and latest decoded source frames (references only; converted at the end).
+        self.first_source: av.VideoFrame | None = None
+        self.last_source: av.VideoFrame | None = None
         self.resampler = av.AudioResampler(format="fltp", layout=AUDIO_LAYOUT, rate=SAMPLE_RATE)
         self.left = array.array("f")
         self.right = array.array("f")
@@ -448,6 +465,9 @@ class _Writer:
         if slot > MAX_SECONDS * FPS:
             raise HouseError(f"the video is longer than {MAX_SECONDS} seconds")
         self._emit_until(slot)
+        if self.first_source is None:
+            self.first_source = frame
+        self.last_source = frame
         self.current = self._prepare(frame)
         self.end = max(self.end, at - self.origin + self._frame_length(frame))
 
@@ -572,6 +592,15 @@ class _Writer:
             self._pad_audio(upto)
             self.target.mux(self.audio_out.encode(None))
         self.target.mux(self.video_out.encode(None))
+
+    def keep_ends(self, ends: Ends) -> None:
+        if self.first_source is None or self.last_source is None:
+            return  # finish() refused a clip without frames already
+        ends.first = frames.still_of(self.first_source,
+                                     origin=frames.frame_time(self.first_source))
+        # Shown in the house copy's final slot, whenever the source showed it.
+        last = frames.still_of(self.last_source, origin=Fraction(0))
+        ends.last = replace(last, seconds=Fraction(self.written - 1, FPS))
 
     def _pad_audio(self, upto: int) -> None:
         # A short (or empty) soundtrack is made up with silence, so audio ends with the video.

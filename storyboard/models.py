@@ -13,9 +13,10 @@ from django.db import IntegrityError, models, transaction
 from django.db.models import Count, Exists, Max, OuterRef, Q, Subquery
 from django.db.models.functions import TruncDate
 from django.utils import timezone
+from PIL import Image
 
 from accounts.models import Team, User
-from storyboard import catalogue, media
+from storyboard import catalogue, frames, house, media
 from storyboard.money import usd
 from storyboard.providers import per_second_rates
 
@@ -806,9 +807,21 @@ class Generation(models.Model):
     actual_micros = models.BigIntegerField(null=True, blank=True)
     # Local renders charge the price of the endpoint they stand in for, marked as simulated.
     simulated = models.BooleanField(default=False)
-    # For a continuing take: the take whose last frame this one started from.
+    # For a continuing take: the take whose last frame this one started from, when that frame
+    # shows in the upstream's clip, and the hash of its pixels (frames.pixel_hash): exactly what
+    # it started from, even if the upstream take is deleted later.
     upstream = models.ForeignKey("self", models.SET_NULL, null=True, blank=True,
                                  related_name="downstream")
+    upstream_frame_at = models.FloatField(null=True, blank=True)
+    upstream_frame_sha256 = models.CharField(max_length=64, blank=True)
+    # The first and last frames of the delivered clip as lossless PNGs, taken once when the
+    # take completed (frames.py): the last starts the next shot of a chain, and seams compare
+    # them. `last_frame_at` is when the last one shows (seconds, in the house copy).
+    first_frame = models.FileField(upload_to=take_upload_to, max_length=255, blank=True)
+    last_frame = models.FileField(upload_to=take_upload_to, max_length=255, blank=True)
+    first_frame_sha256 = models.CharField(max_length=64, blank=True)
+    last_frame_sha256 = models.CharField(max_length=64, blank=True)
+    last_frame_at = models.FloatField(null=True, blank=True)
     cancel_requested = models.BooleanField(default=False)
     # The provider said it cannot stop this take (it finishes and is charged all the same)...
     cancel_refused = models.BooleanField(default=False)
@@ -879,6 +892,29 @@ class Generation(models.Model):
         prefetch `seams_above`, newest first)."""
         return next(iter(self.seams_above.all()), None)
 
+    # Frames, for chains and seams. Open the images with these; the FileFields are the files.
+
+    def first_frame_image(self) -> Image.Image | None:
+        """The first frame of the finished clip (RGB), or None before it was captured."""
+        return _open_frame(self.first_frame)
+
+    def last_frame_image(self) -> Image.Image | None:
+        """The last frame of the finished clip (RGB), or None before it was captured."""
+        return _open_frame(self.last_frame)
+
+    # Every stored clip is in the house format, so timecodes count frames at its rate.
+
+    @property
+    def last_frame_timecode(self) -> str:
+        return frames.timecode(self.last_frame_at or 0, house.FPS)
+
+    @property
+    def started_from_timecode(self) -> str:
+        """When the frame this take started from shows in its upstream's clip."""
+        if self.upstream_frame_at is None:
+            return ""
+        return frames.timecode(self.upstream_frame_at, house.FPS)
+
     def advance(self, to: str, *, expected: tuple[str, ...], **fields) -> bool:
         """Move to `to` only if the row is still in one of `expected`; True if this call did.
 
@@ -922,6 +958,13 @@ class Generation(models.Model):
             for name, value in fields.items():
                 setattr(self, name, value)
         return bool(moved)
+
+
+def _open_frame(field: models.fields.files.FieldFile) -> Image.Image | None:
+    if not field:
+        return None
+    with field.open("rb") as fh, Image.open(fh, formats=["PNG"]) as image:
+        return image.convert("RGB")
 
 
 # ---------------------------------------------------------------------------------------------

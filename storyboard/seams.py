@@ -11,7 +11,7 @@ other sees:
 
 A verdict (match / check / drift) follows from the team's thresholds (`SeamThresholds`).
 Scoring is numpy over a downscaled frame: a few milliseconds per joint at 1080p
-(bench/seam.py). Frames come from `joint_frames`, the one place that knows where they live.
+(bench/seam.py). Frames come from `joint_frames`: the ones captured when each take completed.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from django.db.models.fields.files import FieldFile
 from PIL import Image
 
 from accounts.models import Team, User
-from storyboard import previz
+from storyboard import frames, previz
 from storyboard.models import Generation, Seam, SeamThresholds, Shot
 
 logger = logging.getLogger(__name__)
@@ -187,13 +187,18 @@ def joint_frames(*, upstream: Generation, downstream: Generation) -> tuple[Image
                                                                           Image.Image]:
     """(the upstream take's true last frame, the downstream take's first frame).
 
-    The one place that knows where a take's boundary frames come from: decoded from the
-    house-format files (a keyframe every second keeps the last-frame seek short).
+    The one place that knows where a take's boundary frames come from: captured once when
+    each take completed (frames.py), so a joint decodes nothing. A take that finished before
+    frames were captured is decoded here instead (its last frame by a seek near the end).
     """
-    with _local(upstream.video) as path:
-        before = previz.last_frame(path)
-    with _local(downstream.video) as path:
-        after = previz.first_frame(path)
+    before = upstream.last_frame_image()
+    after = downstream.first_frame_image()
+    if before is None:
+        with _local(upstream.video) as path:
+            before = frames.last_still(path).image
+    if after is None:
+        with _local(downstream.video) as path:
+            after = frames.first_still(path).image
     return before, after
 
 
@@ -228,7 +233,7 @@ def measure(*, upstream: Generation, downstream: Generation) -> Seam | None:
         return existing
     try:
         before, after = joint_frames(upstream=upstream, downstream=downstream)
-    except (av.FFmpegError, OSError, ValueError) as e:
+    except (av.FFmpegError, frames.FrameError, OSError, ValueError) as e:
         logger.info("No seam for takes %s → %s: %s", upstream.pk, downstream.pk, e)
         return None
     found = score(before, after)

@@ -725,13 +725,11 @@ def take_select(request: HttpRequest, take_uid: str) -> HttpResponse:
 
 
 def _chain_from(shot: Shot) -> dict | None:
-    """What a continuing shot will start from, for the editor. Nothing is created on the way:
-    the last-frame asset if a take already made one, else the take's poster."""
+    """What a continuing shot will start from, for the editor: the upstream's chosen take,
+    whose last frame was captured when it finished (nothing is decoded or created here)."""
     if not shot.continues_from_id:
         return None
-    take = shot.upstream_take()
-    frame = Asset.objects.filter(from_take=take).first() if take else None
-    return {"take": take, "frame": frame}
+    return {"take": shot.upstream_take(), "upstream": shot.continues_from}
 
 
 def _in_panel(request: HttpRequest) -> bool:
@@ -756,10 +754,13 @@ def _editor_response(request: HttpRequest, shot: Shot) -> HttpResponse:
 @require_GET
 def take_file(request: HttpRequest, take_uid: str, kind: str) -> HttpResponse:
     take = get_take_for_user(request, take_uid)
-    field = {"video": take.video, "poster": take.poster}.get(kind)
+    served = {"video": (take.video, "video/mp4"), "poster": (take.poster, "image/jpeg"),
+              "first-frame": (take.first_frame, "image/png"),
+              "last-frame": (take.last_frame, "image/png")}
+    field, content_type = served.get(kind, (None, ""))
     if not field:
         raise Http404("No such file")
-    return _serve(field, "video/mp4" if kind == "video" else "image/jpeg")
+    return _serve(field, content_type)
 
 
 @login_required
@@ -817,7 +818,13 @@ def input_file(request: HttpRequest, signed: str) -> HttpResponse:
     if name is None:
         raise Http404("This link has expired or is not valid.")
     asset = Asset.objects.filter(file=name).first()
-    if asset is None or asset.content_type not in SERVED_TYPES:
+    if asset is None:
+        # A chain's start frame: the upstream take's last frame.
+        take = Generation.objects.filter(last_frame=name).only("last_frame").first()
+        if take is None:
+            raise Http404("No such file")
+        return _serve(take.last_frame, "image/png")
+    if asset.content_type not in SERVED_TYPES:
         raise Http404("No such file")
     return _serve(asset.file, asset.content_type)
 

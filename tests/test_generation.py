@@ -122,8 +122,10 @@ def test_a_continuing_take_starts_from_the_upstream_takes_last_frame(cast):
     generation.drive(take_id=take.pk)
     take.refresh_from_db()
     assert take.state == State.COMPLETED
-    frame = Asset.objects.get(from_take=first)
-    assert frame.kind == Asset.Kind.IMAGE
+    first.refresh_from_db()
+    assert take.upstream_frame_sha256 == first.last_frame_sha256
+    # A frame of the take, not a file in the project's library.
+    assert not Asset.objects.filter(from_take=first).exists()
 
 
 def test_a_second_drive_changes_nothing(cast):

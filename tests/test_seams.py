@@ -164,14 +164,13 @@ def _shifted_chain_frame(monkeypatch):
     """Every continuing take starts from its upstream's last frame graded 15 % warmer."""
     real = generation.chain_frame
 
-    def shifted(take: Generation) -> Asset:
-        frame = real(take)
-        with frame.file.open("rb") as fh:
+    def shifted(take: Generation):
+        with real(take).open("rb") as fh:
             warm = _warmer(Image.open(fh).convert("RGB"))
         out = io.BytesIO()
         warm.save(out, "PNG")
         return Asset.objects.store(project=take.project, user=None,
-                                   upload=SimpleUploadedFile("warm.png", out.getvalue()))
+                                   upload=SimpleUploadedFile("warm.png", out.getvalue())).file
 
     monkeypatch.setattr(generation, "chain_frame", shifted)
 
@@ -244,6 +243,28 @@ def test_a_joint_is_measured_once(chain, monkeypatch):
     monkeypatch.setattr(seams, "joint_frames", lambda **kw: calls.append(kw))
     assert seams.measure(upstream=first, downstream=second) == Seam.objects.get()
     assert calls == []
+
+
+def test_a_joint_reads_the_frames_captured_at_completion_and_decodes_nothing(chain, monkeypatch):
+    _up, _down, first, second = chain
+    Seam.objects.all().delete()
+
+    def no_decoding(path):
+        raise AssertionError(f"decoded {path}")
+
+    monkeypatch.setattr(seams.frames, "first_still", no_decoding)
+    monkeypatch.setattr(seams.frames, "last_still", no_decoding)
+    seam = seams.measure(upstream=first, downstream=second)
+    assert seam.verdict == Seam.Verdict.MATCH
+
+
+def test_a_take_without_captured_frames_is_decoded_instead(chain):
+    _up, _down, first, second = chain
+    Seam.objects.all().delete()
+    Generation.objects.filter(pk__in=[first.pk, second.pk]).update(first_frame="", last_frame="")
+    first.refresh_from_db()
+    second.refresh_from_db()
+    assert seams.measure(upstream=first, downstream=second).verdict == Seam.Verdict.MATCH
 
 
 def test_an_unreadable_take_has_no_seam_and_still_finishes(cast):

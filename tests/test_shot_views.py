@@ -7,7 +7,7 @@ from django.forms.models import model_to_dict
 from django.urls import reverse
 
 from storyboard import catalogue
-from storyboard.models import Asset, Shot
+from storyboard.models import Asset, Generation, Shot
 from tests.conftest import client_for
 from tests.factories import AssetFactory, ProjectFactory, SceneFactory, ShotFactory
 from tests.test_board_views import pushed_order
@@ -484,24 +484,27 @@ def test_it_shows_a_continuing_shot_the_poster_it_starts_from(cast, role):
     content = client_for(cast.member(role)).get(reverse("sb:shot", args=[after.pk])) \
         .content.decode()
     assert reverse("sb:take-file", args=[take.uid, "poster"]) in content
-    assert "Starts from the last frame of Cliff’s take." in content
-    # Looking does not make the last-frame asset.
-    assert not Asset.objects.filter(from_take=take).exists()
+    assert f"Starts from Cliff, take #{take.pk}, its last frame." in content
+    # Looking does not capture the frame of a take that finished before capture existed.
+    take.refresh_from_db()
+    assert not take.last_frame
 
 
-def test_it_shows_the_last_frame_once_it_exists(cast):
+def test_it_shows_the_captured_last_frame_and_its_timecode(cast):
     _, take, after = _chained_pair(cast)
-    frame = AssetFactory(project=cast.project, from_take=take)
+    Generation.objects.filter(pk=take.pk).update(last_frame="frames/last.png",
+                                                 last_frame_at=4 + 23 / 24)
     content = client_for(cast.viewer).get(reverse("sb:shot", args=[after.pk]), **HTMX) \
         .content.decode()
-    assert reverse("sb:asset-file", args=[frame.uid, "thumbnail"]) in content
+    assert reverse("sb:take-file", args=[take.uid, "last-frame"]) in content
+    assert f"Starts from Cliff, take #{take.pk}, 00:00:04:23 (its last frame)." in content
 
 
 def test_it_says_when_the_upstream_shot_has_no_finished_take(cast):
     before = ShotFactory(project=cast.project, title="Cliff", position=100)
     after = ShotFactory(project=cast.project, title="Window", position=101, continues_from=before)
     content = client_for(cast.editor).get(reverse("sb:shot", args=[after.pk])).content.decode()
-    assert "Continues from Cliff, which has no finished take yet." in content
+    assert "Waiting for Cliff’s take: this shot starts from its last frame" in content
 
 
 def test_it_shows_no_chain_for_an_unchained_shot(cast):

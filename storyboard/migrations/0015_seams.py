@@ -11,7 +11,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('accounts', '0001_initial'),
-        ('storyboard', '0013_remove_shot_chained'),
+        ('storyboard', '0014_take_frames'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
