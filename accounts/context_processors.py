@@ -8,4 +8,5 @@ def teams(request: HttpRequest) -> dict:
     user = getattr(request, "user", None)
     if user is None or not user.is_authenticated:
         return {}
-    return {"my_teams": user.teams(), "current_team": user.current_team}
+    return {"my_teams": user.teams(), "current_team": user.current_team,
+            "unread_count": user.notifications.filter(read_at=None).count()}

@@ -14,6 +14,8 @@ class User(AbstractUser):
     current_team = models.ForeignKey(
         "accounts.Team", models.SET_NULL, null=True, blank=True, related_name="+"
     )
+    # Mentions, replies and review decisions also arrive by email unless this is off.
+    email_notifications = models.BooleanField(default=True)
 
     @property
     def label(self) -> str:
@@ -70,6 +72,8 @@ class Role(models.TextChoices):
 # What each role may do. Views ask these questions, never compare role strings themselves.
 EDIT_ROLES = frozenset({Role.OWNER, Role.PRODUCER, Role.EDITOR})
 REVIEW_ROLES = frozenset({Role.OWNER, Role.PRODUCER, Role.REVIEWER})
+# Everyone but viewers writes comments on takes (viewers read them).
+COMMENT_ROLES = EDIT_ROLES | REVIEW_ROLES
 BUDGET_ROLES = frozenset({Role.OWNER, Role.PRODUCER})
 MANAGE_ROLES = frozenset({Role.OWNER})
 
@@ -95,6 +99,10 @@ class Membership(models.Model):
     @property
     def can_review(self) -> bool:
         return self.role in REVIEW_ROLES
+
+    @property
+    def can_comment(self) -> bool:
+        return self.role in COMMENT_ROLES
 
     @property
     def can_budget(self) -> bool:

@@ -13,7 +13,8 @@ socket has the edit, sockets that missed it (nothing within `--deadline` s), byt
 the server's RSS.
 
 Run: .venv/bin/python -m bench.ws_fanout [--sizes 50,200,500] [--edits 3] [--layers memory,redis]
-Redis: REDIS_URL (default redis://127.0.0.1:6379/9); keys are prefixed `bench-fanout`.
+Redis: REDIS_URL (default redis://127.0.0.1:6379/9); keys are prefixed CHANNEL_PREFIX (default
+`bench-fanout`).
 
 `--idle 60` instead keeps one socket quiet for 60 s on each layer, then checks that the next
 edit still reaches it (the Redis layer used to drop quiet sockets after 5 s).
@@ -154,7 +155,8 @@ def _env(var: Path, redis_url: str | None) -> dict[str, str]:
     env.update(VAR_DIR=str(var), EMBEDDED_WORKER="0", DJANGO_SETTINGS_MODULE="storyboard.settings",
                PYTHONPATH=str(ROOT))
     if redis_url:
-        env.update(REDIS_URL=redis_url, CHANNEL_PREFIX="bench-fanout")
+        env.update(REDIS_URL=redis_url,
+                   CHANNEL_PREFIX=os.getenv("CHANNEL_PREFIX", "bench-fanout"))
     return env
 
 

@@ -15,6 +15,7 @@ from django.http import Http404, HttpRequest
 from accounts.models import Membership, User
 from storyboard.models import (
     Asset,
+    Comment,
     Generation,
     Project,
     Scene,
@@ -45,11 +46,16 @@ def get_membership_for_user(request: HttpRequest, team_id: int) -> Membership:
     return membership
 
 
-def _check(membership: Membership | None, *, write: bool) -> Membership:
+def _check(membership: Membership | None, *, write: bool, review: bool = False,
+           comment: bool = False) -> Membership:
     if membership is None:
         raise Http404("No such project")
     if write and not membership.can_edit:
         raise PermissionDenied("Your role in this team cannot change the board.")
+    if review and not membership.can_review:
+        raise PermissionDenied("Your role in this team cannot approve or send back takes.")
+    if comment and not membership.can_comment:
+        raise PermissionDenied("Viewers read comments; your role cannot write them.")
     return membership
 
 
@@ -62,7 +68,8 @@ def get_project_for_user(request: HttpRequest, project_id: int, *, write: bool =
 
 def _get_for_user[T: models.Model](request: HttpRequest, queryset: TeamScopedQuerySet, *,
                                     write: bool, not_found: str,
-                                    project: Callable[[T], Project]) -> T:
+                                    project: Callable[[T], Project], review: bool = False,
+                                    comment: bool = False) -> T:
     """The one object of `queryset` the user's teams own, with its project's membership noted.
 
     `queryset` is already narrowed to the object asked for; `project` finds the object's project,
@@ -72,14 +79,17 @@ def _get_for_user[T: models.Model](request: HttpRequest, queryset: TeamScopedQue
     if obj is None:
         raise Http404(not_found)
     owner = project(obj)
-    owner.membership = _check(request.user.membership_in(owner.team_id), write=write)
+    owner.membership = _check(request.user.membership_in(owner.team_id), write=write,
+                              review=review, comment=comment)
     return obj
 
 
-def get_shot_for_user(request: HttpRequest, shot_id: int, *, write: bool = False) -> Shot:
+def get_shot_for_user(request: HttpRequest, shot_id: int, *, write: bool = False,
+                      review: bool = False) -> Shot:
+    """`review=True`: only roles that decide on takes (reviewer, producer, owner)."""
     shots = Shot.objects.select_related("project__team").filter(pk=shot_id)
     return _get_for_user(request, shots, write=write, not_found="No such shot",
-                         project=lambda shot: shot.project)
+                         project=lambda shot: shot.project, review=review)
 
 
 def get_scene_for_user(request: HttpRequest, scene_id: int, *, write: bool = False) -> Scene:
@@ -94,12 +104,22 @@ def get_asset_for_user(request: HttpRequest, asset_uid: str, *, write: bool = Fa
                          project=lambda asset: asset.project)
 
 
-def get_take_for_user(request: HttpRequest, take_uid: str, *, write: bool = False) -> Generation:
+def get_take_for_user(request: HttpRequest, take_uid: str, *, write: bool = False,
+                      comment: bool = False) -> Generation:
+    """`comment=True`: only roles that write comments (everyone but viewers)."""
     takes = Generation.objects.select_related("shot__project__team", "project").filter(
         uid=take_uid)
     # The editor a take's buttons answer with reads the membership from the take's shot.
     return _get_for_user(request, takes, write=write, not_found="No such take",
-                         project=lambda take: take.shot.project)
+                         project=lambda take: take.shot.project, comment=comment)
+
+
+def get_comment_for_user(request: HttpRequest, comment_id: int, *, write: bool = False,
+                         comment: bool = False) -> Comment:
+    comments = Comment.objects.select_related("take__shot__project__team").filter(
+        pk=comment_id)
+    return _get_for_user(request, comments, write=write, not_found="No such comment",
+                         project=lambda c: c.take.shot.project, comment=comment)
 
 
 def get_seam_for_user(request: HttpRequest, seam_id: int) -> Seam:

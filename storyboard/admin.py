@@ -6,10 +6,13 @@ from storyboard import seams
 from storyboard.models import (
     Asset,
     Budget,
+    Comment,
     Generation,
     LedgerEntry,
+    Notification,
     Presence,
     Project,
+    ReviewDecision,
     Scene,
     Seam,
     SeamThresholds,
@@ -47,6 +50,32 @@ class ShotAdmin(admin.ModelAdmin):
     search_fields = ("title", "prompt")
     raw_id_fields = ("project", "scene", "start_frame", "end_frame", "created_by",
                      "selected_take", "references")
+    # Review moves only through storyboard/review.py, which records each decision.
+    readonly_fields = ("review", "review_take", "review_changed")
+
+    def get_readonly_fields(self, request, obj=None) -> tuple[str, ...]:
+        fields = super().get_readonly_fields(request, obj)
+        if obj is not None and obj.is_approved:
+            # The approval lock holds here too: only un-approving frees the take and its recipe.
+            editable = (f.name for f in Shot._meta.get_fields()
+                        if getattr(f, "editable", False) and not f.auto_created)
+            fields = (*fields, "selected_take",
+                      *(n for n in editable if n not in Shot.UNLOCKED and n not in fields
+                        and n != "selected_take"))
+        return fields
+
+
+@admin.register(ReviewDecision)
+class ReviewDecisionAdmin(admin.ModelAdmin):
+    list_display = ("created", "shot", "kind", "user", "take")
+    list_filter = ("kind",)
+    raw_id_fields = ("shot", "take", "user")
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False  # decisions are written by storyboard/review.py only
+
+    def has_add_permission(self, request) -> bool:
+        return False
 
 
 @admin.register(ShotChange)
@@ -134,3 +163,18 @@ class SeamThresholdsAdmin(admin.ModelAdmin):
         seams.set_thresholds(team=obj.team, user=request.user, values={
             name: getattr(obj, name)
             for name in ("match_delta_e", "drift_delta_e", "match_ssim", "drift_ssim")})
+@admin.register(Comment)
+class CommentAdmin(admin.ModelAdmin):
+    list_display = ("created", "take", "user", "frame", "resolved_at")
+    search_fields = ("body",)
+    raw_id_fields = ("take", "user", "parent", "resolved_by")
+
+
+@admin.register(Notification)
+class NotificationAdmin(admin.ModelAdmin):
+    list_display = ("created", "user", "kind", "text", "read_at")
+    list_filter = ("kind",)
+    raw_id_fields = ("user", "shot")
+
+    def has_add_permission(self, request) -> bool:
+        return False  # written by storyboard/notify.py only

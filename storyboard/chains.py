@@ -37,6 +37,9 @@ def choose_take(*, shot: Shot, take: Generation, user: User | None) -> Shot:
         shot = Shot.objects.select_related("project", "selected_take").get(pk=shot.pk)
         if shot.selected_take_id == take.pk:
             return shot
+        if shot.is_approved and take.pk != shot.review_take_id:
+            # The approval lock (review.py): the approved take stays the chosen one.
+            raise ChainRefused(shot.lock_message())
         shot.selected_take = take
         # Not `updated`: that is the editor's version, which only edits with history move.
         shot.save(update_fields=["selected_take"])

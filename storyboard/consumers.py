@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
@@ -14,6 +15,9 @@ from storyboard.models import Presence, Shot
 # Close codes in the 4000–4999 application range so the browser can tell why it was shut out.
 CLOSE_FORBIDDEN = 4403
 
+# Tells a live page it missed pushes: live.js and board.js fetch what the page shows.
+RESYNC = '<div id="live-resync" hx-swap-oob="true" hidden data-resync></div>'
+
 
 class BoardConsumer(AsyncWebsocketConsumer):
     """One socket per open board: receives rendered fragments, reports presence."""
@@ -21,6 +25,8 @@ class BoardConsumer(AsyncWebsocketConsumer):
     project_id: int
     team_id: int | None = None
     audience_groups: set[str]
+    # The last push number heard per group (realtime: numbered pushes).
+    numbers: dict[str, int]
 
     async def connect(self) -> None:
         self.project_id = self.scope["url_route"]["kwargs"]["project_id"]
@@ -36,7 +42,14 @@ class BoardConsumer(AsyncWebsocketConsumer):
         await self.channel_layer.group_add(realtime.user_group(user.pk), self.channel_name)
         await self.accept()
         realtime.remember_server_loop()
-        await database_sync_to_async(self._arrive)()
+        # Read after joining, so a push this socket will not hear is counted here (in the same
+        # trip to a worker thread as the arrival: 500 people arriving at once queue for them).
+        self.numbers = await database_sync_to_async(self._arrive)(count_pushes=True)
+        seen = parse_qs(self.scope.get("query_string", b"").decode()).get("seen", [""])[0]
+        if seen.isdigit() and int(seen) != sum(self.numbers.values()):
+            # Pushes went out between the page's render and this socket (or while an earlier
+            # socket of the page was down, or the counters were reset): fetch the page's state.
+            await self.send(text_data=RESYNC)
         realtime.presence_changed(self.project_id)
 
     async def disconnect(self, code: int) -> None:
@@ -71,6 +84,18 @@ class BoardConsumer(AsyncWebsocketConsumer):
 
     async def board_html(self, event: dict) -> None:
         await self.send(text_data=event["html"])
+        if self._skipped(event.get("group"), event.get("number")):
+            await self.send(text_data=RESYNC)
+
+    def _skipped(self, group: str | None, number: int | None) -> bool:
+        """Whether a numbered push arrived after a gap (the layer dropped one for this socket:
+        its channel was full). Numbers that go backwards (the counter was reset, or two server
+        processes' pushes crossed) are taken as they come."""
+        if group is None or number is None:
+            return False
+        last = self.numbers.get(group)
+        self.numbers[group] = number
+        return last is not None and number > last + 1
 
     async def _join_audiences(self, membership) -> None:
         """Be in the groups of the member's role (board pushes are rendered per role), and
@@ -83,6 +108,13 @@ class BoardConsumer(AsyncWebsocketConsumer):
         for group in wanted - joined:
             await self.channel_layer.group_add(group, self.channel_name)
         self.audience_groups = wanted
+        numbers = getattr(self, "numbers", None)
+        if numbers is not None:
+            # A group joined on a role change is counted from now; a group left, no longer.
+            joined_now = await database_sync_to_async(realtime.push_numbers)(wanted - joined)
+            for group in joined - wanted:
+                numbers.pop(group, None)
+            numbers.update(joined_now)
 
     async def role_changed(self, event: dict) -> None:
         if event["team_id"] != self.team_id:
@@ -134,13 +166,18 @@ class BoardConsumer(AsyncWebsocketConsumer):
         return render_to_string("storyboard/shot.html#field-editing", {
             "shot_id": int(shot), "field": field or "", "person": user}), int(shot)
 
-    def _arrive(self) -> None:
+    def _arrive(self, *, count_pushes: bool = False) -> dict[str, int]:
+        """Note this socket's presence; with `count_pushes`, the push numbers of its groups."""
         # Rows left by a crashed server would otherwise pile up; they are already not shown.
         Presence.objects.stale().delete()
         Presence.objects.update_or_create(
             channel_name=self.channel_name,
             defaults={"project_id": self.project_id, "user": self.scope["user"]},
         )
+        if not count_pushes:
+            return {}
+        return realtime.push_numbers([realtime.project_group(self.project_id),
+                                      *self.audience_groups])
 
     def _may_stay(self) -> bool:
         """False if the socket's user may no longer see the board.
@@ -159,3 +196,32 @@ class BoardConsumer(AsyncWebsocketConsumer):
 
     def _leave(self) -> None:
         Presence.objects.filter(channel_name=self.channel_name).delete()
+
+
+class PersonConsumer(AsyncWebsocketConsumer):
+    """The socket of a page without a board: it only hears what is for this person (the
+    bell). Board and shot pages hear the same through their board socket."""
+
+    async def connect(self) -> None:
+        user = self.scope["user"]
+        if not user.is_authenticated:
+            await self.close(code=CLOSE_FORBIDDEN)
+            return
+        await self.channel_layer.group_add(realtime.user_group(user.pk), self.channel_name)
+        await self.accept()
+
+    async def disconnect(self, code: int) -> None:
+        user = self.scope["user"]
+        if user.is_authenticated:
+            await self.channel_layer.group_discard(realtime.user_group(user.pk),
+                                                   self.channel_name)
+
+    async def board_html(self, event: dict) -> None:
+        await self.send(text_data=event["html"])
+
+    async def access_revoked(self, event: dict) -> None:
+        # Losing a team takes nothing away from one's own bell.
+        return
+
+    async def role_changed(self, event: dict) -> None:
+        return

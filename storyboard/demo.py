@@ -15,7 +15,7 @@ from django.db import transaction
 from PIL import Image, ImageDraw, ImageFilter
 
 from accounts.models import Role, Team, User
-from storyboard.models import Asset, Budget, Project, Scene, Shot
+from storyboard.models import Asset, Budget, Project, Scene
 
 DEMO_PASSWORD = "storyboard-demo"  # noqa: S105 - printed in the README on purpose
 DEMO_TEAM = "Northlight Studio"
@@ -135,6 +135,6 @@ def load_demo() -> tuple[Team, Project, bool]:
         shot.start_frame = frame
         shot.created_by = editor
         shot.duration = "4" if index % 3 == 2 else "5"
-        shot.review = [Shot.Review.APPROVED, Shot.Review.IN_REVIEW, Shot.Review.DRAFT][index % 3]
-        shot.save(update_fields=["start_frame", "created_by", "duration", "review"])
+        # Every shot starts as a draft: review is about takes, and the demo has none yet.
+        shot.save(update_fields=["start_frame", "created_by", "duration"])
     return team, project, True

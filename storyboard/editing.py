@@ -41,6 +41,8 @@ class Edit:
     conflicts: list[Conflict] = field(default_factory=list)
     # The merged shot did not validate; it carries the reasons and nothing was written.
     refused: ShotForm | None = None
+    # The shot is approved and the save touched what the approval locks; nothing was written.
+    locked: str = ""
 
 
 class UndoRefused(Exception):
@@ -88,6 +90,11 @@ def save_shot(*, shot: Shot, user: User, mine: dict[str, object], version: str,
         target = {**theirs, **applied}
         shown = {**target, **{name: mine[name] for name in conflicting}}
         change = None
+        locked = current.locked_fields(applied)
+        if locked:
+            # The approval lock: nothing that changes how the approved take was made.
+            return Edit(shot=current, change=None, shown=shown,
+                        locked=f"{current.lock_message()} Not saved: {_names(locked)}.")
         if applied:
             # On a copy: validating a model form writes the values onto its instance.
             check = ShotForm(ShotForm.data_for(target, version=current.version),
@@ -131,6 +138,9 @@ def undo(*, shot: Shot, change_id: int, user: User) -> ShotChange:
             raise UndoRefused(f"{_names(moved, capital=True)} changed since; nothing was "
                               "undone.")
         restore = {name: old for name, (old, _new) in change.changes.items()}
+        locked = current.locked_fields(restore)
+        if locked:
+            raise UndoRefused(f"{current.lock_message()} Nothing was undone.")
         missing = _missing_files(current, restore)
         if missing:
             raise UndoRefused(f"{_names(missing, capital=True)} would point at a deleted "

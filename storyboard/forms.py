@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from django import forms
 
 from storyboard import catalogue
@@ -123,10 +125,25 @@ class ShotForm(forms.ModelForm):
         self.fields["references"].queryset = assets
         # Any other shot of the project; the board's order is no part of a link.
         self.fields["continues_from"].queryset = project.shots.exclude(pk=self.instance.pk)
+        self.fields["continues_from"].label_from_instance = self._numbered_label(project)
         self.fields["continues_from"].help_text = (
             "Each take starts from the last frame of that shot's chosen take.")
         for name in ("start_frame", "end_frame", "scene", "continues_from"):
             self.fields[name].empty_label = "— none —"
+
+    @staticmethod
+    def _numbered_label(project: Project) -> Callable[[Shot], str]:
+        """Options named as the board names them, untitled shots by their number, counted in
+        one pass here: counted per option, a 300-shot board's editor ran 150 queries."""
+        order = project.board(Shot.objects.only("pk", "project", "scene", "position"))
+        numbers = {shot.pk: n for n, shot in
+                   enumerate((shot for _, group in order for shot in group), start=1)}
+
+        def label(shot: Shot) -> str:
+            shot._number = numbers.get(shot.pk, 0)
+            return shot.display_title
+
+        return label
 
     def clean(self) -> dict:
         data = super().clean()

@@ -27,8 +27,13 @@ import av
 from PIL import Image
 
 # Inputs open with the MP4/QuickTime demuxer only and no network protocols (as house.py does).
+# Everything we need is in the `moov` index, so FFmpeg's stream analysis (which decodes frames
+# of its own on open: most of the cost of a one-frame read) is cut to the minimum.
 DEMUXER = "mov"
-DEMUXER_OPTIONS = {"protocol_whitelist": "file"}
+DEMUXER_OPTIONS = {"protocol_whitelist": "file", "probesize": "32", "analyzeduration": "0"}
+# Decoding more frames than this after the seek is worth the decoder's threads; one frame (the
+# house format's final keyframe) is not worth starting them.
+THREADED_FROM = 8
 
 
 @dataclass(frozen=True)
@@ -96,30 +101,45 @@ def first_still(path: Path) -> Still:
 def last_still(path: Path) -> Still:
     """The last frame shown, by seeking near the end and decoding forward to the end.
 
-    The seek lands on the keyframe at or before a point one frame short of the end (a second
-    back at most in the house format), and every frame after it is decoded, so B-frames come
-    out in display order and the final one is the true last frame. If the header's duration is
+    The seek lands on the keyframe at or before a point one frame short of the end (in the
+    house format the final frame is itself a keyframe, so one frame is decoded), and every
+    frame after it is decoded, so B-frames come out in display order and the final one is the
+    true last frame. If the header's duration is
     missing or wrong (nothing decodes after the seek) the whole clip is decoded instead.
     """
     path = Path(path)
     with _open(path) as container:
         stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
         origin = _origin(container, stream)
         found = None
         end = _declared_end(container, stream)
         if end is not None:
             try:
                 container.seek(end, stream=stream, backward=True, any_frame=False)
-                found = _latest(container.decode(stream))
+                found = _latest(_decode_from_seek(stream, container.demux(stream), end))
             except av.FFmpegError:
                 found = None
         if found is None:
             container.seek(0)
+            stream.thread_type = "AUTO"
             found = _latest(container.decode(stream))
         if found is None:
             raise FrameError(f"{path.name} has no decodable video frame")
         return still_of(found, origin=origin)
+
+
+def _decode_from_seek(stream: av.VideoStream, packets: Iterator[av.Packet],
+                      end: int) -> Iterator[av.VideoFrame]:
+    first = next(packets, None)
+    if first is None:
+        return
+    rate = stream.average_rate or stream.guessed_rate
+    step = int(1 / (rate * stream.time_base)) if rate and stream.time_base else 1
+    if first.dts is not None and end - first.dts > THREADED_FROM * max(1, step):
+        stream.thread_type = "AUTO"
+    yield from first.decode()
+    for packet in packets:
+        yield from packet.decode()
 
 
 def decode_every_frame_last(path: Path) -> Still:

@@ -34,7 +34,7 @@ from PIL import Image
 
 from accounts.models import User
 from storyboard import catalogue, chains, frames, house, realtime
-from storyboard.models import Asset, Budget, BudgetRefused, Generation, Shot
+from storyboard.models import Asset, Budget, BudgetRefused, Comment, Generation, Shot
 from storyboard.money import usd
 from storyboard.providers import (
     Canceled,
@@ -68,17 +68,24 @@ class GenerationRefused(Exception):
         self.message = message
 
 
-def start_generation(*, shot: Shot, user: User) -> Generation:
-    """Record a take for the shot and queue it; raises GenerationRefused with the reason."""
-    found = shot.problems()
+def start_generation(*, shot: Shot, user: User, recipe: Shot | None = None,
+                     answers: Comment | None = None,
+                     draft: Generation | None = None) -> Generation:
+    """Record a take for the shot and queue it; raises GenerationRefused with the reason.
+
+    `recipe` (Shot.recipe_of) makes the take with other parameters than the shot's own: a
+    take regenerated from a note (`answers`), or an approved draft rendered final (`draft`).
+    """
+    recipe = recipe or shot
+    found = recipe.problems()
     if found:
         raise GenerationRefused(" ".join(found))
     provider = get_provider(_default_provider())
     # What the provider's own documents refuse is refused here, before any money is held.
-    found = preflight(shot=shot, provider=provider)
+    found = preflight(shot=recipe, provider=provider)
     if found:
         raise GenerationRefused(" ".join(found))
-    estimate = shot.estimate()
+    estimate = recipe.estimate()
     # Its last frame was captured when it completed: the take records it now, decoding
     # nothing (a take older than frame capture gets it in the worker, see _input_fields).
     upstream = shot.upstream_take()
@@ -86,9 +93,9 @@ def start_generation(*, shot: Shot, user: User) -> Generation:
         with transaction.atomic():
             take = Generation.objects.create(
                 shot=shot, project=shot.project, created_by=user, provider=provider.name,
-                endpoint=shot.endpoint, seed=shot.seed, estimated_micros=estimate.micros,
-                simulated=provider.simulated, input=arguments_for(shot),
-                upstream=upstream, state=State.HELD,
+                endpoint=recipe.endpoint, seed=recipe.seed, estimated_micros=estimate.micros,
+                simulated=provider.simulated, input=arguments_for(recipe),
+                upstream=upstream, state=State.HELD, answers=answers, draft=draft,
                 # Exactly what it starts from: that frame's time and pixels.
                 upstream_frame_at=upstream.last_frame_at if upstream else None,
                 upstream_frame_sha256=upstream.last_frame_sha256 if upstream else "",

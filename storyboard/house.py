@@ -40,6 +40,10 @@ MAX_SIDE = 4096
 VIDEO_CODEC = "libx264"
 # One keyframe per second keeps seeking cheap; no B-frames keeps pts = dts (no edit list).
 VIDEO_OPTIONS = {"preset": "veryfast", "g": str(FPS), "bf": "0"}
+# ...and the final frame is a keyframe as well, so the last frame (what a chain starts from, and
+# what a seam compares) decodes on its own: a seek lands on it, not up to a second before it.
+# It costs one intra frame per clip. Encoders mark it with `PictureType.I`.
+FINAL_KEYFRAME = PictureType.I
 PIX_FMT = "yuv420p"
 BT709 = 1  # AVCOL_SPC/PRI/TRC_BT709
 LIMITED_RANGE = 1  # AVCOL_RANGE_MPEG: what players expect
@@ -583,6 +587,10 @@ class _Writer:
         if self.video_out is None:
             raise HouseError("the video has no decodable frames")
         total = max(self.written + 1, round(self.end * FPS))
+        self._emit_until(total - 1)
+        # The final frame is a keyframe too (see FINAL_KEYFRAME).
+        assert self.current is not None
+        self.current.pict_type = FINAL_KEYFRAME
         self._emit_until(total)
         if self.audio_out is not None:
             for out in self.resampler.resample(None):

@@ -3,6 +3,7 @@ from __future__ import annotations
 import logging
 import re
 import uuid
+from copy import copy as shallow_copy
 from datetime import datetime, timedelta
 from typing import Self
 
@@ -203,6 +204,10 @@ class Scene(models.Model):
         return self.title
 
 
+def take_pk(take: Generation | None) -> int | None:
+    return take.pk if take is not None else None
+
+
 class ShotQuerySet(TeamScopedQuerySet):
     team_path = "project__team"
 
@@ -227,10 +232,16 @@ class ShotQuerySet(TeamScopedQuerySet):
             seam_ssim=Subquery(seam.values("ssim")[:1]),
         )
 
-    def for_totals(self) -> ShotQuerySet:
-        """Only what the board's summary line adds up."""
+    def awaiting_review(self, *, team_id: int) -> ShotQuerySet:
+        """The team's shots in review, the longest waiting first, with what the queue shows."""
+        return (self.filter(project__team_id=team_id, review=Shot.Review.IN_REVIEW)
+                .select_related("project", "review_take", "review_take__created_by")
+                .order_by("review_changed", "pk"))
+
+    def for_totals(self, *also: str) -> ShotQuerySet:
+        """Only what the board's summary line adds up (and the fields named in `also`)."""
         return self.only("mode", "endpoint", "resolution", "aspect_ratio", "duration",
-                         "num_frames", "selected_take_id").annotate(
+                         "num_frames", "selected_take_id", *also).annotate(
             video_refs=Exists(Asset.objects.filter(referenced_by=OuterRef("pk"),
                                                    kind=Asset.Kind.VIDEO)))
 
@@ -296,6 +307,12 @@ class Shot(models.Model):
     stale_reason = models.CharField(max_length=300, blank=True)
     stale_since = models.DateTimeField(null=True, blank=True)
     review = models.CharField(max_length=16, choices=Review.choices, default=Review.DRAFT)
+    # The exact take the review state is about: the one submitted, approved or sent back
+    # (storyboard/review.py writes it, with the state, in one conditional update).
+    review_take = models.ForeignKey("Generation", models.SET_NULL, null=True, blank=True,
+                                    related_name="+")
+    # When the review state last changed: the review queue is oldest first.
+    review_changed = models.DateTimeField(null=True, blank=True)
     # The take shown on the board for this shot (the newest finished one unless someone picks).
     selected_take = models.ForeignKey("Generation", models.SET_NULL, null=True, blank=True,
                                       related_name="+")
@@ -370,6 +387,8 @@ class Shot(models.Model):
 
     def problems(self) -> list[str]:
         """Everything that stops this shot from being generated, before anything is spent."""
+        if self.is_approved:
+            return [self.lock_message()]
         found = []
         spec = catalogue.ENDPOINTS.get(self.endpoint)
         if spec is None:
@@ -406,13 +425,98 @@ class Shot(models.Model):
     def is_stale(self) -> bool:
         return bool(self.stale_reason)
 
+    @property
+    def is_approved(self) -> bool:
+        return self.review == Shot.Review.APPROVED
+
+    @property
+    def review_token(self) -> str:
+        """The review state a form was rendered against (review.py applies a decision only if
+        it still holds)."""
+        return f"{self.review}:{self.review_take_id or ''}"
+
+    def recipe_of(self, take: Generation) -> Shot:
+        """This shot as `take` was made: an unsaved copy with the take's endpoint and every
+        argument it was sent with (input files are the shot's own). Not under review: the
+        caller decides whether the approval lock allows a take from it."""
+        recipe = shallow_copy(self)
+        args = take.input or {}
+        recipe.endpoint = take.endpoint
+        recipe.mode = catalogue.ENDPOINTS[take.endpoint].mode if take.endpoint in \
+            catalogue.ENDPOINTS else self.mode
+        recipe.prompt = args.get("prompt", self.prompt)
+        recipe.resolution = args.get("resolution", self.resolution)
+        recipe.aspect_ratio = args.get("aspect_ratio", self.aspect_ratio)
+        recipe.duration = str(args.get("duration", self.duration))
+        recipe.num_frames = args.get("num_frames")
+        recipe.generate_audio = args.get("generate_audio", self.generate_audio)
+        recipe.camera_fixed = args.get("camera_fixed", self.camera_fixed)
+        recipe.safety_checker = args.get("enable_safety_checker", self.safety_checker)
+        # The seed the provider reported using, so a re-render can keep it.
+        recipe.seed = take.seed if take.seed is not None else args.get("seed")
+        recipe.review = Shot.Review.DRAFT
+        recipe.cached_estimate = None
+        return recipe
+
+    def final_recipe(self, draft: Generation) -> Shot | None:
+        """The approved draft re-rendered final: the standard tier of its endpoint at that
+        tier's highest resolution, same seed and inputs. None if the draft is already that."""
+        recipe = self.recipe_of(draft)
+        standard = recipe.endpoint.replace("/fast/", "/")
+        spec = catalogue.ENDPOINTS.get(standard)
+        if spec is None:
+            return None
+        best = spec.resolutions[-1]
+        if standard == draft.endpoint and recipe.resolution == best:
+            return None
+        recipe.endpoint, recipe.resolution = standard, best
+        return recipe
+
+    def final_to_confirm(self) -> Generation | None:
+        """The newest finished final render of the approved draft, waiting for a reviewer."""
+        if not self.is_approved or not self.review_take_id:
+            return None
+        return (self.takes.filter(draft_id=self.review_take_id,
+                                  state=Generation.State.COMPLETED)
+                .exclude(video="").order_by("-created", "-pk").first())
+
+    def finals_running(self, draft: Generation) -> bool:
+        return self.takes.filter(draft=draft).exclude(
+            state__in=Generation.TERMINAL).exists()
+
+    def take_to_review(self) -> Generation | None:
+        """The take the shot's player opens on: the one under review (or decided on), else
+        the one on the board."""
+        if self.review != Shot.Review.DRAFT and self.review_take_id:
+            return self.review_take
+        return self.selected_take
+
+    def review_history(self, limit: int = 20) -> list[ReviewDecision]:
+        return list(self.decisions.select_related("user")[:limit])
+
+    # What an approval locks: everything that would change how the approved take was made.
+    UNLOCKED = frozenset({"title", "scene", "notes"})
+
+    def lock_message(self) -> str:
+        """Why an approved shot refuses a new take, another selection or a generation edit."""
+        take = f"take #{self.review_take_id}" if self.review_take_id else "its take"
+        return (f"{self.display_title} is approved with {take}; un-approve it first "
+                "(a reviewer, producer or owner can, giving a reason).")
+
+    def locked_fields(self, names) -> list[str]:
+        """Of the fields named, those the approval lock refuses to change."""
+        return [n for n in names if self.is_approved and n not in Shot.UNLOCKED]
+
     def chosen_take(self) -> Generation | None:
         """The take this shot stands for: what downstream shots continue from and the cut uses.
 
-        The one answer to "which take": today the selected take (once review exists, the
-        approved one comes first), and only a finished take with its file.
+        The one answer to "which take": the approved take if the shot is approved, else the
+        selected one, and only a finished take with its file. Approving also selects the take
+        and the approval lock keeps the selection on it, so the two are one take in practice.
         """
         take = self.selected_take
+        if self.is_approved and self.review_take_id and self.review_take_id != take_pk(take):
+            take = self.review_take
         if take is None or take.state != Generation.State.COMPLETED or not take.video:
             return None
         return take
@@ -551,7 +655,7 @@ class Shot(models.Model):
         copy = Shot.objects.get(pk=self.pk)
         copy.pk = None
         copy.title = f"{self.display_title} (copy)"[:120]
-        copy.review = Shot.Review.DRAFT
+        copy.review, copy.review_take, copy.review_changed = Shot.Review.DRAFT, None, None
         copy.selected_take = None
         copy.created_by = user
         copy.created = timezone.now()
@@ -585,6 +689,120 @@ class ShotChange(models.Model):
         return [(Shot._meta.get_field(name).verbose_name.capitalize(),
                  self.shot.describe(name, old), self.shot.describe(name, new))
                 for name, (old, new) in self.changes.items()]
+
+
+class ReviewDecision(models.Model):
+    """One review step of a shot: who moved it from which state to which, about which take,
+    and why. The shot page lists them; they are never edited."""
+
+    class Kind(models.TextChoices):
+        SUBMIT = "submit", "Submitted for review"
+        APPROVE = "approve", "Approved"
+        CHANGES = "changes", "Requested changes"
+        UNAPPROVE = "unapprove", "Un-approved"
+        FINAL = "final", "Confirmed the final"
+
+    shot = models.ForeignKey(Shot, models.CASCADE, related_name="decisions")
+    take = models.ForeignKey("Generation", models.SET_NULL, null=True, blank=True,
+                             related_name="decisions")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, models.SET_NULL, null=True, blank=True,
+                             related_name="+")
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    from_state = models.CharField(max_length=16, choices=Shot.Review.choices)
+    to_state = models.CharField(max_length=16, choices=Shot.Review.choices)
+    note = models.TextField(blank=True, max_length=2000)
+    created = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created", "-pk"]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} {self.shot_id} by {self.user}"
+
+    @property
+    def verb(self) -> str:
+        """As the history reads: "Rita approved take #12"."""
+        return {"submit": "submitted", "approve": "approved", "changes": "sent back",
+                "unapprove": "un-approved", "final": "confirmed the final"}[self.kind]
+
+
+class CommentQuerySet(TeamScopedQuerySet):
+    team_path = "take__project__team"
+
+    def threads(self) -> CommentQuerySet:
+        """Top-level comments in timeline order, each with its replies and people loaded."""
+        return (self.filter(parent=None).select_related("user", "resolved_by")
+                .prefetch_related(models.Prefetch(
+                    "replies", queryset=Comment.objects.select_related("user")
+                    .order_by("created", "pk")), "answered_by")
+                .order_by(models.F("frame").asc(nulls_first=True), "created", "pk"))
+
+
+class Comment(models.Model):
+    """A note on a take, at a frame or a frame range (or the whole take), with its replies.
+
+    Plain text only; a reply belongs to one top-level comment. Resolving closes the thread
+    without deleting it."""
+
+    take = models.ForeignKey("Generation", models.CASCADE, related_name="comments")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, models.SET_NULL, null=True, blank=True,
+                             related_name="+")
+    parent = models.ForeignKey("self", models.CASCADE, null=True, blank=True,
+                               related_name="replies")
+    body = models.TextField(max_length=2000)
+    # Frames counted from 0 at the take's frame rate; empty: about the whole take.
+    frame = models.PositiveIntegerField(null=True, blank=True)
+    frame_end = models.PositiveIntegerField(null=True, blank=True)
+    resolved_by = models.ForeignKey(settings.AUTH_USER_MODEL, models.SET_NULL, null=True,
+                                    blank=True, related_name="+")
+    resolved_at = models.DateTimeField(null=True, blank=True)
+    created = models.DateTimeField(default=timezone.now)
+
+    objects = CommentQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["created", "pk"]
+
+    def __str__(self) -> str:
+        return f"Comment {self.pk} on take {self.take_id}"
+
+    @property
+    def is_resolved(self) -> bool:
+        return self.resolved_at is not None
+
+
+class NotificationQuerySet(models.QuerySet):
+    def unread(self) -> NotificationQuerySet:
+        return self.filter(read_at=None)
+
+
+class Notification(models.Model):
+    """Something one person should know: a mention, a reply to their comment, a decision on
+    a shot they worked on. Shown by the bell and the notifications page, and emailed."""
+
+    class Kind(models.TextChoices):
+        MENTION = "mention", "Mention"
+        REPLY = "reply", "Reply"
+        DECISION = "decision", "Review decision"
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, models.CASCADE,
+                             related_name="notifications")
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    text = models.CharField(max_length=300)
+    # Where it happened, as a path inside this site (the shot page, at the comment).
+    url = models.CharField(max_length=300)
+    shot = models.ForeignKey(Shot, models.CASCADE, null=True, blank=True, related_name="+")
+    read_at = models.DateTimeField(null=True, blank=True)
+    created = models.DateTimeField(default=timezone.now)
+
+    objects = NotificationQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created", "-pk"]
+        indexes = [models.Index(fields=["user", "read_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.kind} for {self.user_id}: {self.text}"
 
 
 def asset_upload_to(asset: Asset, filename: str) -> str:
@@ -814,6 +1032,12 @@ class Generation(models.Model):
                                  related_name="downstream")
     upstream_frame_at = models.FloatField(null=True, blank=True)
     upstream_frame_sha256 = models.CharField(max_length=64, blank=True)
+    # "Regenerate from note": the comment this take answers.
+    answers = models.ForeignKey("Comment", models.SET_NULL, null=True, blank=True,
+                                related_name="answered_by")
+    # A final render: the approved draft whose seed and inputs it keeps.
+    draft = models.ForeignKey("self", models.SET_NULL, null=True, blank=True,
+                              related_name="finals")
     # The first and last frames of the delivered clip as lossless PNGs, taken once when the
     # take completed (frames.py): the last starts the next shot of a chain, and seams compare
     # them. `last_frame_at` is when the last one shows (seconds, in the house copy).

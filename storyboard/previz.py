@@ -1,10 +1,10 @@
 """Offline preview ("previz") renderer: an honest animatic that stands in for a Seedance endpoint.
 
 When no provider key is configured a shot still gets a real MP4 in the house format (H.264
-yuv420p BT.709, a keyframe every second, AAC 48 kHz stereo, faststart, exact size and frame
-count), but nothing in it pretends to be generated: a still is moved with a Ken Burns camera, a
-text-only shot becomes a title card, references become a labelled collage, and every frame
-carries a "PREVIZ" badge and a timecode.
+yuv420p BT.709, a keyframe every second and on the last frame, AAC 48 kHz stereo, faststart,
+exact size and frame count), but nothing in it pretends to be generated: a still is moved with a
+Ken Burns camera, a text-only shot becomes a title card, references become a labelled collage,
+and every frame it makes carries a "PREVIZ" badge and a timecode.
 
 The camera comes from the prompt (`parse_camera`). "Cut scene to …" / "cut to …" splits it into
 segments that share the frame count evenly, with a hard cut (and an audible tick) between them.
@@ -14,8 +14,11 @@ Choices worth knowing:
 - With an end image the last segment crossfades into it; the start still moves away from
   identity and the end still arrives at identity, in the same direction where a move has one
   (pans, tilts, orbit). A push in is carried by the start still, a pull out by the end still.
-- A start image opens the clip (even when there are references too). Later segments have no
-  picture of their own: they show the reference collage again, or else a card with their text.
+- A start image opens the clip (even when there are references too): frame 0 is that image as
+  given, without the badge (it is the input, not a preview), and the camera sets off from it —
+  so a chain rendered offline continues exactly from the frame the shot before ended on. Later
+  segments have no picture of their own: they show the reference collage again, or else a card
+  with their text.
 - Audio references can't be shown and are left out of the collage.
 
 Pure Python + PyAV + Pillow, no Django: it runs in workers and in the benchmark alike.
@@ -193,6 +196,17 @@ def camera_view(kind: str, t: float, seconds: float, seed: int) -> View:
         return _shake(_PATHS[kind][0], seconds, seed, 1.0)
     start, end = _PATHS[kind]
     return lerp_view(start, end, smoothstep(t))
+
+
+def opening_view(kind: str, t: float, seconds: float, seed: int) -> View:
+    """The camera of a clip that opens on its start image: identity at t=0, then the move.
+
+    It heads where a start → end clip's start still goes (_DEPART). A pull out has nowhere to
+    go from the whole picture, so it holds; the handheld wobble grows in over the first quarter.
+    """
+    if kind == "handheld":
+        return _shake(IDENTITY, seconds, seed, smoothstep(t * 4))
+    return lerp_view(IDENTITY, _DEPART[kind], smoothstep(t))
 
 
 def _shake(view: View, seconds: float, seed: int, amount: float) -> View:
@@ -480,10 +494,13 @@ class _Segment:
     count: int
     plate: _Plate
     end_plate: _Plate | None  # set on the last segment of a start → end clip
+    opens: bool = False  # the first segment of a clip with a start image (and no end plate)
 
     def picture(self, local: int, seconds: float, seed: int) -> Image.Image:
         t = local / (self.count - 1) if self.count > 1 else 0.0
         kind = self.move.kind
+        if self.opens:
+            return self.plate.shoot(opening_view(kind, t, seconds, seed))
         if self.end_plate is None:
             return self.plate.shoot(camera_view(kind, t, seconds, seed))
         eased = smoothstep(t)
@@ -531,6 +548,14 @@ def _segments(spec: RenderSpec) -> list[_Segment]:
             arrive = [lerp_view(_ARRIVE[kind], IDENTITY, t) for t in samples] + shake
             segments.append(_Segment(move, start, count, plate(sources[index], leave),
                                      plate(end_source, arrive)))
+        elif spec.start_image and index == 0:
+            # Frame 0 is the start image itself, so a chain continues exactly where the shot
+            # before it ended; the camera sets off from there.
+            path = [opening_view(kind, t, 0.0, spec.seed) for t in samples]
+            if kind == "handheld":
+                path.append(_shake(IDENTITY, 0.0, spec.seed, 1.0))
+            segments.append(_Segment(move, start, count, plate(sources[index], path), None,
+                                     opens=True))
         else:
             path = [camera_view(kind, t, 0.0, spec.seed) for t in samples]
             segments.append(_Segment(move, start, count, plate(sources[index], path), None))
@@ -762,7 +787,9 @@ def _painter(spec: RenderSpec, segments: list[_Segment]) -> Callable[[int], av.V
     def paint(index: int) -> av.VideoFrame:
         segment, local = by_frame[index]
         image = segment.picture(local, index / spec.fps, spec.seed)
-        overlay.apply(image, index, segment.move.kind)
+        if not (index == 0 and segment.opens):
+            # The start image is shown as it was given: it is the input, not a preview.
+            overlay.apply(image, index, segment.move.kind)
         frame = reformatter.reformat(av.VideoFrame.from_image(image), format="yuv420p",
                                      dst_colorspace="ITU709", dst_color_range="MPEG",
                                      dst_color_trc=1, dst_color_primaries=1)
@@ -783,6 +810,8 @@ def _encode(spec: RenderSpec, path: Path, paint: Callable[[int], av.VideoFrame],
         audio = house.add_audio_stream(container) if track else None
         sent = 0
         for index, frame in enumerate(_ahead(paint, spec.frames, LOOKAHEAD)):
+            if index == spec.frames - 1:
+                frame.pict_type = house.FINAL_KEYFRAME
             container.mux(video.encode(frame))
             if audio and track:
                 # Audio follows the picture closely so the file is interleaved.

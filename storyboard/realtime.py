@@ -21,7 +21,6 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from asgiref.sync import async_to_sync
 from channels.db import database_sync_to_async
 from channels.layers import InMemoryChannelLayer, get_channel_layer
 from django.core.cache import cache
@@ -81,31 +80,18 @@ def remember_server_loop() -> None:
     _server_loop = asyncio.get_running_loop()
 
 
-def _send(group: str, message: dict, *, wait: bool = False) -> None:
-    """Every push leaves through here, whichever thread it is sent from, without waiting
-    unless asked to (`wait`: only for sends that no request is waiting on)."""
+def _send(group: str, message: dict) -> None:
+    """Every push leaves through here, whichever thread it is sent from, without waiting for
+    the fan-out: the request that made the change answers at once."""
     layer = get_channel_layer()
     loop = _server_loop
     if isinstance(layer, InMemoryChannelLayer) and loop is not None and loop.is_running():
         # The in-memory layer's queues belong to the server's loop: hand the send to that loop
         # (or the waiting consumers are not woken up).
         future = asyncio.run_coroutine_threadsafe(layer.group_send(group, message), loop)
-        if wait and not _running_in(loop):
-            future.result(timeout=5)
-        else:
-            future.add_done_callback(_log_failure)
-        return
-    if wait:
-        async_to_sync(layer.group_send)(group, message)
+        future.add_done_callback(_log_failure)
         return
     _outbox().put((group, message))
-
-
-def _running_in(loop: asyncio.AbstractEventLoop) -> bool:
-    try:
-        return asyncio.get_running_loop() is loop
-    except RuntimeError:
-        return False
 
 
 def _log_failure(future) -> None:
@@ -148,13 +134,59 @@ def _after_commit(send: Callable[[], None]) -> None:
     transaction.on_commit(send, robust=True)
 
 
-def send_html(project_id: int, html: str) -> None:
-    """Send the same fragment to everyone on the project (presence: it has no controls).
+# Numbered pushes. Every fragment sent to a group a page depends on carries the group's next
+# number (a counter in the cache, shared by every server process). A socket that sees a number
+# skipped (the layer dropped a message for a full channel) or a page whose socket connects
+# after pushes it never saw re-syncs: it fetches what it shows, instead of silently missing
+# updates. Presence and "who is editing" carry whole state or nothing lasting, so they are
+# not numbered.
 
-    Presence is sent from a socket's own thread as it arrives or leaves, never from a request,
-    so it may wait for the layer; an arrival is then announced before its connect completes.
-    """
-    _send(project_group(project_id), {"type": "board.html", "html": html}, wait=True)
+
+def _number_key(group: str) -> str:
+    return f"push-number:{group}"
+
+
+def _numbered(group: str, html: str) -> dict:
+    key = _number_key(group)
+    cache.add(key, 0, timeout=None)
+    try:
+        number = cache.incr(key)
+    except ValueError:
+        # Evicted between add and incr: start again; a socket that notices re-syncs.
+        cache.add(key, 1, timeout=None)
+        number = 1
+    return {"type": "board.html", "html": html, "group": group, "number": number}
+
+
+def live_groups(project_id: int, membership) -> list[str]:
+    """The numbered groups a member's live page (board, shot, assets) hears."""
+    return [project_group(project_id),
+            *(audience_group(project_id, audience) for audience in audiences_for(membership))]
+
+
+def push_numbers(groups: Iterable[str]) -> dict[str, int]:
+    """The last number pushed to each group (0 for none yet)."""
+    groups = list(groups)
+    found = cache.get_many([_number_key(group) for group in groups])
+    return {group: int(found.get(_number_key(group), 0)) for group in groups}
+
+
+def pushes_seen(project_id: int, membership) -> int:
+    """What a live page has seen, taken before the page loads what it shows: the sum of its
+    groups' numbers. Its socket compares it with the sum when it connects (consumers.py)."""
+    return sum(push_numbers(live_groups(project_id, membership)).values())
+
+
+def send_html(project_id: int, html: str) -> None:
+    """Send the same fragment to everyone on the project (it has no controls), without
+    waiting for the fan-out: the request that made the change answers at once."""
+    group = project_group(project_id)
+    _send(group, _numbered(group, html))
+
+
+def send_to_user(user_id: int, html: str) -> None:
+    """A fragment for one person, to every page they have open (their bell)."""
+    _send(user_group(user_id), {"type": "board.html", "html": html})
 
 
 def on_commit(project_id: int, render: Callable[[], str]) -> None:
@@ -193,8 +225,8 @@ class Push:
         for audience in self.audiences:
             html = self.html_for(audience)
             if html:
-                _send(audience_group(self.project_id, audience),
-                      {"type": "board.html", "html": html})
+                group = audience_group(self.project_id, audience)
+                _send(group, _numbered(group, html))
 
 
 def push(project_id: int, load: Callable[[], dict], render: Callable[[dict, Audience], str],
@@ -480,3 +512,17 @@ def broadcast_take_list(shot: Shot) -> None:
                                 {**context, "membership": audience, "oob": True})
 
     push(shot.project_id, load, render)
+
+
+def broadcast_review(shot: Shot) -> None:
+    """A review decision: every open shot page re-fetches its review panel, so each person
+    gets the controls of their own role."""
+    on_commit(shot.project_id, lambda: render_to_string(f"{SHOT_TEMPLATE}#review-stale",
+                                                        {"shot": shot}))
+
+
+def broadcast_comments(take: Generation) -> None:
+    """A comment written or resolved: pages showing the take re-fetch its comment list (not
+    the form beside it, so nobody's typing is lost), each with their own role's controls."""
+    on_commit(take.project_id, lambda: render_to_string(f"{SHOT_TEMPLATE}#comments-stale",
+                                                        {"take": take}))

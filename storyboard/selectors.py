@@ -7,6 +7,9 @@ runs a fixed number of queries however many shots the board has.
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Iterable
+
 from django.db.models import BooleanField, Count, ExpressionWrapper, Q
 
 from storyboard.models import Project, Scene, Shot, with_latest_takes
@@ -15,60 +18,84 @@ from storyboard.models import Project, Scene, Shot, with_latest_takes
 PRICE_FIELDS = ("mode", "endpoint", "resolution", "aspect_ratio", "duration", "num_frames")
 
 
-def board_context(project: Project) -> dict:
-    """The board page's shots, grouped under their scenes, with their totals."""
-    groups = project.board(Shot.objects.for_cards())
-    shots = [s for _, group in groups for s in group]
-    with_latest_takes(shots)
-    for scene, group in groups:
+# Cards rendered in full when the board opens: a first screenful (three rows of four on a
+# laptop). The rest arrive as light placeholders that board.js fills in batches as they near the
+# viewport (views.board_cards), so a 300-shot board opens in about the time a 12-shot one does.
+FIRST_CARDS = 12
+
+
+def board_context(project: Project, *, full: int = FIRST_CARDS) -> dict:
+    """The board page: every shot in order under its scene, the first `full` as whole cards
+    and the others as placeholders, and the board's totals. A fixed number of queries however
+    many shots; a placeholder costs one light row and no template work of its own.
+
+    `groups` is [(scene or None, whole cards, placeholder shots)], in board order.
+    """
+    # One light row per shot: its place, its title and what its price depends on.
+    light = project.board(Shot.objects.for_totals(
+        "pk", "project", "scene", "position", "title", "review"))
+    ordered = [s for _, group in light for s in group]
+    whole = {s.pk: s for s in cards([s.pk for s in ordered[:full]])}
+    groups = []
+    for scene, group in light:
+        # Whole cards come first on the board, so within a scene too.
+        groups.append((scene, [whole[s.pk] for s in group if s.pk in whole],
+                       [s for s in group if s.pk not in whole]))
         if scene is not None:
             scene.n_shots = len(group)
-    scenes = [scene for scene, _ in groups if scene is not None]
-    return {"project": project, "groups": groups, **_totals(shots, scene_count=len(scenes))}
+    scenes = [scene for scene, _, _ in groups if scene is not None]
+    price_groups = Counter((*(getattr(s, name) for name in PRICE_FIELDS), s.video_refs,
+                            s.selected_take_id is not None, s.review) for s in ordered)
+    return {"project": project, "groups": groups,
+            **_totals(((*key, n) for key, n in price_groups.items()),
+                      scene_count=len(scenes))}
 
 
 def summary_context(project: Project) -> dict:
-    """The board's summary line alone (what one edit changes of the totals).
+    """The board's summary line alone (what one edit changes of the totals), in one grouped
+    query."""
+    on_board = ExpressionWrapper(Q(selected_take__isnull=False), output_field=BooleanField())
+    rows = Shot.objects.filter(project=project).for_totals("review").annotate(
+        on_board=on_board).values_list(*PRICE_FIELDS, "video_refs", "on_board",
+                                       "review").annotate(n=Count("pk")).order_by()
+    return {"project": project, **_totals(rows, scene_count=project.scenes.count())}
+
+
+def _totals(rows: Iterable[tuple], *, scene_count: int) -> dict:
+    """The board's totals from (price fields…, video_refs, on the board, review state, how
+    many shots) rows.
 
     Shots are counted by the parameters that set their price, so the work is one estimate per
     distinct combination, not one per shot.
     """
-    on_board = ExpressionWrapper(Q(selected_take__isnull=False), output_field=BooleanField())
-    rows = Shot.objects.filter(project=project).for_totals().values(
-        *PRICE_FIELDS, "video_refs", on_board=on_board).annotate(n=Count("pk")).order_by()
     totals = {"shot_count": 0, "total_seconds": 0, "total_micros": 0, "left_micros": 0,
-              "total_worst_case": False}
-    for row in rows:
-        shot = Shot(**{name: row[name] for name in PRICE_FIELDS})
-        shot.video_refs = row["video_refs"]
-        estimate, n = shot.estimate(), row["n"]
+              "total_worst_case": False, "scene_count": scene_count}
+    reviews: Counter[str] = Counter()
+    for *values, video_refs, on_board, review, n in rows:
+        reviews[review] += n
+        shot = Shot(**dict(zip(PRICE_FIELDS, values, strict=True)))
+        shot.video_refs = video_refs
+        estimate = shot.estimate()
         totals["shot_count"] += n
         if shot.duration.isdigit():
             totals["total_seconds"] += n * int(shot.duration)
         totals["total_micros"] += n * estimate.micros
-        if not row["on_board"]:
+        if not on_board:
             totals["left_micros"] += n * estimate.micros
         totals["total_worst_case"] |= estimate.worst_case
-    return {"project": project, "scene_count": project.scenes.count(), **totals}
+    # How many shots wait for review, were sent back, are approved (drafts go unsaid).
+    totals["review_counts"] = [(label, reviews[value]) for value, label in Shot.Review.choices
+                               if value != Shot.Review.DRAFT and reviews[value]]
+    return totals
 
 
-def _totals(shots: list[Shot], *, scene_count: int) -> dict:
-    for shot in shots:
-        # Computed once here; the card template reads the cached value.
-        shot.cached_estimate = shot.estimate()
-    estimates = [s.cached_estimate for s in shots]
-    return {"shot_count": len(shots), "scene_count": scene_count,
-            "total_seconds": sum(int(s.duration) for s in shots if s.duration.isdigit()),
-            "total_micros": sum(e.micros for e in estimates),
-            # Shots with no take on the board yet: what finishing the board would cost.
-            "left_micros": sum(s.cached_estimate.micros for s in shots
-                               if s.selected_take_id is None),
-            "total_worst_case": any(e.worst_case for e in estimates)}
-
-
-def cards(shot_ids: list[int]) -> list[Shot]:
-    """The given shots as their cards show them (two queries for any number of cards)."""
-    return with_latest_takes(list(Shot.objects.filter(pk__in=shot_ids).for_cards()))
+def cards(shot_ids: list[int], *, project: Project | None = None) -> list[Shot]:
+    """The given shots as their cards show them (two queries for any number of cards), only
+    those of `project` when given (ids that came from a request)."""
+    shots = Shot.objects.filter(pk__in=shot_ids)
+    if project is not None:
+        shots = shots.filter(project=project)
+    return with_latest_takes(list(shots.for_cards()))
 
 
 def board_order(project: Project) -> list[tuple[int | None, list[int]]]:

@@ -47,6 +47,22 @@ CSRF_TRUSTED_ORIGINS = envlist("CSRF_TRUSTED_ORIGINS")
 # The public address of this instance; providers call back here and invitation links use it.
 SITE_URL = os.getenv("SITE_URL", "http://127.0.0.1:8000").rstrip("/")
 
+# Notification emails go through SMTP when EMAIL_HOST is set; otherwise they are printed to
+# the console in development and not sent at all in production (notify.py checks for a mailer).
+if os.getenv("EMAIL_HOST"):
+    MAILERS = {"default": {
+        "BACKEND": "django.core.mail.backends.smtp.EmailBackend",
+        "OPTIONS": {"host": os.environ["EMAIL_HOST"], "port": envint("EMAIL_PORT", 587),
+                    "username": os.getenv("EMAIL_HOST_USER", ""),
+                    "password": os.getenv("EMAIL_HOST_PASSWORD", ""),
+                    "use_tls": envbool("EMAIL_USE_TLS", "1")},
+    }}
+elif PRODUCTION:
+    MAILERS = {}
+else:
+    MAILERS = {"default": {"BACKEND": "django.core.mail.backends.console.EmailBackend"}}
+DEFAULT_FROM_EMAIL = os.getenv("DEFAULT_FROM_EMAIL", "storyboard@localhost")
+
 INSTALLED_APPS = [
     # Storyboard's runserver (Daphne's, which serves HTTP and websockets, plus the embedded
     # task worker) must win over staticfiles' one, so these two come first.
@@ -245,6 +261,10 @@ else:
     # Local memory is per process, which django-ratelimit refuses; the embedded default is one
     # process, so its counts are exact. Several servers need REDIS_URL (the README says so).
     SILENCED_SYSTEM_CHECKS = ["django_ratelimit.E003", "django_ratelimit.W001"]
+if not MAILERS:
+    # Production without EMAIL_HOST sends no notification email on purpose (notify.py skips
+    # it; the bell and the notifications page still work).
+    SILENCED_SYSTEM_CHECKS.append("mail.W001")
 
 # Background jobs: Django's Tasks API on the database. `manage.py worker` runs workers; the
 # embedded default runs one inside the server process (so the in-memory channel layer reaches

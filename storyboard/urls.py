@@ -3,7 +3,7 @@ from __future__ import annotations
 from django.contrib import admin
 from django.urls import include, path
 
-from storyboard import views
+from storyboard import review_views, views
 
 sb = [
     path("", views.home, name="home"),
@@ -15,6 +15,7 @@ sb = [
     path("teams/<int:team_id>/budget/takes/<uuid:take_uid>/settle/", views.take_settle,
          name="take-settle"),
     path("projects/<int:project_id>/", views.board, name="board"),
+    path("projects/<int:project_id>/cards/", views.board_cards, name="board-cards"),
     path("projects/<int:project_id>/settings/", views.project_settings, name="project-settings"),
     path("projects/<int:project_id>/delete/", views.project_delete, name="project-delete"),
     path("projects/<int:project_id>/shots/new/", views.shot_create, name="shot-create"),
@@ -25,6 +26,19 @@ sb = [
     path("shots/<int:shot_id>/estimate/", views.shot_estimate, name="shot-estimate"),
     path("shots/<int:shot_id>/history/", views.shot_history, name="shot-history"),
     path("shots/<int:shot_id>/undo/", views.shot_undo, name="shot-undo"),
+    path("shots/<int:shot_id>/review/", review_views.shot_review, name="shot-review"),
+    path("shots/<int:shot_id>/decide/", review_views.shot_decide, name="shot-decide"),
+    path("teams/<int:team_id>/review/", review_views.review_queue, name="review-queue"),
+    path("takes/<uuid:take_uid>/comments/", review_views.take_comments, name="take-comments"),
+    path("comments/<int:comment_id>/resolve/", review_views.comment_resolve,
+         name="comment-resolve"),
+    path("comments/<int:comment_id>/regenerate/", review_views.comment_regenerate,
+         name="comment-regenerate"),
+    path("shots/<int:shot_id>/final/", review_views.shot_final, name="shot-final"),
+    path("shots/<int:shot_id>/compare/", review_views.shot_compare, name="shot-compare"),
+    path("notifications/", review_views.notifications, name="notifications"),
+    path("notifications/<int:notification_id>/", review_views.notification_open,
+         name="notification-open"),
     path("shots/<int:shot_id>/generate/", views.shot_generate, name="shot-generate"),
     path("takes/<uuid:take_uid>/cancel/", views.take_cancel, name="take-cancel"),
     path("takes/<uuid:take_uid>/discard/", views.take_discard, name="take-discard"),

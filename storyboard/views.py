@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 import logging
+import uuid
 from decimal import Decimal
 
 from django.conf import settings
@@ -32,6 +33,7 @@ from storyboard import (
     media,
     realtime,
     seams,
+    selectors,
     throttle,
 )
 from storyboard.access import (
@@ -363,13 +365,38 @@ def board(request: HttpRequest, project_id: int) -> HttpResponse:
         # Closing the shot editor swaps its empty state back in.
         return render(request, f"{BOARD}#editor-empty",
                       {"project": project, "membership": project.membership})
+    # Before anything the page shows is read (realtime: numbered pushes).
+    seen = realtime.pushes_seen(project.pk, project.membership)
     ctx = _board_context(project)
+    # Cards of other review states are hidden by CSS, so pushed cards filter themselves too.
+    review_filter = request.GET.get("review", "")
+    ctx["review_filter"] = review_filter if review_filter in Shot.Review.values else ""
+    ctx["review_states"] = Shot.Review.choices
+    ctx["live_seen"] = seen
     ctx["viewers"] = Presence.objects.viewers(project.pk)
     ctx["asset_count"] = project.assets.count()
     team_budget = Budget.for_team(project.team_id)
     ctx.update(budget=team_budget, team=project.team,
                threshold=team_budget.threshold_crossed(0))
     return render(request, f"{BOARD}#board" if request.htmx else BOARD, ctx)
+
+
+# Placeholders one request may fill: about three screenfuls, so a fast scroll costs a few
+# requests and none of them is large.
+MAX_CARDS_PER_REQUEST = 60
+
+
+@login_required
+@require_GET
+def board_cards(request: HttpRequest, project_id: int) -> HttpResponse:
+    """Whole cards for the board's placeholders (`?shot=1&shot=2…`), each swapped in by id."""
+    project = get_project_for_user(request, project_id)
+    if not request.htmx:
+        return redirect("sb:board", project.pk)
+    ids = [int(v) for v in request.GET.getlist("shot") if v.isdigit()][:MAX_CARDS_PER_REQUEST]
+    return render(request, f"{BOARD}#shot-cards", {
+        "project": project, "membership": project.membership,
+        "shots": selectors.cards(ids, project=project)})
 
 
 @login_required
@@ -409,6 +436,13 @@ def shot_reorder(request: HttpRequest, project_id: int) -> HttpResponse:
 def shot_edit(request: HttpRequest, shot_id: int) -> HttpResponse:
     shot = get_shot_for_user(request, shot_id, write=request.method == "POST")
     project = shot.project
+    seen = None
+    if not request.htmx and request.method == "GET":
+        # The page's live socket starts from here (realtime: numbered pushes); the shot is
+        # read again after, so an edit pushed in between is in the page or makes it re-sync.
+        seen = realtime.pushes_seen(project.pk, project.membership)
+        shot.refresh_from_db()
+        shot.project = project
     form = ShotForm(request.POST or None, instance=shot)
     edit = None
     if request.method == "POST" and form.is_valid():
@@ -421,12 +455,14 @@ def shot_edit(request: HttpRequest, shot_id: int) -> HttpResponse:
             realtime.shot_saved(shot, moved="scene" in edit.change.changes)
         shot = Shot.objects.select_related("project__team").get(pk=shot.pk)
         shot.project = project
-        if edit.conflicts or edit.refused:
+        if edit.conflicts or edit.refused or edit.locked:
             # What was not stored stays in the form, next to the stored version where both
             # people changed a field; the version is the stored one, so saving again resolves.
             form = ShotForm(ShotForm.data_for(edit.shown, version=shot.version),
                             instance=Shot.objects.get(pk=shot.pk))
             form.instance.project = project
+            if edit.locked:
+                form.add_error(None, edit.locked)
         else:
             form = ShotForm(instance=shot)
     elif request.method == "POST":
@@ -434,13 +470,14 @@ def shot_edit(request: HttpRequest, shot_id: int) -> HttpResponse:
         shot = Shot.objects.select_related("project__team").get(pk=shot.pk)
         shot.project = project
         form.instance = shot
-    saved = edit is not None and not edit.conflicts and not edit.refused
+    saved = edit is not None and not edit.conflicts and not edit.refused and not edit.locked
     ctx = {"shot": shot, "project": project, "form": form, "saved": saved,
            "conflicts": edit.conflicts if edit else [],
            "merged": bool(edit and edit.change and edit.conflicts),
            "membership": project.membership,
            "warnings": form.warnings(), "in_panel": _in_panel(request),
            "chain_from": _chain_from(shot),
+           "viewer_take": _viewer_take(shot, request.GET.get("take", "")),
            "estimate": shot.estimate(), "estimate_errors": [],
            "provider": get_provider(settings.DEFAULT_VIDEO_PROVIDER)}
     status = 409 if edit and edit.conflicts else INVALID if form.errors else 200
@@ -454,6 +491,7 @@ def shot_edit(request: HttpRequest, shot_id: int) -> HttpResponse:
             messages.success(request, "Shot saved.")
         return redirect("sb:board", project.pk)
     ctx["viewers"] = Presence.objects.viewers(project.pk)
+    ctx["live_seen"] = seen
     return render(request, "storyboard/shot.html", ctx, status=status)
 
 
@@ -608,6 +646,7 @@ def scene_delete(request: HttpRequest, scene_id: int) -> HttpResponse:
 @login_required
 def assets(request: HttpRequest, project_id: int) -> HttpResponse:
     project = get_project_for_user(request, project_id, write=request.method == "POST")
+    seen = realtime.pushes_seen(project.pk, project.membership)
     errors: list[str] = []
     added: list[Asset] = []
     if request.method == "POST":
@@ -627,7 +666,7 @@ def assets(request: HttpRequest, project_id: int) -> HttpResponse:
         if added:
             realtime.broadcast_assets(project)
     ctx = {**assets_context(project), "errors": errors, "added": added,
-           "membership": project.membership}
+           "membership": project.membership, "live_seen": seen}
     status = INVALID if errors and not added else 200
     if request.htmx:
         return render(request, "storyboard/assets.html#library", ctx, status=status)
@@ -724,6 +763,14 @@ def take_select(request: HttpRequest, take_uid: str) -> HttpResponse:
     return _editor_response(request, take.shot)
 
 
+def _viewer_take(shot: Shot, uid: str) -> Generation | None:
+    """The take a link asked the shot page's player to open (`?take=`), if it is this shot's."""
+    try:
+        return shot.takes.filter(uid=uuid.UUID(uid)).first() if uid else None
+    except ValueError:
+        return None
+
+
 def _chain_from(shot: Shot) -> dict | None:
     """What a continuing shot will start from, for the editor: the upstream's chosen take,
     whose last frame was captured when it finished (nothing is decoded or created here)."""
@@ -746,7 +793,9 @@ def _editor_response(request: HttpRequest, shot: Shot) -> HttpResponse:
     ctx = {"shot": shot, "project": shot.project, "form": form, "saved": False,
            "membership": membership, "in_panel": _in_panel(request),
            "provider": get_provider(settings.DEFAULT_VIDEO_PROVIDER), "warnings": form.warnings(),
-           "chain_from": _chain_from(shot), "estimate": shot.estimate(), "estimate_errors": []}
+           "chain_from": _chain_from(shot),
+           "viewer_take": _viewer_take(shot, request.GET.get("take", "")),
+           "estimate": shot.estimate(), "estimate_errors": []}
     return render(request, "storyboard/shot.html#editor", ctx)
 
 
@@ -760,7 +809,7 @@ def take_file(request: HttpRequest, take_uid: str, kind: str) -> HttpResponse:
     field, content_type = served.get(kind, (None, ""))
     if not field:
         raise Http404("No such file")
-    return _serve(field, content_type)
+    return _serve(field, content_type, request=request)
 
 
 @login_required
@@ -823,10 +872,10 @@ def input_file(request: HttpRequest, signed: str) -> HttpResponse:
         take = Generation.objects.filter(last_frame=name).only("last_frame").first()
         if take is None:
             raise Http404("No such file")
-        return _serve(take.last_frame, "image/png")
+        return _serve(take.last_frame, "image/png", request=request)
     if asset.content_type not in SERVED_TYPES:
         raise Http404("No such file")
-    return _serve(asset.file, asset.content_type)
+    return _serve(asset.file, asset.content_type, request=request)
 
 
 # Uploads are re-encoded or probed before storage, so these are the only types ever served.
@@ -844,17 +893,74 @@ def asset_file(request: HttpRequest, asset_uid: str, variant: str) -> HttpRespon
     content_type = asset.content_type if variant == "file" else "image/jpeg"
     if content_type not in SERVED_TYPES:
         raise Http404("No such file")
-    return _serve(field, content_type)
+    return _serve(field, content_type, request=request)
 
 
-def _serve(field, content_type: str) -> HttpResponse:
+class _Slice:
+    """`length` bytes of an open file from where it stands, read in chunks (FileResponse)."""
+
+    def __init__(self, handle, length: int) -> None:
+        self.handle, self.left = handle, length
+
+    def read(self, size: int = -1) -> bytes:
+        size = self.left if size < 0 else min(size, self.left)
+        data = self.handle.read(size) if size else b""
+        self.left -= len(data)
+        return data
+
+    def close(self) -> None:
+        self.handle.close()
+
+
+def _byte_range(header: str, size: int) -> tuple[int, int] | str | None:
+    """The one byte range a `Range` header asks for, "unsatisfiable", or None for the whole
+    file (no header, several ranges, or one we do not understand: RFC 9110 lets us ignore it)."""
+    if not header.startswith("bytes=") or "," in header:
+        return None
+    first, _, last = header[6:].strip().partition("-")
+    if not (first.isdigit() or last.isdigit()) or (first and not first.isdigit()) \
+            or (last and not last.isdigit()):
+        return None
+    if not first:  # the last N bytes
+        length = int(last)
+        return (max(0, size - length), size - 1) if length and size else "unsatisfiable"
+    start = int(first)
+    end = min(int(last), size - 1) if last else size - 1
+    if start >= size or end < start:
+        return "unsatisfiable"
+    return start, end
+
+
+def _serve(field, content_type: str, *, request: HttpRequest) -> HttpResponse:
     storage = field.storage
     try:
         storage.path(field.name)
     except NotImplementedError:
         # Object storage: hand out a short-lived signed URL instead of proxying the bytes.
         return HttpResponseRedirect(storage.url(field.name))
-    response = FileResponse(storage.open(field.name, "rb"), content_type=content_type)
+    size = storage.size(field.name) if storage.exists(field.name) else None
+    if size is None:
+        # A row whose file is gone (media restored from an older backup): a missing picture,
+        # not a server error per card.
+        raise Http404("No such file")
+    wanted = _byte_range(request.headers.get("Range", ""), size)
+    if wanted == "unsatisfiable":
+        response = HttpResponse(status=416)
+        response["Content-Range"] = f"bytes */{size}"
+        return response
+    handle = storage.open(field.name, "rb")
+    if wanted:
+        # Players seek by asking for part of the file; Chromium cannot seek a video whose
+        # server answers every request with the whole file.
+        start, end = wanted
+        handle.seek(start)
+        response = FileResponse(_Slice(handle, end - start + 1), content_type=content_type,
+                                status=206)
+        response["Content-Range"] = f"bytes {start}-{end}/{size}"
+        response["Content-Length"] = str(end - start + 1)
+    else:
+        response = FileResponse(handle, content_type=content_type)
+    response["Accept-Ranges"] = "bytes"
     response["Content-Disposition"] = "inline"
     # Even a file that slipped through must not run as a page on our origin.
     response["Content-Security-Policy"] = "default-src 'none'; sandbox"

@@ -4,6 +4,7 @@ import hashlib
 import io
 
 import factory
+from django.utils import timezone
 from factory.django import DjangoModelFactory
 from PIL import Image
 
@@ -161,7 +162,8 @@ class SeamFactory(DjangoModelFactory[Seam]):
 
 def build_board(project: Project, *, shots: int) -> list[Shot]:
     """A realistic board of `shots` shots in a few queries: a scene every ten shots, frames,
-    references (some videos), chains, and two finished takes per shot, one shown on the board.
+    references (some videos), chains with stale links, and two finished takes per shot, one
+    shown on the board.
     """
     images = Asset.objects.bulk_create(
         Asset(project=project, kind=Asset.Kind.IMAGE, content_type="image/png",
@@ -187,11 +189,15 @@ def build_board(project: Project, *, shots: int) -> list[Shot]:
              start_frame=images[i % 5] if modes[i % 3] == Shot.Mode.IMAGE else None,
              duration="auto" if i % 9 == 0 else "5")
         for i in range(shots))
-    # Every seventh shot continues the one before it (a chain across scenes too).
+    # Every seventh shot continues the one before it (a chain across scenes too), and every
+    # other one of those is stale: the shot it continues changed since its take.
     linked = [shot for i, shot in enumerate(made) if i % 7 == 6]
-    for shot in linked:
+    for n, shot in enumerate(linked):
         shot.continues_from_id = made[made.index(shot) - 1].pk
-    Shot.objects.bulk_update(linked, ["continues_from"])
+        if n % 2 == 0:
+            shot.stale_reason = "The shot it continues has a new take."
+            shot.stale_since = timezone.now()
+    Shot.objects.bulk_update(linked, ["continues_from", "stale_reason", "stale_since"])
     Through = Shot.references.through
     Through.objects.bulk_create(
         Through(shot_id=shot.pk, asset_id=asset.pk)

@@ -27,9 +27,12 @@ from storyboard.generation import sign_input, webhook_token
 from storyboard.models import (
     Asset,
     Budget,
+    Comment,
     Generation,
     LedgerEntry,
+    Notification,
     Project,
+    ReviewDecision,
     Scene,
     Seam,
     SeamThresholds,
@@ -115,6 +118,11 @@ KWARG_VALUES: dict[str, Callable[[Cast], object]] = {
     "kind": lambda cast: "video",
     "seam_id": lambda cast: SeamFactory(upstream=GenerationFactory(shot=cast.shot)).pk,
     "side": lambda cast: "before",
+    # The owner's: nobody else's notifications exist for them.
+    "notification_id": lambda cast: Notification.objects.create(
+        user=cast.owner, kind="mention", text="x", url=f"/shots/{cast.shot.pk}/").pk,
+    "comment_id": lambda cast: Comment.objects.create(
+        take=GenerationFactory(shot=cast.shot), user=cast.reviewer, body="Too dark").pk,
 }
 # Where one URL needs a different object than the kwarg's default, to be meaningful at all.
 ROUTE_KWARGS: dict[str, dict[str, Callable[[Cast], object]]] = {
@@ -135,6 +143,11 @@ ROUTE_KWARGS: dict[str, dict[str, Callable[[Cast], object]]] = {
                                                               uid=SWEPT_TAKE).uid},
     # Only a shot with a change in its history has something to undo.
     "sb:shot-undo": {"shot_id": lambda cast: _shot_with_a_change(cast).pk},
+    # Only a shot with a finished take on the board can be submitted for review, and only one
+    # in review can be decided on.
+    "sb:shot-review": {"shot_id": lambda cast: _shot_with_a_take(cast).pk},
+    "sb:shot-decide": {"shot_id": lambda cast: _shot_in_review(cast).pk},
+    "sb:shot-final": {"shot_id": lambda cast: _shot_approved(cast).pk},
 }
 
 
@@ -143,6 +156,26 @@ SWEPT_TAKE = uuid.UUID("5eed0000-0000-4000-8000-000000000001")
 
 def _shot_with_a_change(cast: Cast) -> Shot:
     cast.shot.change(values={"title": "Before the undo"}, user=cast.editor)
+    return cast.shot
+
+
+def _shot_with_a_take(cast: Cast) -> Shot:
+    Shot.objects.filter(pk=cast.shot.pk).update(
+        selected_take=GenerationFactory(shot=cast.shot))
+    return cast.shot
+
+
+def _shot_in_review(cast: Cast) -> Shot:
+    take = GenerationFactory(shot=cast.shot)
+    Shot.objects.filter(pk=cast.shot.pk).update(selected_take=take, review_take=take,
+                                                review=Shot.Review.IN_REVIEW)
+    return cast.shot
+
+
+def _shot_approved(cast: Cast) -> Shot:
+    take = GenerationFactory(shot=cast.shot)
+    Shot.objects.filter(pk=cast.shot.pk).update(selected_take=take, review_take=take,
+                                                review=Shot.Review.APPROVED)
     return cast.shot
 
 
@@ -171,6 +204,8 @@ def payload(cast: Cast) -> dict:
         "limit": "123.45", "verdict": "not_billed",
         # Seam thresholds, each away from its default.
         "match_delta_e": "1.5", "drift_delta_e": "6", "match_ssim": "0.9", "drift_ssim": "0.7",
+        # A review decision that needs the note above: send the take back.
+        "decision": "changes", "body": "x",
         "confirm": cast.project.name,
         # The latest change of a shot, for undo.
         "change": getattr(ShotChange.objects.order_by("-pk").first(), "pk", ""),
@@ -192,7 +227,7 @@ def payload(cast: Cast) -> dict:
 
 
 BOARD_MODELS = (Project, Scene, Shot, Shot.references.through, ShotChange, Asset, Generation,
-                Budget, LedgerEntry, Seam, SeamThresholds)
+                Budget, LedgerEntry, ReviewDecision, Comment, Seam, SeamThresholds)
 PEOPLE_MODELS = (Team, Membership, Invitation, User)
 
 
@@ -303,6 +338,7 @@ ANONYMOUS_WRITES: dict[tuple[str, str], str] = {
 OUTSIDER_2XX: dict[tuple[str, str], str] = {
     ("sb:input-file", "GET"): "the signed token is the credential (see PUBLIC_URLS)",
     ("accounts:teams", "GET"): "lists only his own teams",
+    ("sb:notifications", "GET"): "lists only his own notifications",
     ("accounts:invitation", "GET"): "anyone holding Alpha's link may see who it is from; the "
                                     "token is the credential",
 }
@@ -319,6 +355,13 @@ READ_ONLY_POST_2XX: dict[str, str] = {}
 READ_ONLY_POST_WRITES: dict[str, str] = {
     "accounts:team-create": "anyone may start a team of their own",
 }
+# Alpha's reviewer (not the viewer) may also write through these: deciding is the role.
+REVIEWER_POST_WRITES: dict[str, tuple[str, set[str]]] = {
+    "sb:shot-decide": ("approve, send back or un-approve the take under review",
+                       {"storyboard.Shot", "storyboard.ReviewDecision"}),
+    "sb:take-comments": ("comment on a take", {"storyboard.Comment"}),
+    "sb:comment-resolve": ("resolve a comment thread", {"storyboard.Comment"}),
+}
 
 # An owner's POST changes nothing on these; on every other URL it must change something.
 OWNER_POST_CHANGES_NOTHING: dict[str, str] = {
@@ -327,11 +370,13 @@ OWNER_POST_CHANGES_NOTHING: dict[str, str] = {
     "accounts:signup": "a signed-in user is redirected",
     "accounts:team-switch": "the owner's current team is Alpha already",
     "accounts:invitation": "he is in Alpha already, so the link stays open for its invitee",
+    "sb:notifications": "marks the owner's own notifications read; he has none",
 }
 # ... and these refuse POST outright (405).
-GET_ONLY = {"sb:board", "sb:asset-file", "sb:take-file", "sb:input-file", "sb:shot-estimate",
-            "sb:seam-frame",
-            "sb:ledger-csv", "sb:shot-history",
+GET_ONLY = {"sb:board", "sb:board-cards", "sb:asset-file", "sb:take-file", "sb:input-file",
+            "sb:shot-estimate", "sb:seam-frame",
+            "sb:ledger-csv", "sb:shot-history", "sb:review-queue", "sb:notification-open",
+            "sb:shot-compare",
             "sb:home",
             "sb:projects",
             "accounts:teams", "accounts:members"}
@@ -394,8 +439,16 @@ def test_outsider_is_refused(world, route, method):
 @pytest.mark.parametrize("route", ROUTES, ids=[str(route) for route in ROUTES])
 def test_read_only_role_changes_nothing(world, role, route):
     outcome = sweep_request(world.member(role), route, "POST", world)
-    assert_refused(outcome, role, route, "POST", may_2xx=route.name in READ_ONLY_POST_2XX,
-                   may_write=route.name in READ_ONLY_POST_WRITES)
+    if role == "reviewer" and route.name in REVIEWER_POST_WRITES:
+        # Deciding and commenting change what they are about and nothing else.
+        changed = {label for label in outcome.db_after
+                   if outcome.db_after[label] != outcome.db_before[label]}
+        assert outcome.status < 400
+        assert changed == REVIEWER_POST_WRITES[route.name][1]
+        assert outcome.files_after == outcome.files_before
+    else:
+        assert_refused(outcome, role, route, "POST", may_2xx=route.name in READ_ONLY_POST_2XX,
+                       may_write=route.name in READ_ONLY_POST_WRITES)
     assert world.team.memberships.get(user=world.member(role)).role == role
 
 

@@ -336,3 +336,14 @@ def test_it_refuses_post_on_files(cast):
     asset = AssetFactory(project=cast.project)
     url = reverse("sb:asset-file", args=[asset.uid, "file"])
     assert client_for(cast.owner).post(url).status_code == 405
+
+
+def test_it_answers_404_for_a_file_that_is_gone(cast):
+    from tests.factories import GenerationFactory
+
+    asset = AssetFactory(project=cast.project)
+    Path(asset.file.path).unlink()
+    take = GenerationFactory(shot=cast.shot, poster="takes/never-written.jpg")
+    client = client_for(cast.viewer)
+    assert client.get(reverse("sb:asset-file", args=[asset.uid, "file"])).status_code == 404
+    assert client.get(reverse("sb:take-file", args=[take.uid, "poster"])).status_code == 404

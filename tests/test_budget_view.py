@@ -71,11 +71,13 @@ def _spend(cast, *, approved: bool):
 
     shot = ShotFactory(project=cast.project, mode="text", resolution="480p", duration="2",
                        endpoint="fal-ai/bytedance/seedance/v1/lite/text-to-video",
-                       generate_audio=False, prompt="Static.",
-                       review="approved" if approved else "draft")
+                       generate_audio=False, prompt="Static.")
     take = generation.start_generation(shot=shot, user=cast.editor)
     generation.drive(take_id=take.pk)
     take.refresh_from_db()
+    if approved:
+        # Approved after the take was made (an approved shot is locked against new takes).
+        type(shot).objects.filter(pk=shot.pk).update(review="approved", review_take=take)
     return take
 
 

@@ -168,6 +168,19 @@ def test_normalize_produces_the_house_format(source, sources, tmp_path) -> None:
     assert not is_house_format(src)
 
 
+@pytest.mark.parametrize("source", SOURCES[:2], ids=lambda s: s.name)
+def test_the_final_frame_is_a_keyframe_so_the_last_frame_decodes_alone(source, sources,
+                                                                       tmp_path) -> None:
+    out = tmp_path / "house.mp4"
+    normalize(sources[source.name], out)
+    with av.open(str(out)) as container:
+        keys = [p.is_keyframe for p in container.demux(video=0) if p.size]
+    assert keys[0]
+    assert keys[-1]
+    # Still one a second, not more: the final one is the only extra.
+    assert sum(keys) <= len(keys) // 24 + 2
+
+
 @pytest.mark.parametrize("source", SOURCES, ids=lambda s: s.name)
 def test_first_and_last_frames_survive(source, sources, tmp_path) -> None:
     src, out = sources[source.name], tmp_path / "house.mp4"

@@ -452,7 +452,9 @@ def test_it_tells_read_only_roles_what_they_can_do_in_the_editor(cast, role):
     content = client_for(cast.member(role)).get(reverse("sb:shot", args=[shot.pk])) \
         .content.decode()
     assert 'id="read-only-note"' in content
-    assert f"as a {role} you cannot change it" in content
+    assert {"viewer": "as a viewer you cannot change it",
+            "reviewer": "As a reviewer you approve or send back this shot's takes"}[role] \
+        in content
     assert "Write a prompt first." not in content
     assert 'id="generate"' not in content
 
@@ -511,3 +513,34 @@ def test_it_shows_no_chain_for_an_unchained_shot(cast):
     content = client_for(cast.editor).get(reverse("sb:shot", args=[cast.shot.pk])) \
         .content.decode()
     assert 'id="chain-from"' not in content
+
+
+# Byte ranges: players seek by asking for part of a file.
+
+
+@pytest.mark.parametrize(("header", "status", "content_range", "body"), [
+    ("bytes=2-5", 206, "bytes 2-5/10", b"2345"),
+    ("bytes=7-", 206, "bytes 7-9/10", b"789"),
+    ("bytes=-3", 206, "bytes 7-9/10", b"789"),
+    ("bytes=8-100", 206, "bytes 8-9/10", b"89"),
+    ("bytes=10-12", 416, "bytes */10", b""),
+    ("bytes=5-2", 416, "bytes */10", b""),
+    ("bytes=0-1,4-5", 200, None, b"0123456789"),
+    ("items=0-1", 200, None, b"0123456789"),
+    ("", 200, None, b"0123456789"),
+])
+def test_a_take_is_served_by_byte_range(cast, header, status, content_range, body):
+    from django.core.files.base import ContentFile
+
+    from tests.factories import GenerationFactory
+
+    take = GenerationFactory(shot=cast.shot, video=ContentFile(b"0123456789", name="v.mp4"))
+    extra = {"HTTP_RANGE": header} if header else {}
+    response = client_for(cast.viewer).get(
+        reverse("sb:take-file", args=[take.uid, "video"]), **extra)
+    assert response.status_code == status
+    assert response.get("Content-Range") == content_range
+    content = b"".join(response.streaming_content) if response.streaming else response.content
+    assert content == body
+    if status != 416:
+        assert response["Accept-Ranges"] == "bytes"

@@ -51,6 +51,62 @@
 
   htmx.onLoad(initSortable);
 
+  // The board as it is now (the same GET htmx makes for the board region), for a board that
+  // missed pushes: its socket was closed meanwhile, or the server saw a numbered push go
+  // missing (live.js). The shot editor is left alone: it may hold someone's unsaved typing.
+  function resync() {
+    var board = document.getElementById("board");
+    if (board) htmx.ajax("GET", board.dataset.boardUrl, { target: "#board", swap: "outerHTML" });
+  }
+
+  document.body.addEventListener("live:resync", resync);
+
+  // Cards past the first screenful arrive as placeholders (.is-lazy, with a real link to the
+  // shot); fetch the whole cards of those near the viewport, in one request per batch. The
+  // answer swaps each card in by its id, as a pushed card would.
+  var pending = new Set();
+  var asked = new Set();
+  var flushing = false;
+
+  function flushLazy() {
+    flushing = false;
+    var board = document.getElementById("board");
+    if (!board || !pending.size) return;
+    var ids = Array.from(pending).slice(0, 60);
+    ids.forEach(function (id) { pending.delete(id); asked.add(id); });
+    var query = ids.map(function (id) { return "shot=" + encodeURIComponent(id); }).join("&");
+    htmx.ajax("GET", board.dataset.cardsUrl + "?" + query, { source: board, swap: "none" })
+      .finally(function () {
+        // A card still a placeholder after its answer (deleted meanwhile) is not asked again
+        // until the board is fetched anew; the rest of the queue goes next.
+        if (pending.size) scheduleLazy();
+      });
+  }
+
+  function scheduleLazy() {
+    if (flushing) return;
+    flushing = true;
+    window.requestAnimationFrame(flushLazy);
+  }
+
+  var lazyObserver = "IntersectionObserver" in window ? new IntersectionObserver(function (entries) {
+    entries.forEach(function (entry) {
+      if (!entry.isIntersecting) return;
+      lazyObserver.unobserve(entry.target);
+      var id = entry.target.dataset.shot;
+      if (entry.target.classList.contains("is-lazy") && !asked.has(id)) pending.add(id);
+    });
+    scheduleLazy();
+  }, { rootMargin: "800px 0px" }) : null;
+
+  htmx.onLoad(function (root) {
+    if (!lazyObserver || !root.querySelectorAll) return;
+    if (root.id === "board") asked.clear();  // a fresh board: its placeholders are new
+    var cards = root.matches && root.matches(".shot-card.is-lazy") ? [root]
+      : root.querySelectorAll(".shot-card.is-lazy");
+    cards.forEach(function (card) { lazyObserver.observe(card); });
+  });
+
   // A board change arrives as its new order (pushed, or in the answer to one's own request):
   // #board-order carries [[scene id or null, [shot ids…]], …] and any card or scene heading the
   // board does not have yet. Existing cards are moved, never re-rendered; numbers follow by CSS.
@@ -74,10 +130,6 @@
     empty.textContent = key ? "No shots in this scene yet." : "No shots yet.";
     list.appendChild(empty);
     return list;
-  }
-
-  function resync(board) {
-    htmx.ajax("GET", board.dataset.boardUrl, { target: "#board", swap: "outerHTML" });
   }
 
   function applyOrder(holder) {
@@ -120,7 +172,7 @@
       if (!keep.has(el)) el.remove();
     });
     // A card or heading this board never received (a message lost on the way): fetch it all.
-    if (missing) resync(board);
+    if (missing) resync();
   }
 
   htmx.onLoad(function (el) {
@@ -153,23 +205,14 @@
     el.dataset.state = state;
   }
 
-  // Pushes sent while the socket was closed are lost, so a socket that opens again fetches
-  // the board as it is now (the same GET htmx makes for the board region) instead of showing
-  // what it had. The shot editor is left alone: it may hold someone's unsaved typing.
-  function resync() {
-    // This script runs on the board page only, whose own URL serves the board region.
-    if (!document.getElementById("board")) return;
-    htmx.ajax("GET", window.location.pathname, { target: "#board", swap: "outerHTML" });
-  }
 
   // Close codes the server uses to shut a socket out on purpose (4403: no longer allowed).
   function refused(code) { return code >= 4000 && code < 5000; }
 
-  var wasOpen = false;
+  // A socket that opens again re-syncs only if pushes went out meanwhile: its server compares
+  // what the page had seen with what was sent (consumers.py) and says so (#live-resync).
   document.body.addEventListener("htmx:wsOpen", function () {
     setLive("live");
-    if (wasOpen) resync();
-    wasOpen = true;
   });
   document.body.addEventListener("htmx:wsClose", function (event) {
     setLive("offline");
@@ -183,5 +226,22 @@
       var socket = event.detail.socketWrapper;
       setTimeout(function () { socket.reconnect(); }, 1000 + Math.random() * 4000);
     }
+  });
+
+  // Review filter: the links work as plain links (the server marks the board); here they
+  // switch at once, and cards pushed later hide or show themselves by the same CSS rule.
+  document.body.addEventListener("click", function (event) {
+    var link = event.target.closest && event.target.closest(".review-filter a[data-filter]");
+    var board = document.getElementById("board");
+    if (!link || !board || event.ctrlKey || event.metaKey || event.shiftKey) return;
+    event.preventDefault();
+    var value = link.dataset.filter;
+    if (value) board.dataset.filter = value;
+    else delete board.dataset.filter;
+    link.parentNode.querySelectorAll("a").forEach(function (a) {
+      if (a === link) a.setAttribute("aria-current", "true");
+      else a.removeAttribute("aria-current");
+    });
+    history.replaceState(null, "", link.getAttribute("href"));
   });
 })();

@@ -41,6 +41,22 @@
     },
   });
 
+  // Numbered pushes (consumers.py): the server tells a page that it missed some. The board
+  // fetches itself (board.js); every region marked data-live-url (a shot's takes and history,
+  // the asset grid) fetches its current self. Typing in the editor's fields is left alone.
+  htmx.onLoad(function (el) {
+    if (el.id !== "live-resync" || !el.hasAttribute("data-resync")) return;
+    el.removeAttribute("data-resync");
+    document.body.dispatchEvent(new CustomEvent("live:resync"));
+  });
+
+  document.body.addEventListener("live:resync", function () {
+    document.querySelectorAll("[data-live-url][id]").forEach(function (region) {
+      var selector = "#" + CSS.escape(region.id);
+      htmx.ajax("GET", region.dataset.liveUrl, { target: selector, select: selector, swap: "outerHTML" });
+    });
+  });
+
   function isDirty(root) {
     return Array.prototype.some.call(root.querySelectorAll("input, textarea, select"), function (el) {
       if (el === document.activeElement) return true;
@@ -56,7 +72,10 @@
   // or has typed in it. Their typing stays; saving then shows both versions to choose from.
   document.body.addEventListener("htmx:oobBeforeSwap", function (event) {
     var target = event.detail.target;
-    if (target.hasAttribute("data-editor-field") && isDirty(target)) {
+    // A review panel with a note being written waits too: the decision it is about is checked
+    // when it is sent, and the person is told if someone else decided first.
+    var keeps = target.hasAttribute("data-editor-field") || target.hasAttribute("data-keeps-typing");
+    if (keeps && isDirty(target)) {
       event.detail.shouldSwap = false;
       target.classList.add("changed-elsewhere");
     }

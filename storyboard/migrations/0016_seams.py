@@ -11,7 +11,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('accounts', '0001_initial'),
-        ('storyboard', '0014_take_frames'),
+        ('storyboard', '0015_review_and_comments'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
