@@ -821,7 +821,7 @@ def seam_frame(request: HttpRequest, seam_id: int, side: str) -> HttpResponse:
     field = {"before": seam.before, "after": seam.after}.get(side)
     if not field:
         raise Http404("No such frame")
-    return _serve(field, "image/jpeg")
+    return _serve(field, "image/jpeg", request=request)
 
 
 # Provider webhooks carry the whole result; fal's can be a few megabytes (Django's default
