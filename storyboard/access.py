@@ -20,6 +20,7 @@ from storyboard.models import (
     Generation,
     Project,
     Scene,
+    Seam,
     Shot,
     TeamScopedQuerySet,
 )
@@ -127,3 +128,10 @@ def get_chain_run_for_user(request: HttpRequest, run_id: int, *,
     runs = ChainRun.objects.select_related("project__team").filter(pk=run_id)
     return _get_for_user(request, runs, write=write, not_found="No such chain render",
                          project=lambda run: run.project)
+
+
+def get_seam_for_user(request: HttpRequest, seam_id: int) -> Seam:
+    """A measured joint (read-only: seams are computed, never edited by hand)."""
+    seams = Seam.objects.select_related("project__team").filter(pk=seam_id)
+    return _get_for_user(request, seams, write=False, not_found="No such seam",
+                         project=lambda seam: seam.project)

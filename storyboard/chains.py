@@ -12,7 +12,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from accounts.models import User
-from storyboard import realtime
+from storyboard import realtime, seams
 from storyboard.models import Generation, Project, Shot
 
 
@@ -46,6 +46,9 @@ def choose_take(*, shot: Shot, take: Generation, user: User | None) -> Shot:
         # The shot itself is fresh again if the new take started from the current frame.
         _refresh_own_mark(shot)
         changed = [shot.pk, *_mark_downstream(shot)]
+    # After the lock: measuring decodes a frame or two per joint. A joint below that gained a
+    # seam shows it on its card even when its stale mark did not change.
+    changed += [pk for pk in seams.chosen_changed(shot) if pk not in changed]
     realtime.board_change(shot.project_id, cards=changed, summary=True)
     realtime.broadcast_take_list(shot)
     for pk in changed[1:]:
@@ -54,7 +57,10 @@ def choose_take(*, shot: Shot, take: Generation, user: User | None) -> Shot:
 
 
 def take_finished(take: Generation) -> None:
-    """A take just finished: the first finished take of a shot becomes its chosen one."""
+    """A take just finished: its seam with the upstream's chosen take is measured (a drifting
+    take is flagged before anyone reviews it), and the first finished take of a shot becomes
+    its chosen one."""
+    seams.take_finished(take)
     if Shot.objects.filter(pk=take.shot_id, selected_take=None).exists():
         take = Generation.objects.get(pk=take.pk)
         choose_take(shot=Shot(pk=take.shot_id, project_id=take.project_id), take=take,

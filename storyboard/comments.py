@@ -49,12 +49,7 @@ def post(*, take: Generation, user: User, body: str, frame: int | None = None,
          frame_end: int | None = None, parent: Comment | None = None) -> Comment:
     """Write a comment (or a reply to `parent`); raises CommentRefused, writing nothing."""
     _check_role(user.membership_in(take.project.team_id))
-    body = body.strip()
-    if not body:
-        raise CommentRefused("Write the comment first.")
-    if len(body) > BODY_LIMIT:
-        raise CommentRefused(f"Keep a comment under {BODY_LIMIT} characters "
-                             f"(this one has {len(body)}).")
+    body = _text(body, limit=BODY_LIMIT, empty="Write the comment first.", what="a comment")
     if take.state != Generation.State.COMPLETED or not take.video:
         raise CommentRefused("Comments are about finished takes; this one has no video yet.")
     if parent is not None:
@@ -87,6 +82,15 @@ def set_resolved(*, comment: Comment, user: User, resolved: bool) -> Comment:
         comment.save(update_fields=["resolved_by", "resolved_at"])
     realtime.broadcast_comments(comment.take)
     return comment
+
+
+def _text(value: str, *, limit: int, empty: str, what: str) -> str:
+    value = value.strip()
+    if not value:
+        raise CommentRefused(empty)
+    if len(value) > limit:
+        raise CommentRefused(f"Keep {what} under {limit} characters (it has {len(value)}).")
+    return value
 
 
 def _check_role(membership: Membership | None) -> None:
@@ -158,12 +162,8 @@ def regenerate(*, comment: Comment, user: User, prompt: str) -> Generation:
     shot = comment.take.shot
     if shot.is_approved:
         raise CommentRefused(shot.lock_message())
-    prompt = prompt.strip()
-    if not prompt:
-        raise CommentRefused("Write the prompt for the new take.")
-    if len(prompt) > PROMPT_LIMIT:
-        raise CommentRefused(f"Keep the prompt under {PROMPT_LIMIT} characters "
-                             f"(it has {len(prompt)}).")
+    prompt = _text(prompt, limit=PROMPT_LIMIT, empty="Write the prompt for the new take.",
+                   what="the prompt")
     recipe = shot.recipe_of(comment.take)
     recipe.prompt = prompt
     try:

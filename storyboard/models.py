@@ -219,6 +219,10 @@ class ShotQuerySet(TeamScopedQuerySet):
         (`with_latest_takes`), however many cards: frames, the take on the board, the take
         count, and whether video references raise the price."""
         takes = Generation.objects.filter(shot=OuterRef("pk")).order_by()
+        # The joint the card's "continues" line shows: its upstream's take on the board
+        # against its own (storyboard/seams.py).
+        seam = Seam.objects.filter(downstream=OuterRef("selected_take"),
+                                   upstream=OuterRef("continues_from__selected_take")).order_by()
         # A card never shows a take's logs or provider input, the largest columns it has.
         return self.select_related("start_frame", "selected_take").defer(
             "selected_take__logs", "selected_take__input").annotate(
@@ -226,6 +230,9 @@ class ShotQuerySet(TeamScopedQuerySet):
             latest_take_id=Subquery(takes.order_by("-created", "-pk").values("pk")[:1]),
             video_refs=Exists(Asset.objects.filter(referenced_by=OuterRef("pk"),
                                                    kind=Asset.Kind.VIDEO)),
+            seam_verdict=Subquery(seam.values("verdict")[:1]),
+            seam_delta_e=Subquery(seam.values("delta_e")[:1]),
+            seam_ssim=Subquery(seam.values("ssim")[:1]),
         )
 
     def awaiting_review(self, *, team_id: int) -> ShotQuerySet:
@@ -520,6 +527,14 @@ class Shot(models.Model):
         if take is None or take.state != Generation.State.COMPLETED or not take.video:
             return None
         return take
+
+    def joint(self) -> Seam | None:
+        """The measured seam between the upstream's chosen take and this shot's, if any."""
+        if not (self.continues_from_id and self.selected_take_id):
+            return None
+        above = Shot.objects.filter(pk=self.continues_from_id).values("selected_take")[:1]
+        return Seam.objects.filter(downstream_id=self.selected_take_id,
+                                   upstream_id=Subquery(above)).first()
 
     def upstream_take(self) -> Generation | None:
         """The take whose last frame this shot's next take starts from, if it continues one."""
@@ -958,6 +973,10 @@ class GenerationQuerySet(TeamScopedQuerySet):
             state__in=(Generation.State.UNFETCHED, Generation.State.CHAINED)).exclude(
             state=Generation.State.OUTCOME_UNKNOWN, request_id="")
 
+    def for_take_list(self) -> GenerationQuerySet:
+        """What a shot's take rows show: who made each take, and its seam."""
+        return self.select_related("created_by").prefetch_related("seams_above")
+
     def unresolved(self) -> GenerationQuerySet:
         """Takes whose charge is not known yet; each keeps its hold until it is."""
         return self.filter(state__in=Generation.UNRESOLVED)
@@ -1111,6 +1130,12 @@ class Generation(models.Model):
             return None
         spent = (timezone.now() - self.started_at).total_seconds()
         return max(0.0, spent * (1 - self.progress) / self.progress)
+
+    @property
+    def seam(self) -> Seam | None:
+        """This take's newest joint with the shot it continues, if measured (the take lists
+        prefetch `seams_above`, newest first)."""
+        return next(iter(self.seams_above.all()), None)
 
     # Frames, for chains and seams. Open the images with these; the FileFields are the files.
 
@@ -1639,3 +1664,112 @@ class LedgerEntry(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} {usd(self.amount_micros)}"
+
+
+# ---------------------------------------------------------------------------------------------
+# Seams: how well a continuing take starts where its upstream take ended (storyboard/seams.py).
+
+
+class SeamThresholds(models.Model):
+    """A team's lines between match, check and drift. The defaults were calibrated on chains
+    rendered by the offline renderer: continued from the true last frame they score ΔE 0.5–0.8
+    and SSIM ≥ 0.99; with the start frame warmed by 15 % ΔE 3.9–8; reframed by 6 % SSIM
+    0.71–0.91; another picture ΔE ≥ 7.6 (bench/README.md, "Seam check")."""
+
+    team = models.OneToOneField(Team, models.CASCADE, related_name="seam_thresholds")
+    # Mean CIEDE2000 at or below which the colours match, and at or above which they drifted.
+    match_delta_e = models.FloatField(default=2.0)
+    drift_delta_e = models.FloatField(default=3.5)
+    # SSIM of luma at or above which the pictures match, and at or below which they drifted.
+    match_ssim = models.FloatField(default=0.95)
+    drift_ssim = models.FloatField(default=0.8)
+    updated_by = models.ForeignKey(settings.AUTH_USER_MODEL, models.SET_NULL, null=True,
+                                   blank=True, related_name="+")
+    updated = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(match_delta_e__gte=0) & Q(match_delta_e__lt=models.F("drift_delta_e")),
+                name="seam_delta_e_ordered"),
+            models.CheckConstraint(
+                condition=Q(drift_ssim__gte=-1) & Q(drift_ssim__lt=models.F("match_ssim"))
+                & Q(match_ssim__lte=1),
+                name="seam_ssim_ordered"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Seam thresholds of {self.team}"
+
+    @classmethod
+    def for_team(cls, team_id: int) -> SeamThresholds:
+        """The team's thresholds: the calibrated defaults (unsaved) until someone sets them, so
+        reading them never writes."""
+        return cls.objects.filter(team_id=team_id).first() or cls(team_id=team_id)
+
+    def verdict(self, *, delta_e: float, ssim: float) -> str:
+        """Drift if either number is past its drift line; match if both are within their match
+        lines; otherwise someone should look."""
+        if delta_e >= self.drift_delta_e or ssim <= self.drift_ssim:
+            return Seam.Verdict.DRIFT
+        if delta_e <= self.match_delta_e and ssim >= self.match_ssim:
+            return Seam.Verdict.MATCH
+        return Seam.Verdict.CHECK
+
+
+def seam_upload_to(seam: Seam, filename: str) -> str:
+    return (f"teams/{seam.project.team_id}/projects/{seam.project_id}/seams/"
+            f"{seam.upstream_id}-{seam.downstream_id}-{uuid.uuid4().hex[:8]}-{filename}")
+
+
+class SeamQuerySet(TeamScopedQuerySet):
+    team_path = "project__team"
+
+    def rejudge(self, thresholds: SeamThresholds) -> int:
+        """Give every seam the verdict `thresholds` make of its stored scores, in one UPDATE."""
+        drift = Q(delta_e__gte=thresholds.drift_delta_e) | Q(ssim__lte=thresholds.drift_ssim)
+        match = Q(delta_e__lte=thresholds.match_delta_e) & Q(ssim__gte=thresholds.match_ssim)
+        return self.update(verdict=models.Case(
+            models.When(drift, then=models.Value(Seam.Verdict.DRIFT)),
+            models.When(match, then=models.Value(Seam.Verdict.MATCH)),
+            default=models.Value(Seam.Verdict.CHECK)))
+
+
+class Seam(models.Model):
+    """One joint, measured once: the upstream take's last frame against the first frame of a
+    take that continues it. Kept with the two frames as compared, for the shot page."""
+
+    class Verdict(models.TextChoices):
+        MATCH = "match", "Match"
+        CHECK = "check", "Check"
+        DRIFT = "drift", "Drift"
+
+    project = models.ForeignKey(Project, models.CASCADE, related_name="seams")
+    upstream = models.ForeignKey(Generation, models.CASCADE, related_name="seams_below")
+    downstream = models.ForeignKey(Generation, models.CASCADE, related_name="seams_above")
+    delta_e = models.FloatField()
+    ssim = models.FloatField()
+    verdict = models.CharField(max_length=8, choices=Verdict.choices)
+    before = models.FileField(upload_to=seam_upload_to, max_length=255)
+    after = models.FileField(upload_to=seam_upload_to, max_length=255)
+    created = models.DateTimeField(default=timezone.now)
+
+    objects = SeamQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created", "-pk"]
+        constraints = [
+            models.UniqueConstraint(fields=["upstream", "downstream"], name="seam_one_per_joint"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Seam {self.upstream_id} → {self.downstream_id}: {self.verdict}"
+
+    @property
+    def summary(self) -> str:
+        return f"ΔE {self.delta_e:.1f} · SSIM {self.ssim:.2f}"
+
+    def delete_files(self) -> None:
+        for field in (self.before, self.after):
+            if field:
+                field.storage.delete(field.name)

@@ -433,7 +433,7 @@ def broadcast_take(take: Generation) -> None:
                    "whole_list": whole_list}
         if whole_list:
             prefetch_related_objects([shot], Prefetch(
-                "takes", queryset=Generation.objects.select_related("created_by")))
+                "takes", queryset=Generation.objects.for_take_list()))
         if fresh.is_terminal:
             context["summary"] = selectors.summary_context(context["project"])
         return context
@@ -502,7 +502,7 @@ def broadcast_take_list(shot: Shot) -> None:
         if not shots:
             return {}
         prefetch_related_objects(shots, Prefetch(
-            "takes", queryset=Generation.objects.select_related("created_by")))
+            "takes", queryset=Generation.objects.for_take_list()))
         return {"shot": shots[0], "project": Project(pk=shot.project_id)}
 
     def render(context: dict, audience: Audience) -> str:

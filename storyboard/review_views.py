@@ -14,7 +14,7 @@ from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from storyboard import comments, notify, review
+from storyboard import comments, notify, review, throttle
 from storyboard.access import (
     get_comment_for_user,
     get_membership_for_user,
@@ -204,6 +204,8 @@ def comment_regenerate(request: HttpRequest, comment_id: int) -> HttpResponse:
         return render(request, "storyboard/shot.html#regenerate",
                       {"comment": comment, "take": take, "prompt": comments.regenerate_prompt(
                           comment), "estimate": recipe.estimate()})
+    if wait := throttle.retry_after(request, throttle.GENERATION_START):
+        return throttle.refuse(request, "takes started in a minute", wait)
     try:
         comments.regenerate(comment=comment, user=request.user,
                             prompt=request.POST.get("prompt", ""))
@@ -223,6 +225,8 @@ def shot_final(request: HttpRequest, shot_id: int) -> HttpResponse:
     """Render the approved draft final: same seed and inputs, the best tier (price on the
     button, held like any take)."""
     shot = get_shot_for_user(request, shot_id, write=True)
+    if wait := throttle.retry_after(request, throttle.GENERATION_START):
+        return throttle.refuse(request, "takes started in a minute", wait)
     try:
         review.render_final(shot=shot, user=request.user)
     except review.ReviewRefused as e:

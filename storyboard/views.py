@@ -10,7 +10,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
-from django.db.models import Count, Q
+from django.db.models import Count, Prefetch, Q, prefetch_related_objects
 from django.http import (
     FileResponse,
     Http404,
@@ -33,6 +33,7 @@ from storyboard import (
     generation,
     media,
     realtime,
+    seams,
     selectors,
     throttle,
 )
@@ -42,10 +43,18 @@ from storyboard.access import (
     get_membership_for_user,
     get_project_for_user,
     get_scene_for_user,
+    get_seam_for_user,
     get_shot_for_user,
     get_take_for_user,
 )
-from storyboard.forms import BudgetForm, NewShotForm, ProjectForm, SceneForm, ShotForm
+from storyboard.forms import (
+    BudgetForm,
+    NewShotForm,
+    ProjectForm,
+    SceneForm,
+    SeamThresholdsForm,
+    ShotForm,
+)
 from storyboard.models import (
     Asset,
     Budget,
@@ -53,6 +62,7 @@ from storyboard.models import (
     LedgerEntry,
     Presence,
     Project,
+    SeamThresholds,
     Shot,
 )
 from storyboard.money import usd
@@ -136,9 +146,16 @@ def budget(request: HttpRequest, team_id: int) -> HttpResponse:
         else:
             messages.success(request, f"Budget set to {usd(team_budget.limit_micros)}.")
             return redirect("sb:budget", team_id)
+    return _budget_page(request, membership, team_budget, error=error)
+
+
+def _budget_page(request: HttpRequest, membership, team_budget: Budget, *, error: str = "",
+                 seam_form: SeamThresholdsForm | None = None) -> HttpResponse:
     entries = _filtered_ledger(request, team_budget)
     unresolved = Generation.objects.filter(project__team=membership.team).unresolved() \
         .select_related("shot", "project", "created_by").order_by("created")
+    thresholds = SeamThresholds.for_team(membership.team_id)
+    refused = bool(error or (seam_form is not None and seam_form.errors))
     return render(request, "storyboard/budget.html", {
         "team": membership.team, "membership": membership, "budget": team_budget,
         "entries": entries[:200], "error": error, **_spend_report(team_budget),
@@ -146,7 +163,25 @@ def budget(request: HttpRequest, team_id: int) -> HttpResponse:
         "filters": {k: request.GET.get(k, "") for k in ("kind", "user", "project")},
         "kinds": LedgerEntry.Kind.choices, "people": membership.team.memberships.select_related(
             "user"), "projects": membership.team.projects.all(),
-    }, status=INVALID if error else 200)
+        "thresholds": thresholds, "seam_form": seam_form or SeamThresholdsForm.of(thresholds),
+    }, status=INVALID if refused else 200)
+
+
+@login_required
+@require_POST
+def seam_thresholds(request: HttpRequest, team_id: int) -> HttpResponse:
+    """Where the team's seam check draws match, check and drift; owners and producers only."""
+    membership = get_membership_for_user(request, team_id)
+    if not membership.can_budget:
+        raise PermissionDenied("Only owners and producers can change the seam thresholds.")
+    form = SeamThresholdsForm(request.POST)
+    if not form.is_valid():
+        # The budget page again, the refused values in the form beside their messages.
+        return _budget_page(request, membership, Budget.for_team(membership.team),
+                            seam_form=form)
+    seams.set_thresholds(team=membership.team, values=form.values(), user=request.user)
+    messages.success(request, "Seam thresholds saved; every seam of the team was judged again.")
+    return redirect(reverse("sb:budget", args=[team_id]) + "#seam-check")
 
 
 @login_required
@@ -439,6 +474,7 @@ def shot_edit(request: HttpRequest, shot_id: int) -> HttpResponse:
         shot.project = project
         form.instance = shot
     saved = edit is not None and not edit.conflicts and not edit.refused and not edit.locked
+    _take_rows(shot)
     ctx = {"shot": shot, "project": project, "form": form, "saved": saved,
            "conflicts": edit.conflicts if edit else [],
            "merged": bool(edit and edit.change and edit.conflicts),
@@ -814,6 +850,12 @@ def _chain_from(shot: Shot) -> dict | None:
     return {"take": shot.upstream_take(), "upstream": shot.continues_from}
 
 
+def _take_rows(shot: Shot) -> None:
+    """The editor's take rows in three queries however many: takes, who made them, seams."""
+    prefetch_related_objects([shot], Prefetch("takes",
+                                              queryset=Generation.objects.for_take_list()))
+
+
 def _in_panel(request: HttpRequest) -> bool:
     """Is the shot editor open beside the board (rather than on its own page)?"""
     return bool(request.htmx) and "/shots/" not in (request.htmx.current_url_abs_path or "")
@@ -825,6 +867,7 @@ def _editor_response(request: HttpRequest, shot: Shot) -> HttpResponse:
     membership = shot.project.membership
     shot = Shot.objects.select_related("project__team").get(pk=shot.pk)
     form = ShotForm(instance=shot)
+    _take_rows(shot)
     ctx = {"shot": shot, "project": shot.project, "form": form, "saved": False,
            "membership": membership, "in_panel": _in_panel(request),
            "provider": get_provider(settings.DEFAULT_VIDEO_PROVIDER), "warnings": form.warnings(),
@@ -845,6 +888,18 @@ def take_file(request: HttpRequest, take_uid: str, kind: str) -> HttpResponse:
     if not field:
         raise Http404("No such file")
     return _serve(field, content_type, request=request)
+
+
+@login_required
+@require_GET
+def seam_frame(request: HttpRequest, seam_id: int, side: str) -> HttpResponse:
+    """One of the two frames a seam compared: the upstream's last ("before") or the
+    downstream's first ("after")."""
+    seam = get_seam_for_user(request, seam_id)
+    field = {"before": seam.before, "after": seam.after}.get(side)
+    if not field:
+        raise Http404("No such frame")
+    return _serve(field, "image/jpeg", request=request)
 
 
 # Provider webhooks carry the whole result; fal's can be a few megabytes (Django's default

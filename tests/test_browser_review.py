@@ -60,7 +60,9 @@ class TestLiveReview(LiveBrowser):
         expect(rita.locator(panel)).to_contain_text("Approved")
         expect(emma_board.locator(f"{card} .badge-approved")).to_be_visible()
         expect(emma.locator(panel)).to_contain_text("Locked")
-        expect(emma.locator(f"{panel} button")).to_have_count(0)
+        # An editor can no longer submit or change it; what is left is rendering it final.
+        expect(emma.locator(f"{panel} button")).to_have_count(1)
+        expect(emma.locator(f"{panel} button")).to_contain_text("Render final")
         rita.screenshot(path="test-artifacts/review-approved.png", full_page=True)
 
     def test_a_note_being_written_survives_anothers_decision(self) -> None:

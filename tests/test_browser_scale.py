@@ -123,6 +123,45 @@ class TestBigBoard(LiveBrowser):
         expect(page.locator(f"#shot-{target.pk} .shot-title")).to_have_text(
             "Last light on the water")
 
+    def test_a_fetched_card_never_overwrites_a_newer_pushed_one(self) -> None:
+        from playwright.sync_api import expect
+
+        target = self.board[150]
+        answers = []
+        context = self._new_context(self.victor)
+        context.on("console", lambda message: self.console_errors.append(message.text)
+                   if message.type == "error" else None)
+        page = context.new_page()
+
+        def hold(route) -> None:
+            # The server answers now (the card as it is before Emma's edit); the page gets
+            # the answer only after her push has arrived. Other batches go through.
+            if f"shot={target.pk}&" in route.request.url + "&":
+                answers.append((route, route.fetch()))
+            else:
+                route.continue_()
+
+        page.route("**/cards/?*", hold)
+        page.goto(f"{self.live_server_url}/projects/{self.project.pk}/")
+        expect(page.locator("#live-state")).to_have_text("live")
+        with page.expect_request(lambda r: f"shot={target.pk}&" in r.url + "&"):
+            page.locator(f"#shot-{target.pk}").scroll_into_view_if_needed()
+
+        emma = self._open(self.emma, f"/shots/{target.pk}/")
+        emma.locator("#id_title").fill("Pushed after the fetch")
+        emma.get_by_role("button", name="Save shot").click()
+        expect(page.locator(f"#shot-{target.pk} .shot-title")).to_have_text(
+            "Pushed after the fetch")
+        assert len(answers) == 1
+        for route, answer in answers:
+            route.fulfill(response=answer)
+        page.unroute("**/cards/?*")
+        # Every held card arrived (the rest of the batch filled in) …
+        expect(page.locator(f"#shot-{self.board[149].pk} .shot-status")).to_be_attached()
+        # … but not over the newer card the push brought.
+        expect(page.locator(f"#shot-{target.pk} .shot-title")).to_have_text(
+            "Pushed after the fetch")
+
     def test_a_phone_opens_the_big_board_without_sideways_scroll(self) -> None:
         from playwright.sync_api import expect
 

@@ -67,16 +67,22 @@
   var pending = new Set();
   var asked = new Set();
   var flushing = false;
+  // One request at a time: htmx keeps only the last of the requests queued behind one in
+  // flight from the same element, so a fast scroll would lose batches. What comes into view
+  // meanwhile waits in `pending` and goes in the next batch.
+  var inFlight = false;
 
   function flushLazy() {
     flushing = false;
     var board = document.getElementById("board");
-    if (!board || !pending.size) return;
+    if (!board || !pending.size || inFlight) return;
     var ids = Array.from(pending).slice(0, 60);
     ids.forEach(function (id) { pending.delete(id); asked.add(id); });
     var query = ids.map(function (id) { return "shot=" + encodeURIComponent(id); }).join("&");
+    inFlight = true;
     htmx.ajax("GET", board.dataset.cardsUrl + "?" + query, { source: board, swap: "none" })
       .finally(function () {
+        inFlight = false;
         // A card still a placeholder after its answer (deleted meanwhile) is not asked again
         // until the board is fetched anew; the rest of the queue goes next.
         if (pending.size) scheduleLazy();
@@ -88,6 +94,23 @@
     flushing = true;
     window.requestAnimationFrame(flushLazy);
   }
+
+  // A fetched card fills a placeholder only. If a pushed card replaced the placeholder while
+  // the request was on its way, the pushed one is as new or newer: keep it. (A response is
+  // swapped in one go, between its beforeSwap and afterRequest; pushes swap in tasks of their
+  // own, never in between.)
+  var filling = false;
+  document.body.addEventListener("htmx:beforeSwap", function (event) {
+    var board = document.getElementById("board");
+    var path = event.detail.requestConfig && event.detail.requestConfig.path;
+    filling = !!(board && path && path.indexOf(board.dataset.cardsUrl) === 0);
+  });
+  document.body.addEventListener("htmx:oobBeforeSwap", function (event) {
+    if (filling && !event.detail.target.classList.contains("is-lazy")) {
+      event.detail.shouldSwap = false;
+    }
+  });
+  document.body.addEventListener("htmx:afterRequest", function () { filling = false; });
 
   var lazyObserver = "IntersectionObserver" in window ? new IntersectionObserver(function (entries) {
     entries.forEach(function (entry) {

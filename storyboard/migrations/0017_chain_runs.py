@@ -9,7 +9,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('storyboard', '0015_review_and_comments'),
+        ('storyboard', '0016_seams'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
