@@ -15,10 +15,12 @@ from django.http import Http404, HttpRequest
 from accounts.models import Membership, User
 from storyboard.models import (
     Asset,
+    ChainRun,
     Comment,
     Generation,
     Project,
     Scene,
+    Seam,
     Shot,
     TeamScopedQuerySet,
 )
@@ -119,3 +121,17 @@ def get_comment_for_user(request: HttpRequest, comment_id: int, *, write: bool =
         pk=comment_id)
     return _get_for_user(request, comments, write=write, not_found="No such comment",
                          project=lambda c: c.take.shot.project, comment=comment)
+
+
+def get_chain_run_for_user(request: HttpRequest, run_id: int, *,
+                           write: bool = False) -> ChainRun:
+    runs = ChainRun.objects.select_related("project__team").filter(pk=run_id)
+    return _get_for_user(request, runs, write=write, not_found="No such chain render",
+                         project=lambda run: run.project)
+
+
+def get_seam_for_user(request: HttpRequest, seam_id: int) -> Seam:
+    """A measured joint (read-only: seams are computed, never edited by hand)."""
+    seams = Seam.objects.select_related("project__team").filter(pk=seam_id)
+    return _get_for_user(request, seams, write=False, not_found="No such seam",
+                         project=lambda seam: seam.project)

@@ -2,9 +2,11 @@ from __future__ import annotations
 
 from django.contrib import admin
 
+from storyboard import seams
 from storyboard.models import (
     Asset,
     Budget,
+    ChainRun,
     Comment,
     Generation,
     LedgerEntry,
@@ -13,6 +15,8 @@ from storyboard.models import (
     Project,
     ReviewDecision,
     Scene,
+    Seam,
+    SeamThresholds,
     Shot,
     ShotChange,
 )
@@ -111,8 +115,19 @@ class GenerationAdmin(admin.ModelAdmin):
     actual = _usd("actual_micros", "actual")
     list_filter = ("state", "provider", "simulated")
     search_fields = ("uid", "request_id")
-    raw_id_fields = ("shot", "project", "created_by", "upstream")
+    raw_id_fields = ("shot", "project", "created_by", "upstream", "chain_run")
     readonly_fields = ("uid", "input", "logs", "request_id")
+
+
+@admin.register(ChainRun)
+class ChainRunAdmin(admin.ModelAdmin):
+    list_display = ("__str__", "project", "state", "held", "spent", "started_by", "created")
+    held, spent = _usd("held_micros", "held"), _usd("spent_micros", "spent")
+    list_filter = ("state",)
+    raw_id_fields = ("project", "root", "started_by")
+    # A chain moves only through chainrun.py (its takes hold the money); the admin reads it.
+    readonly_fields = ("state", "plan", "held_micros", "finished_steps", "spent_micros",
+                       "current", "outcome", "finished")
 
 
 @admin.register(Budget)
@@ -139,6 +154,27 @@ class LedgerEntryAdmin(admin.ModelAdmin):
         return False
 
 
+@admin.register(Seam)
+class SeamAdmin(admin.ModelAdmin):
+    list_display = ("__str__", "project", "verdict", "delta_e", "ssim", "created")
+    list_filter = ("verdict",)
+    raw_id_fields = ("project", "upstream", "downstream")
+    # Measured, never typed in: a verdict follows from the scores and the team's thresholds.
+    readonly_fields = ("delta_e", "ssim", "verdict", "before", "after")
+
+
+@admin.register(SeamThresholds)
+class SeamThresholdsAdmin(admin.ModelAdmin):
+    list_display = ("team", "match_delta_e", "drift_delta_e", "match_ssim", "drift_ssim",
+                    "updated")
+    raw_id_fields = ("team", "updated_by")
+    fields = ("team", "match_delta_e", "drift_delta_e", "match_ssim", "drift_ssim")
+
+    def save_model(self, request, obj, form, change) -> None:
+        # Through the one write path, so the team's seams are judged again by the new lines.
+        seams.set_thresholds(team=obj.team, user=request.user, values={
+            name: getattr(obj, name)
+            for name in ("match_delta_e", "drift_delta_e", "match_ssim", "drift_ssim")})
 @admin.register(Comment)
 class CommentAdmin(admin.ModelAdmin):
     list_display = ("created", "take", "user", "frame", "resolved_at")

@@ -12,7 +12,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from accounts.models import User
-from storyboard import realtime
+from storyboard import realtime, seams
 from storyboard.forms import ShotForm
 from storyboard.models import Generation, Project, Shot, ShotChange
 
@@ -47,6 +47,9 @@ def choose_take(*, shot: Shot, take: Generation, user: User | None) -> Shot:
         # The shot itself is fresh again if the new take started from the current frame.
         _refresh_own_mark(shot)
         changed = [shot.pk, *_mark_downstream(shot)]
+    # After the lock: measuring decodes a frame or two per joint. A joint below that gained a
+    # seam shows it on its card even when its stale mark did not change.
+    changed += [pk for pk in seams.chosen_changed(shot) if pk not in changed]
     realtime.board_change(shot.project_id, cards=changed, summary=True)
     # The shots below show their mark on their stale panel; their take lists did not change.
     realtime.chain_marks(shot.project_id, shots=changed)
@@ -55,9 +58,11 @@ def choose_take(*, shot: Shot, take: Generation, user: User | None) -> Shot:
 
 
 def take_finished(take: Generation) -> None:
-    """A take just finished: the first finished take of a shot becomes its chosen one, and so
-    does a take of a stale shot that started from its upstream's current chosen take (a
-    re-chain, or any new take from the new frame): that is what makes the shot fresh."""
+    """A take just finished: its seam with the upstream's chosen take is measured (a drifting
+    take is flagged before anyone reviews it). The first finished take of a shot becomes its
+    chosen one, and so does a take of a stale shot that started from its upstream's current
+    chosen take (a re-chain, or any new take from the new frame): that makes the shot fresh."""
+    seams.take_finished(take)
     shot = Shot.objects.select_related("selected_take", "continues_from__selected_take") \
         .filter(pk=take.shot_id).first()
     if shot is None:

@@ -5,7 +5,7 @@ from collections.abc import Callable
 from django import forms
 
 from storyboard import catalogue
-from storyboard.models import Asset, Project, Scene, Shot
+from storyboard.models import Asset, Project, Scene, SeamThresholds, Shot
 from storyboard.money import MoneyError, decimal_text, parse_usd
 
 # Reference-to-video limits from the Seedance 2.0 documents.
@@ -283,3 +283,36 @@ class BudgetForm(forms.Form):
     limit = MoneyField(label="Monthly limit (USD)")
     reset_day = forms.IntegerField(min_value=1, max_value=28, required=False,
                                    label="New period starts on day")
+
+
+class SeamThresholdsForm(forms.Form):
+    """Where a team draws the lines between match, check and drift (storyboard/seams.py)."""
+
+    FIELDS = ("match_delta_e", "drift_delta_e", "match_ssim", "drift_ssim")
+
+    # Mean CIEDE2000 stays far below 100 for any two frames; SSIM is at most 1.
+    match_delta_e = forms.FloatField(min_value=0, max_value=100, label="Match up to ΔE")
+    drift_delta_e = forms.FloatField(min_value=0, max_value=100, label="Drift from ΔE")
+    match_ssim = forms.FloatField(min_value=0, max_value=1, label="Match from SSIM")
+    drift_ssim = forms.FloatField(min_value=0, max_value=1, label="Drift up to SSIM")
+
+    def clean(self) -> dict:
+        data = super().clean()
+        if {"match_delta_e", "drift_delta_e"} <= data.keys() \
+                and data["match_delta_e"] >= data["drift_delta_e"]:
+            self.add_error("drift_delta_e", "The drift line must be above the match line "
+                                            f"(ΔE {data['match_delta_e']:g}): a larger colour "
+                                            "difference is worse.")
+        if {"match_ssim", "drift_ssim"} <= data.keys() \
+                and data["drift_ssim"] >= data["match_ssim"]:
+            self.add_error("drift_ssim", "The drift line must be below the match line "
+                                         f"(SSIM {data['match_ssim']:g}): a lower similarity "
+                                         "is worse.")
+        return data
+
+    @classmethod
+    def of(cls, thresholds: SeamThresholds) -> SeamThresholdsForm:
+        return cls(initial={name: getattr(thresholds, name) for name in cls.FIELDS})
+
+    def values(self) -> dict[str, float]:
+        return {name: self.cleaned_data[name] for name in self.FIELDS}

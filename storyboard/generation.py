@@ -127,6 +127,24 @@ def rechain(*, shot: Shot, user: User) -> Generation:
     return start_generation(shot=shot, user=user)
 
 
+def new_take(*, shot: Shot, user: User | None, provider, estimate_micros: int,
+             upstream: Generation | None, state: str = State.HELD, **fields) -> Generation:
+    """The row of a take about to be held for: the exact arguments it will send."""
+    return Generation.objects.create(
+        shot=shot, project=shot.project, created_by=user, provider=provider.name,
+        endpoint=shot.endpoint, seed=shot.seed, estimated_micros=estimate_micros,
+        simulated=provider.simulated, input=arguments_for(shot), state=state,
+        **upstream_fields(upstream), **fields)
+
+
+def upstream_fields(upstream: Generation | None) -> dict:
+    """What a continuing take records of the take it starts from: the take, and exactly which
+    frame (its time and pixels, captured when the upstream completed)."""
+    return {"upstream": upstream,
+            "upstream_frame_at": upstream.last_frame_at if upstream else None,
+            "upstream_frame_sha256": upstream.last_frame_sha256 if upstream else ""}
+
+
 def preflight(*, shot: Shot, provider) -> list[str]:
     """Why `provider` would refuse a take of this shot, before anything is held or sent."""
     files = _input_names(shot)
@@ -148,6 +166,11 @@ def retry(*, take: Generation, user: User) -> Generation:
 DRIVE_TASK = "storyboard.tasks.run_generation"
 
 
+def enqueue(take: Generation) -> None:
+    """Queue a held take for a worker (chain renders start their takes through here)."""
+    _enqueue(take)
+
+
 def _enqueue(take: Generation, *, hint: str = "") -> None:
     run_generation = import_string(DRIVE_TASK)
     if hint:
@@ -158,8 +181,9 @@ def _enqueue(take: Generation, *, hint: str = "") -> None:
 
 def cancel(*, take: Generation) -> None:
     """Cancel in any unfinished state; raises GenerationRefused saying why it cannot."""
-    if take.advance(State.CANCELED, expected=(State.PENDING, State.HELD),
-                    error="Canceled before it started."):
+    # A take waiting in a chain render has not started either; canceling it stops its chain.
+    if take.advance(State.CANCELED, expected=(State.PENDING, State.HELD, State.CHAINED),
+                    error="Canceled before it started.", chain_note=""):
         realtime.broadcast_take(take)
         return
     if take.is_terminal:
@@ -947,9 +971,15 @@ INPUT_SALT = "storyboard.input-file"
 INPUT_URL_LIFETIME = 3600
 
 
+# Chain renders resume from the reconciler. Named, not imported: chainrun.py builds on this
+# module (as tasks.py does), so importing it back would make a cycle.
+CHAIN_RESUME = "storyboard.chainrun.resume"
+
+
 def reconcile() -> int:
-    """Drive on takes nobody has touched for a while; returns how many were picked up."""
-    picked = 0
+    """Drive on takes nobody has touched for a while, and move on chain renders a dead worker
+    left between two takes; returns how many takes and chains were picked up."""
+    picked = import_string(CHAIN_RESUME)()
     for take in Generation.objects.stuck(older_than=STUCK_AFTER):
         provider = get_provider(take.provider)
         if provider.inline and take.state in (State.SUBMITTING, State.IN_PROGRESS,

@@ -14,6 +14,7 @@ from django.db import IntegrityError, models, transaction
 from django.db.models import Count, Exists, F, Max, OuterRef, Q, Subquery
 from django.db.models.functions import TruncDate
 from django.utils import timezone
+from django.utils.module_loading import import_string
 from PIL import Image
 
 from accounts.models import Team, User
@@ -95,10 +96,11 @@ class Project(models.Model):
             total=models.Sum("amount_micros"))["total"] or 0
         return held + spent
 
-    def check_cap(self, *, amount: int, since: datetime) -> None:
+    def check_cap(self, *, amount: int, since: datetime, what: str = "This take") -> None:
         """Raise BudgetRefused if `amount` more would pass the project's own spend cap.
 
         Runs under the project's row lock, so two takes cannot both squeeze under the cap.
+        `what` names the spender in the message ("This take", "This chain of 4 shots").
         """
         if self.spend_cap_micros is None:
             return
@@ -106,8 +108,9 @@ class Project(models.Model):
         left = self.spend_cap_micros - self.committed_micros(since=since)
         if amount > left:
             raise BudgetRefused(
-                f"This take needs up to {usd(amount)}, but {self.name} has a spend cap of "
-                f"{usd(self.spend_cap_micros)} and only {usd(max(0, left))} left of it. "
+                f"{what} needs up to {usd(amount)}, but {self.name} has a spend cap of "
+                f"{usd(self.spend_cap_micros)} and only {usd(max(0, left))} left of it "
+                f"(short by {usd(amount - max(0, left))}). "
                 "An owner or producer can raise the cap in the project's settings.")
 
     def board(self, shots: models.QuerySet | None = None,
@@ -216,6 +219,10 @@ class ShotQuerySet(TeamScopedQuerySet):
         (`with_latest_takes`), however many cards: frames, the take on the board, the take
         count, and whether video references raise the price."""
         takes = Generation.objects.filter(shot=OuterRef("pk")).order_by()
+        # The joint the card's "continues" line shows: its upstream's take on the board
+        # against its own (storyboard/seams.py).
+        seam = Seam.objects.filter(downstream=OuterRef("selected_take"),
+                                   upstream=OuterRef("continues_from__selected_take")).order_by()
         # A card never shows a take's logs or provider input, the largest columns it has.
         return self.select_related("start_frame", "selected_take").defer(
             "selected_take__logs", "selected_take__input").annotate(
@@ -226,6 +233,9 @@ class ShotQuerySet(TeamScopedQuerySet):
             latest_take_id=Subquery(takes.order_by("-created", "-pk").values("pk")[:1]),
             video_refs=Exists(Asset.objects.filter(referenced_by=OuterRef("pk"),
                                                    kind=Asset.Kind.VIDEO)),
+            seam_verdict=Subquery(seam.values("verdict")[:1]),
+            seam_delta_e=Subquery(seam.values("delta_e")[:1]),
+            seam_ssim=Subquery(seam.values("ssim")[:1]),
         )
 
     def awaiting_review(self, *, team_id: int) -> ShotQuerySet:
@@ -381,8 +391,12 @@ class Shot(models.Model):
                                   num_frames=num_frames, video_references=video_refs,
                                   rates=per_second_rates(self.endpoint))
 
-    def problems(self) -> list[str]:
-        """Everything that stops this shot from being generated, before anything is spent."""
+    def problems(self, *, upstream_coming: bool = False) -> list[str]:
+        """Everything that stops this shot from being generated, before anything is spent.
+
+        `upstream_coming`: a chain render will make the upstream's take first, so a continuing
+        shot need not have one yet.
+        """
         if self.is_approved:
             return [self.lock_message()]
         found = []
@@ -400,7 +414,7 @@ class Shot(models.Model):
         ).values())
         if self.continues_from_id:
             found.extend(self.link_problems(self.continues_from, endpoint=self.endpoint))
-            if self.upstream_take() is None:
+            if not upstream_coming and self.upstream_take() is None:
                 found.append(f"This shot continues from {self.continues_from.display_title}, "
                              "which has no finished take yet.")
         elif self.mode == Shot.Mode.IMAGE and not self.start_frame_id:
@@ -524,6 +538,15 @@ class Shot(models.Model):
             Shot.objects.only("pk", "title", "scene", "position", "project")) for s in shots]
         index = next((i for i, s in enumerate(order) if s.pk == self.pk), 0)
         return order[index - 1] if index > 0 else None
+
+
+    def joint(self) -> Seam | None:
+        """The measured seam between the upstream's chosen take and this shot's, if any."""
+        if not (self.continues_from_id and self.selected_take_id):
+            return None
+        above = Shot.objects.filter(pk=self.continues_from_id).values("selected_take")[:1]
+        return Seam.objects.filter(downstream_id=self.selected_take_id,
+                                   upstream_id=Subquery(above)).first()
 
     def upstream_take(self) -> Generation | None:
         """The take whose last frame this shot's next take starts from, if it continues one."""
@@ -949,6 +972,10 @@ def take_upload_to(take: Generation, filename: str) -> str:
             f"{take.uid}-{filename}")
 
 
+# The task that moves a chain render on when one of its takes ends (see Generation.advance).
+CHAIN_TASK = "storyboard.tasks.advance_chain"
+
+
 class GenerationQuerySet(TeamScopedQuerySet):
     team_path = "project__team"
 
@@ -961,9 +988,14 @@ class GenerationQuerySet(TeamScopedQuerySet):
         Left out: takes only a person (or a late webhook) can move on — a video that could not
         be fetched, and a lost submit with no request id to ask the provider about.
         """
+        # Chained takes wait for their upstream, not for a worker: chainrun.resume moves them.
         return self.active().filter(updated__lt=timezone.now() - older_than).exclude(
-            state=Generation.State.UNFETCHED).exclude(
+            state__in=(Generation.State.UNFETCHED, Generation.State.CHAINED)).exclude(
             state=Generation.State.OUTCOME_UNKNOWN, request_id="")
+
+    def for_take_list(self) -> GenerationQuerySet:
+        """What a shot's take rows show: who made each take, and its seam."""
+        return self.select_related("created_by").prefetch_related("seams_above")
 
     def unresolved(self) -> GenerationQuerySet:
         """Takes whose charge is not known yet; each keeps its hold until it is."""
@@ -990,6 +1022,9 @@ class Generation(models.Model):
         # Finished at the provider (so billed), but the video could not be fetched after every
         # retry. Its worst case stays held until a retry fetches it or a producer settles it.
         UNFETCHED = "unfetched", "Finished, not fetched"
+        # Part of a chain render: its worst case is held, and it starts (moves to HELD) once the
+        # take it continues from has finished (chainrun.advance).
+        CHAINED = "chained", "Waiting for upstream"
 
     TERMINAL = (State.COMPLETED, State.FAILED, State.CANCELED)
     # Takes whose money waits on a fact only the provider (or a person) can supply: they keep
@@ -1046,6 +1081,12 @@ class Generation(models.Model):
     first_frame_sha256 = models.CharField(max_length=64, blank=True)
     last_frame_sha256 = models.CharField(max_length=64, blank=True)
     last_frame_at = models.FloatField(null=True, blank=True)
+    # A take queued by "Render chain from here": its run, its place in the run's order, and what
+    # the card says about it while it waits or after the chain stopped above it.
+    chain_run = models.ForeignKey("ChainRun", models.SET_NULL, null=True, blank=True,
+                                  related_name="takes")
+    chain_step = models.PositiveSmallIntegerField(null=True, blank=True)
+    chain_note = models.CharField(max_length=200, blank=True)
     cancel_requested = models.BooleanField(default=False)
     # The provider said it cannot stop this take (it finishes and is charged all the same)...
     cancel_refused = models.BooleanField(default=False)
@@ -1110,6 +1151,12 @@ class Generation(models.Model):
         spent = (timezone.now() - self.started_at).total_seconds()
         return max(0.0, spent * (1 - self.progress) / self.progress)
 
+    @property
+    def seam(self) -> Seam | None:
+        """This take's newest joint with the shot it continues, if measured (the take lists
+        prefetch `seams_above`, newest first)."""
+        return next(iter(self.seams_above.all()), None)
+
     # Frames, for chains and seams. Open the images with these; the FileFields are the files.
 
     def first_frame_image(self) -> Image.Image | None:
@@ -1156,6 +1203,14 @@ class Generation(models.Model):
                     # Money follows the take's fate in the same transaction: captured when it
                     # completed, released when it failed or was canceled — exactly once.
                     Budget.for_team(self.project.team_id).settle(take=self)
+                    if self.chain_run_id:
+                        # Every end of a take passes here (completion, failure, refusal,
+                        # cancel, settling by hand), so its chain hears of each one without
+                        # every path remembering to tell it. Named, not imported: tasks.py sits
+                        # above the models.
+                        run_id = self.chain_run_id
+                        transaction.on_commit(lambda: import_string(CHAIN_TASK).enqueue(
+                            run_id=run_id))
         if not moved:
             self.refresh_from_db()
         return bool(moved)
@@ -1183,6 +1238,93 @@ def _open_frame(field: models.fields.files.FieldFile) -> Image.Image | None:
         return None
     with field.open("rb") as fh, Image.open(fh, formats=["PNG"]) as image:
         return image.convert("RGB")
+
+
+class ChainRunQuerySet(TeamScopedQuerySet):
+    team_path = "project__team"
+
+    def running(self) -> ChainRunQuerySet:
+        return self.filter(state=ChainRun.State.RUNNING)
+
+    def on_board(self, project: Project) -> ChainRunQuerySet:
+        """What the board's chain strip shows: the newest runs going now or ended in the last
+        hour (so people see how a chain ended). One query."""
+        recent = timezone.now() - CHAIN_SHOWN_FOR
+        return self.filter(Q(state=ChainRun.State.RUNNING) | Q(finished__gte=recent),
+                           project=project).select_related("started_by").order_by(
+            "-created")[:CHAINS_SHOWN]
+
+
+# A finished chain stays on the board this long, and the strip shows at most this many chains
+# (the newest: one chain at a time per shot keeps running ones among them in practice).
+CHAIN_SHOWN_FOR = timedelta(hours=1)
+CHAINS_SHOWN = 3
+
+
+class ChainRun(models.Model):
+    """One "Render chain from here": a shot and every shot downstream of it, one take each, in
+    order, all held against the budget at once when it started (chainrun.py)."""
+
+    class State(models.TextChoices):
+        RUNNING = "running", "Rendering"
+        DONE = "done", "Finished"
+        # A take failed, was refused or canceled: nothing below it was started.
+        STOPPED = "stopped", "Stopped"
+        CANCELED = "canceled", "Canceled"
+
+    project = models.ForeignKey(Project, models.CASCADE, related_name="chain_runs")
+    # The shot it was started from (kept when the shot goes, so the books still explain it).
+    root = models.ForeignKey(Shot, models.SET_NULL, null=True, blank=True,
+                             related_name="chain_runs")
+    started_by = models.ForeignKey(settings.AUTH_USER_MODEL, models.SET_NULL, null=True,
+                                   blank=True, related_name="+")
+    state = models.CharField(max_length=16, choices=State.choices, default=State.RUNNING,
+                             db_index=True)
+    # The shots in render order as they were named when it started: [[shot id, label,
+    # step of its upstream or null], ...]. Step n's take waits for the take of plan[n][2].
+    plan = models.JSONField(default=list)
+    held_micros = models.BigIntegerField(default=0)
+    # Progress, kept on the row so the board shows it with one query.
+    finished_steps = models.PositiveSmallIntegerField(default=0)
+    spent_micros = models.BigIntegerField(default=0)
+    current = models.CharField(max_length=140, blank=True)
+    outcome = models.CharField(max_length=300, blank=True)
+    created = models.DateTimeField(default=timezone.now)
+    finished = models.DateTimeField(null=True, blank=True)
+
+    objects = ChainRunQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created"]
+        constraints = [
+            # Two people pressing at once get one chain (chainrun.start_chain checks overlaps
+            # under the project lock; this is the database's word on the same root).
+            models.UniqueConstraint(fields=["root"], condition=Q(state="running"),
+                                    name="chain_one_running_per_root"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Chain of {self.steps} from {self.label(0)}"
+
+    @property
+    def steps(self) -> int:
+        return len(self.plan)
+
+    @property
+    def left(self) -> int:
+        return self.steps - self.finished_steps
+
+    @property
+    def is_running(self) -> bool:
+        return self.state == ChainRun.State.RUNNING
+
+    def label(self, step: int) -> str:
+        return self.plan[step][1] if 0 <= step < len(self.plan) else ""
+
+    @property
+    def label0(self) -> str:
+        """The shot it started from, as it was named then."""
+        return self.label(0)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1542,3 +1684,112 @@ class LedgerEntry(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} {usd(self.amount_micros)}"
+
+
+# ---------------------------------------------------------------------------------------------
+# Seams: how well a continuing take starts where its upstream take ended (storyboard/seams.py).
+
+
+class SeamThresholds(models.Model):
+    """A team's lines between match, check and drift. The defaults were calibrated on chains
+    rendered by the offline renderer: continued from the true last frame they score ΔE 0.5–0.8
+    and SSIM ≥ 0.99; with the start frame warmed by 15 % ΔE 3.9–8; reframed by 6 % SSIM
+    0.71–0.91; another picture ΔE ≥ 7.6 (bench/README.md, "Seam check")."""
+
+    team = models.OneToOneField(Team, models.CASCADE, related_name="seam_thresholds")
+    # Mean CIEDE2000 at or below which the colours match, and at or above which they drifted.
+    match_delta_e = models.FloatField(default=2.0)
+    drift_delta_e = models.FloatField(default=3.5)
+    # SSIM of luma at or above which the pictures match, and at or below which they drifted.
+    match_ssim = models.FloatField(default=0.95)
+    drift_ssim = models.FloatField(default=0.8)
+    updated_by = models.ForeignKey(settings.AUTH_USER_MODEL, models.SET_NULL, null=True,
+                                   blank=True, related_name="+")
+    updated = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(match_delta_e__gte=0) & Q(match_delta_e__lt=models.F("drift_delta_e")),
+                name="seam_delta_e_ordered"),
+            models.CheckConstraint(
+                condition=Q(drift_ssim__gte=-1) & Q(drift_ssim__lt=models.F("match_ssim"))
+                & Q(match_ssim__lte=1),
+                name="seam_ssim_ordered"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Seam thresholds of {self.team}"
+
+    @classmethod
+    def for_team(cls, team_id: int) -> SeamThresholds:
+        """The team's thresholds: the calibrated defaults (unsaved) until someone sets them, so
+        reading them never writes."""
+        return cls.objects.filter(team_id=team_id).first() or cls(team_id=team_id)
+
+    def verdict(self, *, delta_e: float, ssim: float) -> str:
+        """Drift if either number is past its drift line; match if both are within their match
+        lines; otherwise someone should look."""
+        if delta_e >= self.drift_delta_e or ssim <= self.drift_ssim:
+            return Seam.Verdict.DRIFT
+        if delta_e <= self.match_delta_e and ssim >= self.match_ssim:
+            return Seam.Verdict.MATCH
+        return Seam.Verdict.CHECK
+
+
+def seam_upload_to(seam: Seam, filename: str) -> str:
+    return (f"teams/{seam.project.team_id}/projects/{seam.project_id}/seams/"
+            f"{seam.upstream_id}-{seam.downstream_id}-{uuid.uuid4().hex[:8]}-{filename}")
+
+
+class SeamQuerySet(TeamScopedQuerySet):
+    team_path = "project__team"
+
+    def rejudge(self, thresholds: SeamThresholds) -> int:
+        """Give every seam the verdict `thresholds` make of its stored scores, in one UPDATE."""
+        drift = Q(delta_e__gte=thresholds.drift_delta_e) | Q(ssim__lte=thresholds.drift_ssim)
+        match = Q(delta_e__lte=thresholds.match_delta_e) & Q(ssim__gte=thresholds.match_ssim)
+        return self.update(verdict=models.Case(
+            models.When(drift, then=models.Value(Seam.Verdict.DRIFT)),
+            models.When(match, then=models.Value(Seam.Verdict.MATCH)),
+            default=models.Value(Seam.Verdict.CHECK)))
+
+
+class Seam(models.Model):
+    """One joint, measured once: the upstream take's last frame against the first frame of a
+    take that continues it. Kept with the two frames as compared, for the shot page."""
+
+    class Verdict(models.TextChoices):
+        MATCH = "match", "Match"
+        CHECK = "check", "Check"
+        DRIFT = "drift", "Drift"
+
+    project = models.ForeignKey(Project, models.CASCADE, related_name="seams")
+    upstream = models.ForeignKey(Generation, models.CASCADE, related_name="seams_below")
+    downstream = models.ForeignKey(Generation, models.CASCADE, related_name="seams_above")
+    delta_e = models.FloatField()
+    ssim = models.FloatField()
+    verdict = models.CharField(max_length=8, choices=Verdict.choices)
+    before = models.FileField(upload_to=seam_upload_to, max_length=255)
+    after = models.FileField(upload_to=seam_upload_to, max_length=255)
+    created = models.DateTimeField(default=timezone.now)
+
+    objects = SeamQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created", "-pk"]
+        constraints = [
+            models.UniqueConstraint(fields=["upstream", "downstream"], name="seam_one_per_joint"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Seam {self.upstream_id} → {self.downstream_id}: {self.verdict}"
+
+    @property
+    def summary(self) -> str:
+        return f"ΔE {self.delta_e:.1f} · SSIM {self.ssim:.2f}"
+
+    def delete_files(self) -> None:
+        for field in (self.before, self.after):
+            if field:
+                field.storage.delete(field.name)

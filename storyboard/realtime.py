@@ -433,7 +433,7 @@ def broadcast_take(take: Generation) -> None:
                    "whole_list": whole_list}
         if whole_list:
             prefetch_related_objects([shot], Prefetch(
-                "takes", queryset=Generation.objects.select_related("created_by")))
+                "takes", queryset=Generation.objects.for_take_list()))
         if fresh.is_terminal:
             context["summary"] = selectors.summary_context(context["project"])
         return context
@@ -502,7 +502,7 @@ def broadcast_take_list(shot: Shot) -> None:
         if not shots:
             return {}
         prefetch_related_objects(shots, Prefetch(
-            "takes", queryset=Generation.objects.select_related("created_by")))
+            "takes", queryset=Generation.objects.for_take_list()))
         return {"shot": shots[0], "project": Project(pk=shot.project_id)}
 
     def render(context: dict, audience: Audience) -> str:
@@ -531,6 +531,16 @@ def chain_marks(project_id: int, *, shots: Iterable[int], notice: str = "") -> P
         if context["notice"]:
             html += render_region("chain-notice", {**base, "notice": context["notice"]})
         return html
+
+
+def chain_progress(project_id: int) -> Push:
+    """A chain render moved (started, a shot finished, it stopped or was canceled): the board's
+    chain strip alone, small and on its own, with a cancel button only for editors."""
+    def load() -> dict:
+        return {"project": Project(pk=project_id), "chain_runs": selectors.chain_runs(project_id)}
+
+    def render(context: dict, audience: Audience) -> str:
+        return render_region("chain-progress", {**context, "membership": audience})
 
     return push(project_id, load, render)
 

@@ -12,7 +12,7 @@ from collections.abc import Iterable
 
 from django.db.models import BooleanField, Count, ExpressionWrapper, Q
 
-from storyboard.models import Project, Scene, Shot, with_latest_takes
+from storyboard.models import ChainRun, Project, Scene, Shot, with_latest_takes
 
 # What a shot's price depends on (Shot.estimate).
 PRICE_FIELDS = ("mode", "endpoint", "resolution", "aspect_ratio", "duration", "num_frames")
@@ -115,3 +115,8 @@ def scene_heading(scene_id: int) -> Scene | None:
 def assets_context(project: Project) -> dict:
     """The asset library of one project."""
     return {"project": project, "assets": project.assets.all()}
+
+
+def chain_runs(project: Project | int) -> list[ChainRun]:
+    """The board's chain strip: renders going now and those that just ended (one query)."""
+    return list(ChainRun.objects.on_board(project))

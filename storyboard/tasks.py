@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from django.tasks import task
 
-from storyboard import generation
+from storyboard import chainrun, generation
 
 
 @task()
@@ -20,3 +20,8 @@ def run_generation(*, take_id: int, hint: str = "") -> None:
 @task()
 def reconcile() -> int:
     return generation.reconcile()
+
+
+@task()
+def advance_chain(*, run_id: int) -> None:
+    chainrun.advance(run_id=run_id)

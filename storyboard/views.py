@@ -10,7 +10,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
-from django.db.models import Count, Q
+from django.db.models import Count, Prefetch, Q, prefetch_related_objects
 from django.http import (
     FileResponse,
     Http404,
@@ -26,24 +26,35 @@ from django.views.decorators.http import require_GET, require_POST
 
 from storyboard import (
     catalogue,
+    chainrun,
     chains,
     csvsafe,
     editing,
     generation,
     media,
     realtime,
+    seams,
     selectors,
     throttle,
 )
 from storyboard.access import (
     get_asset_for_user,
+    get_chain_run_for_user,
     get_membership_for_user,
     get_project_for_user,
     get_scene_for_user,
+    get_seam_for_user,
     get_shot_for_user,
     get_take_for_user,
 )
-from storyboard.forms import BudgetForm, NewShotForm, ProjectForm, SceneForm, ShotForm
+from storyboard.forms import (
+    BudgetForm,
+    NewShotForm,
+    ProjectForm,
+    SceneForm,
+    SeamThresholdsForm,
+    ShotForm,
+)
 from storyboard.models import (
     Asset,
     Budget,
@@ -51,11 +62,12 @@ from storyboard.models import (
     LedgerEntry,
     Presence,
     Project,
+    SeamThresholds,
     Shot,
 )
 from storyboard.money import usd
 from storyboard.providers import WebhookRejected, get_provider, per_second_rates
-from storyboard.selectors import assets_context, board_context
+from storyboard.selectors import assets_context, board_context, chain_runs
 
 logger = logging.getLogger(__name__)
 
@@ -134,9 +146,16 @@ def budget(request: HttpRequest, team_id: int) -> HttpResponse:
         else:
             messages.success(request, f"Budget set to {usd(team_budget.limit_micros)}.")
             return redirect("sb:budget", team_id)
+    return _budget_page(request, membership, team_budget, error=error)
+
+
+def _budget_page(request: HttpRequest, membership, team_budget: Budget, *, error: str = "",
+                 seam_form: SeamThresholdsForm | None = None) -> HttpResponse:
     entries = _filtered_ledger(request, team_budget)
     unresolved = Generation.objects.filter(project__team=membership.team).unresolved() \
         .select_related("shot", "project", "created_by").order_by("created")
+    thresholds = SeamThresholds.for_team(membership.team_id)
+    refused = bool(error or (seam_form is not None and seam_form.errors))
     return render(request, "storyboard/budget.html", {
         "team": membership.team, "membership": membership, "budget": team_budget,
         "entries": entries[:200], "error": error, **_spend_report(team_budget),
@@ -144,7 +163,25 @@ def budget(request: HttpRequest, team_id: int) -> HttpResponse:
         "filters": {k: request.GET.get(k, "") for k in ("kind", "user", "project")},
         "kinds": LedgerEntry.Kind.choices, "people": membership.team.memberships.select_related(
             "user"), "projects": membership.team.projects.all(),
-    }, status=INVALID if error else 200)
+        "thresholds": thresholds, "seam_form": seam_form or SeamThresholdsForm.of(thresholds),
+    }, status=INVALID if refused else 200)
+
+
+@login_required
+@require_POST
+def seam_thresholds(request: HttpRequest, team_id: int) -> HttpResponse:
+    """Where the team's seam check draws match, check and drift; owners and producers only."""
+    membership = get_membership_for_user(request, team_id)
+    if not membership.can_budget:
+        raise PermissionDenied("Only owners and producers can change the seam thresholds.")
+    form = SeamThresholdsForm(request.POST)
+    if not form.is_valid():
+        # The budget page again, the refused values in the form beside their messages.
+        return _budget_page(request, membership, Budget.for_team(membership.team),
+                            seam_form=form)
+    seams.set_thresholds(team=membership.team, values=form.values(), user=request.user)
+    messages.success(request, "Seam thresholds saved; every seam of the team was judged again.")
+    return redirect(reverse("sb:budget", args=[team_id]) + "#seam-check")
 
 
 @login_required
@@ -340,6 +377,7 @@ def board(request: HttpRequest, project_id: int) -> HttpResponse:
     ctx["live_seen"] = seen
     ctx["viewers"] = Presence.objects.viewers(project.pk)
     ctx["asset_count"] = project.assets.count()
+    ctx["chain_runs"] = chain_runs(project)
     team_budget = Budget.for_team(project.team_id)
     ctx.update(budget=team_budget, team=project.team,
                threshold=team_budget.threshold_crossed(0))
@@ -442,6 +480,7 @@ def shot_edit(request: HttpRequest, shot_id: int) -> HttpResponse:
         shot.project = project
         form.instance = shot
     saved = edit is not None and not edit.conflicts and not edit.refused and not edit.locked
+    _take_rows(shot)
     ctx = {"shot": shot, "project": project, "form": form, "saved": saved,
            "conflicts": edit.conflicts if edit else [],
            "merged": bool(edit and edit.change and edit.conflicts),
@@ -727,6 +766,73 @@ def shot_generate(request: HttpRequest, shot_id: int) -> HttpResponse:
 
 
 @login_required
+def shot_chain(request: HttpRequest, shot_id: int) -> HttpResponse:
+    """Render chain from here: GET shows every shot it would render and the total held at
+    once; POST starts it. Only roles that may generate get either."""
+    shot = get_shot_for_user(request, shot_id, write=True)
+    project = shot.project
+    if request.method == "POST":
+        if wait := throttle.retry_after(request, throttle.GENERATION_START):
+            return throttle.refuse(request, "takes started in a minute", wait)
+        try:
+            run = chainrun.start_chain(shot=shot, user=request.user)
+        except chainrun.ChainRunRefused as e:
+            if request.htmx:
+                return _refuse(e.message)
+            messages.error(request, e.message)
+            return redirect("sb:shot-chain", shot.pk)
+        if request.htmx:
+            return render(request, "storyboard/chain.html#chain-started",
+                          {"run": run, "shot": shot, "project": project})
+        messages.success(request, f"Rendering a chain of {run.steps} "
+                                  f"shot{'s' if run.steps != 1 else ''} from "
+                                  f"{run.label(0)}; {usd(run.held_micros)} is held for it.")
+        return redirect("sb:board", project.pk)
+    plan = chainrun.plan_chain(shot)
+    team_budget = Budget.for_team(project.team_id)
+    cap_left = None
+    if project.spend_cap_micros is not None:
+        cap_left = max(0, project.spend_cap_micros
+                       - project.committed_micros(since=team_budget.period_start))
+    left = max(0, team_budget.remaining_micros)
+    if cap_left is not None:
+        left = min(left, cap_left)
+    ctx = {"shot": shot, "project": project, "membership": project.membership, "plan": plan,
+           "budget": team_budget, "cap_left": cap_left,
+           "short": max(0, plan.total - left), "in_panel": _in_panel(request)}
+    if request.htmx:
+        return render(request, "storyboard/chain.html#chain-confirm", ctx)
+    return render(request, "storyboard/chain.html", ctx)
+
+
+@login_required
+@require_POST
+def chain_cancel(request: HttpRequest, run_id: int) -> HttpResponse:
+    """Cancel a chain render: the take rendering now is canceled at its provider, nothing
+    below it starts, every remaining hold is released."""
+    run = get_chain_run_for_user(request, run_id, write=True)
+    try:
+        problems = chainrun.cancel_chain(run=run, user=request.user)
+    except chainrun.ChainRunRefused as e:
+        if request.htmx:
+            return _refuse(e.message)
+        messages.error(request, e.message)
+        return redirect("sb:board", run.project_id)
+    if not request.htmx:
+        if problems:
+            messages.warning(request, "Chain canceled. " + " ".join(problems))
+        else:
+            messages.success(request, "Chain canceled; every remaining hold was released.")
+        return redirect("sb:board", run.project_id)
+    response = render(request, f"{BOARD}#chain-progress", {
+        "project": run.project, "membership": run.project.membership,
+        "chain_runs": chain_runs(run.project)})
+    if problems:
+        response["HX-Trigger"] = json.dumps({"showMessage": " ".join(problems)})
+    return response
+
+
+@login_required
 @require_POST
 def take_cancel(request: HttpRequest, take_uid: str) -> HttpResponse:
     take = get_take_for_user(request, take_uid, write=True)
@@ -806,6 +912,12 @@ def _link_offer(shot: Shot, form: ShotForm) -> Shot | None:
     return None if shot.continues_from_id else form.previous_shot()
 
 
+def _take_rows(shot: Shot) -> None:
+    """The editor's take rows in three queries however many: takes, who made them, seams."""
+    prefetch_related_objects([shot], Prefetch("takes",
+                                              queryset=Generation.objects.for_take_list()))
+
+
 def _in_panel(request: HttpRequest) -> bool:
     """Is the shot editor open beside the board (rather than on its own page)?"""
     return bool(request.htmx) and "/shots/" not in (request.htmx.current_url_abs_path or "")
@@ -817,6 +929,7 @@ def _editor_response(request: HttpRequest, shot: Shot) -> HttpResponse:
     membership = shot.project.membership
     shot = Shot.objects.select_related("project__team").get(pk=shot.pk)
     form = ShotForm(instance=shot)
+    _take_rows(shot)
     ctx = {"shot": shot, "project": shot.project, "form": form, "saved": False,
            "membership": membership, "in_panel": _in_panel(request),
            "provider": get_provider(settings.DEFAULT_VIDEO_PROVIDER), "warnings": form.warnings(),
@@ -837,6 +950,18 @@ def take_file(request: HttpRequest, take_uid: str, kind: str) -> HttpResponse:
     if not field:
         raise Http404("No such file")
     return _serve(field, content_type, request=request)
+
+
+@login_required
+@require_GET
+def seam_frame(request: HttpRequest, seam_id: int, side: str) -> HttpResponse:
+    """One of the two frames a seam compared: the upstream's last ("before") or the
+    downstream's first ("after")."""
+    seam = get_seam_for_user(request, seam_id)
+    field = {"before": seam.before, "after": seam.after}.get(side)
+    if not field:
+        raise Http404("No such frame")
+    return _serve(field, "image/jpeg", request=request)
 
 
 # Provider webhooks carry the whole result; fal's can be a few megabytes (Django's default

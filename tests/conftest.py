@@ -23,6 +23,17 @@ def _test_settings(settings, tmp_path):
 
 
 @pytest.fixture(autouse=True)
+def _heavy_on_postgresql_only(request):
+    # Process-level scenarios (real workers, kill -9) take seconds each; CI runs them once, on
+    # PostgreSQL, where several workers really race. On SQLite they are skipped by design.
+    if request.node.get_closest_marker("heavy"):
+        from django.db import connection
+
+        if connection.vendor != "postgresql":
+            pytest.skip("heavy scenario: PostgreSQL only")
+
+
+@pytest.fixture(autouse=True)
 def _fresh_throttles(settings):
     # Every test starts with clean rate-limit counters. A key prefix of its own does that
     # without clearing the cache: on CI the cache is Redis, whose database the channel layer

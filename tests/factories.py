@@ -9,7 +9,7 @@ from factory.django import DjangoModelFactory
 from PIL import Image
 
 from accounts.models import Invitation, Membership, Role, Team, User
-from storyboard.models import Asset, Generation, Project, Scene, Shot
+from storyboard.models import Asset, ChainRun, Generation, Project, Scene, Seam, Shot
 
 
 class UserFactory(DjangoModelFactory[User]):
@@ -140,6 +140,36 @@ class GenerationFactory(DjangoModelFactory[Generation]):
     width = 864
     height = 496
     duration = 2.0
+
+
+class ChainRunFactory(DjangoModelFactory[ChainRun]):
+    """A chain render under way from one shot (no takes: tests that need them start one)."""
+
+    class Meta:
+        model = ChainRun
+
+    root = factory.SubFactory(ShotFactory)
+    project = factory.SelfAttribute("root.project")
+    plan = factory.LazyAttribute(lambda run: [[run.root.pk, run.root.display_title, None]])
+    current = factory.LazyAttribute(lambda run: run.root.display_title)
+
+
+class SeamFactory(DjangoModelFactory[Seam]):
+    """A measured joint between two stand-in takes, with its two frames as JPEGs."""
+
+    class Meta:
+        model = Seam
+
+    upstream = factory.SubFactory(GenerationFactory)
+    downstream = factory.SubFactory(
+        GenerationFactory, shot=factory.SubFactory(
+            ShotFactory, project=factory.SelfAttribute("...upstream.project")))
+    project = factory.SelfAttribute("downstream.project")
+    delta_e = 0.6
+    ssim = 0.99
+    verdict = Seam.Verdict.MATCH
+    before = factory.django.FileField(filename="before.jpg", data=_ASSET_THUMB)
+    after = factory.django.FileField(filename="after.jpg", data=_ASSET_THUMB)
 
 
 def build_board(project: Project, *, shots: int) -> list[Shot]:

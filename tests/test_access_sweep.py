@@ -27,6 +27,7 @@ from storyboard.generation import sign_input, webhook_token
 from storyboard.models import (
     Asset,
     Budget,
+    ChainRun,
     Comment,
     Generation,
     LedgerEntry,
@@ -34,15 +35,19 @@ from storyboard.models import (
     Project,
     ReviewDecision,
     Scene,
+    Seam,
+    SeamThresholds,
     Shot,
     ShotChange,
 )
 from tests.conftest import Cast, client_for
 from tests.factories import (
     AssetFactory,
+    ChainRunFactory,
     GenerationFactory,
     InvitationFactory,
     SceneFactory,
+    SeamFactory,
     ShotFactory,
     png_bytes,
 )
@@ -113,11 +118,15 @@ KWARG_VALUES: dict[str, Callable[[Cast], object]] = {
     "webhook_token": lambda cast: webhook_token(provider="local", take_uid=str(SWEPT_TAKE)),
     "signed": lambda cast: sign_input(AssetFactory(project=cast.project).file.name),
     "kind": lambda cast: "video",
+    "seam_id": lambda cast: SeamFactory(upstream=GenerationFactory(shot=cast.shot)).pk,
+    "side": lambda cast: "before",
     # The owner's: nobody else's notifications exist for them.
     "notification_id": lambda cast: Notification.objects.create(
         user=cast.owner, kind="mention", text="x", url=f"/shots/{cast.shot.pk}/").pk,
     "comment_id": lambda cast: Comment.objects.create(
         take=GenerationFactory(shot=cast.shot), user=cast.reviewer, body="Too dark").pk,
+    # A chain render under way from Alpha's shot (only a running chain can be canceled).
+    "run_id": lambda cast: ChainRunFactory(root=cast.shot, started_by=cast.editor).pk,
 }
 # Where one URL needs a different object than the kwarg's default, to be meaningful at all.
 ROUTE_KWARGS: dict[str, dict[str, Callable[[Cast], object]]] = {
@@ -216,6 +225,8 @@ def payload(cast: Cast) -> dict:
     return {
         "name": "x", "title": "x", "note": "x", "prompt": "x", "role": Role.VIEWER,
         "limit": "123.45", "verdict": "not_billed",
+        # Seam thresholds, each away from its default.
+        "match_delta_e": "1.5", "drift_delta_e": "6", "match_ssim": "0.9", "drift_ssim": "0.7",
         # A review decision that needs the note above: send the take back.
         "decision": "changes", "body": "x",
         "confirm": cast.project.name,
@@ -239,7 +250,8 @@ def payload(cast: Cast) -> dict:
 
 
 BOARD_MODELS = (Project, Scene, Shot, Shot.references.through, ShotChange, Asset, Generation,
-                Budget, LedgerEntry, ReviewDecision, Comment)
+                Budget, LedgerEntry, ReviewDecision, Comment, Seam, SeamThresholds,
+                ChainRun)
 PEOPLE_MODELS = (Team, Membership, Invitation, User)
 
 
@@ -386,7 +398,7 @@ OWNER_POST_CHANGES_NOTHING: dict[str, str] = {
 }
 # ... and these refuse POST outright (405).
 GET_ONLY = {"sb:board", "sb:board-cards", "sb:asset-file", "sb:take-file", "sb:input-file",
-            "sb:shot-estimate",
+            "sb:shot-estimate", "sb:seam-frame",
             "sb:ledger-csv", "sb:shot-history", "sb:review-queue", "sb:notification-open",
             "sb:shot-compare",
             "sb:home",

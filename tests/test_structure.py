@@ -112,3 +112,12 @@ def test_generation_enqueues_the_task_tasks_py_defines():
 
     # Named, not imported (the import would run back up into tasks.py): the name must hold.
     assert import_string(generation.DRIVE_TASK) is tasks.run_generation
+
+
+def test_the_chain_hooks_name_what_they_call():
+    from storyboard import chainrun, generation, models, tasks
+
+    # A take's end queues its chain, and the reconciler resumes chains, by name (the imports
+    # would run back up): the names must hold.
+    assert import_string(models.CHAIN_TASK) is tasks.advance_chain
+    assert import_string(generation.CHAIN_RESUME) is chainrun.resume

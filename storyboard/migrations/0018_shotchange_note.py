@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('storyboard', '0015_review_and_comments'),
+        ('storyboard', '0017_chain_runs'),
     ]
 
     operations = [
