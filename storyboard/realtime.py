@@ -532,6 +532,8 @@ def chain_marks(project_id: int, *, shots: Iterable[int], notice: str = "") -> P
             html += render_region("chain-notice", {**base, "notice": context["notice"]})
         return html
 
+    return push(project_id, load, render)
+
 
 def chain_progress(project_id: int) -> Push:
     """A chain render moved (started, a shot finished, it stopped or was canceled): the board's
