@@ -209,6 +209,8 @@ class PersonConsumer(AsyncWebsocketConsumer):
             return
         await self.channel_layer.group_add(realtime.user_group(user.pk), self.channel_name)
         await self.accept()
+        # As the board's socket does: the in-memory layer's pushes go through this loop.
+        realtime.remember_server_loop()
 
     async def disconnect(self, code: int) -> None:
         user = self.scope["user"]
