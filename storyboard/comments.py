@@ -7,6 +7,7 @@ of that list, so nobody's note is thrown away by someone else's.
 
 from __future__ import annotations
 
+import json
 import re
 
 from django.db import transaction
@@ -45,8 +46,41 @@ def timecode(take: Generation, frame: int) -> str:
     return f"{seconds // 3600:02d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}:{frames:02d}"
 
 
+TOOLS = {"rect": 2, "arrow": 2, "free": 500}  # how many points each may have
+MAX_SHAPES = 50
+
+
+def clean_drawing(raw: str) -> list[dict]:
+    """The marks a comment carries, from the JSON the player's drawing layer sends; anything
+    else is refused, never stored."""
+    if not raw.strip():
+        return []
+    try:
+        shapes = json.loads(raw)
+    except ValueError:
+        raise CommentRefused("The drawing could not be read; draw it again.") from None
+    if not isinstance(shapes, list) or len(shapes) > MAX_SHAPES:
+        raise CommentRefused(f"A drawing has at most {MAX_SHAPES} marks.")
+    cleaned = []
+    for shape in shapes:
+        tool = shape.get("tool") if isinstance(shape, dict) else None
+        points = shape.get("points") if isinstance(shape, dict) else None
+        if tool not in TOOLS or not isinstance(points, list) or \
+                not 2 <= len(points) <= TOOLS[tool]:
+            raise CommentRefused("A drawing holds rectangles, arrows and freehand lines only.")
+        try:
+            xy = [[round(float(x), 4), round(float(y), 4)] for x, y in points]
+        except (TypeError, ValueError):
+            raise CommentRefused("A drawing's points are pairs of numbers.") from None
+        if any(not (0 <= v <= 1) for pair in xy for v in pair):
+            raise CommentRefused("A drawing stays inside the picture.")
+        cleaned.append({"tool": tool, "points": xy})
+    return cleaned
+
+
 def post(*, take: Generation, user: User, body: str, frame: int | None = None,
-         frame_end: int | None = None, parent: Comment | None = None) -> Comment:
+         frame_end: int | None = None, parent: Comment | None = None,
+         drawing: list[dict] | None = None) -> Comment:
     """Write a comment (or a reply to `parent`); raises CommentRefused, writing nothing."""
     _check_role(user.membership_in(take.project.team_id))
     body = _text(body, limit=BODY_LIMIT, empty="Write the comment first.", what="a comment")
@@ -57,12 +91,15 @@ def post(*, take: Generation, user: User, body: str, frame: int | None = None,
             raise CommentRefused("That comment is on another take.")
         # One level of threads: a reply to a reply joins the same thread.
         parent = parent.parent or parent
-        frame, frame_end = None, None
+        frame, frame_end, drawing = None, None, []
     else:
         frame, frame_end = _frames(take, frame, frame_end)
+        if drawing and frame is None:
+            raise CommentRefused("A drawing belongs to a frame: pause on it first.")
     with transaction.atomic():
         comment = Comment.objects.create(take=take, user=user, body=body, frame=frame,
-                                         frame_end=frame_end, parent=parent)
+                                         frame_end=frame_end, parent=parent,
+                                         drawing=drawing or [])
         notify.comment_posted(comment, shot=take.shot)
     realtime.broadcast_comments(take)
     return comment

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import logging
 import re
 import uuid
@@ -780,6 +781,9 @@ class Comment(models.Model):
     # Frames counted from 0 at the take's frame rate; empty: about the whole take.
     frame = models.PositiveIntegerField(null=True, blank=True)
     frame_end = models.PositiveIntegerField(null=True, blank=True)
+    # Marks drawn on the paused frame: [{"tool": "rect"|"arrow"|"free", "points": [[x, y]…]}]
+    # with x and y from 0 to 1 across the picture (comments.clean_drawing checks it).
+    drawing = models.JSONField(default=list, blank=True)
     resolved_by = models.ForeignKey(settings.AUTH_USER_MODEL, models.SET_NULL, null=True,
                                     blank=True, related_name="+")
     resolved_at = models.DateTimeField(null=True, blank=True)
@@ -796,6 +800,10 @@ class Comment(models.Model):
     @property
     def is_resolved(self) -> bool:
         return self.resolved_at is not None
+
+    @property
+    def drawing_json(self) -> str:
+        return json.dumps(self.drawing, separators=(",", ":")) if self.drawing else ""
 
 
 class NotificationQuerySet(models.QuerySet):

@@ -142,7 +142,8 @@ def take_comments(request: HttpRequest, take_uid: str) -> HttpResponse:
     try:
         frame, frame_end = _frame(request.POST.get("frame")), _frame(request.POST.get("frame_end"))
         comments.post(take=take, user=request.user, body=request.POST.get("body", ""),
-                      frame=frame, frame_end=frame_end, parent=parent)
+                      frame=frame, frame_end=frame_end, parent=parent,
+                      drawing=comments.clean_drawing(request.POST.get("drawing", "")))
     except comments.CommentRefused as e:
         return _toast(e.message) if request.htmx else _flash_back(request, shot, e.message)
     return _comment_list(request, take)

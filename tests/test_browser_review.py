@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from storyboard.models import Shot
+from storyboard.models import Comment, Shot
 from tests.factories import GenerationFactory
 from tests.test_browser_board import LiveBrowser
 
@@ -140,3 +140,39 @@ class TestPlayer(LiveBrowser):
         time = video.evaluate("v => v.currentTime")
         assert 23 / 24 <= time < 24 / 24
         page.screenshot(path="test-artifacts/player-comments.png", full_page=True)
+
+
+    def test_a_drawing_on_the_paused_frame_comes_back_on_that_frame(self) -> None:
+        from playwright.sync_api import expect
+
+        page = self._new_context(self.rita).new_page()
+        page.goto(f"{self.live_server_url}/shots/{self.shot.pk}/")
+        player = page.locator(f'.viewer .player[data-take="{self.take.uid}"]')
+        expect(player.locator("video")).to_have_js_property("readyState", 4, timeout=10_000)
+        player.focus()
+        for _ in range(6):
+            page.keyboard.press("ArrowRight")
+        expect(player.locator(".timecode")).to_have_text("00:00:00:06")
+        page.get_by_role("button", name="Rectangle").click()
+        marks = player.locator(".player-marks")
+        box = marks.bounding_box()
+        page.mouse.move(box["x"] + box["width"] * 0.2, box["y"] + box["height"] * 0.2)
+        page.mouse.down()
+        page.mouse.move(box["x"] + box["width"] * 0.6, box["y"] + box["height"] * 0.5, steps=4)
+        page.mouse.up()
+        expect(marks.locator("rect")).to_have_count(1)
+        page.locator(".comment-form textarea").fill("Mask this reflection")
+        page.get_by_role("button", name="Comment", exact=True).click()
+        expect(page.locator(".comment", has_text="Mask this reflection")).to_be_visible()
+        comment = Comment.objects.get(body="Mask this reflection")
+        assert comment.frame == 6
+        (shape,) = comment.drawing
+        assert shape["tool"] == "rect"
+        assert abs(shape["points"][0][0] - 0.2) < 0.05
+        # Elsewhere the picture is clean; back on frame 6 the rectangle is drawn again.
+        player.focus()
+        page.keyboard.press("Shift+ArrowRight")
+        expect(marks.locator("rect")).to_have_count(0)
+        page.locator(".comment", has_text="Mask this reflection").locator(".comment-time").click()
+        expect(marks.locator("rect")).to_have_count(1)
+        page.screenshot(path="test-artifacts/player-drawing.png", full_page=True)

@@ -217,3 +217,46 @@ def test_regenerate_from_a_note_is_for_editors_and_respects_the_lock(cast):
     assert response.status_code == 422
     assert "un-approve it first" in response.content.decode()
     assert Generation.objects.count() == 1
+
+
+# Drawings on the paused frame
+
+
+def test_a_comment_keeps_its_drawing_for_its_frame(cast, take):
+    import json
+
+    drawing = [{"tool": "rect", "points": [[0.1, 0.2], [0.5, 0.6]]},
+               {"tool": "free", "points": [[0.1, 0.1], [0.2, 0.25], [0.3, 0.2]]}]
+    response = _post(cast.reviewer, take, body="This flare", frame="12",
+                     drawing=json.dumps(drawing))
+    assert response.status_code == 200
+    assert Comment.objects.get().drawing == drawing
+    assert 'data-drawing="[{&quot;tool&quot;:&quot;rect&quot;' in response.content.decode()
+
+
+@pytest.mark.parametrize("drawing", [
+    "not json",
+    '{"tool": "rect"}',
+    '[{"tool": "circle", "points": [[0, 0], [1, 1]]}]',
+    '[{"tool": "rect", "points": [[0, 0]]}]',
+    '[{"tool": "arrow", "points": [[0, 0], [1.5, 1]]}]',
+    '[{"tool": "rect", "points": [["x", 0], [1, 1]]}]',
+])
+def test_a_drawing_that_is_not_marks_inside_the_picture_is_refused(cast, take, drawing):
+    response = _post(cast.reviewer, take, body="Here", frame="3", drawing=drawing)
+    assert response.status_code == 422
+    assert not Comment.objects.exists()
+
+
+def test_only_the_tool_and_points_of_a_mark_are_kept(cast, take):
+    drawing = '[{"tool": "free", "points": [[0, 0], [1, 1]], "onclick": "x"}]'
+    assert _post(cast.reviewer, take, body="Here", frame="3", drawing=drawing).status_code == 200
+    assert Comment.objects.get().drawing == [{"tool": "free", "points": [[0, 0], [1, 1]]}]
+
+
+def test_a_drawing_needs_a_frame(cast, take):
+    response = _post(cast.reviewer, take, body="Here",
+                     drawing='[{"tool": "rect", "points": [[0, 0], [1, 1]]}]')
+    assert response.status_code == 422
+    assert "pause on it first" in response.content.decode()
+    assert not Comment.objects.exists()
