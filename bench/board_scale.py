@@ -18,11 +18,12 @@ default bench_board_scale, created and dropped).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import statistics
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 
@@ -34,6 +35,23 @@ def _setup() -> None:
     import django
 
     django.setup()
+
+
+@contextlib.contextmanager
+def throwaway_database() -> Iterator[None]:
+    """Django's test environment on a database made for this run and dropped after it (the
+    benches share this with the test suite's settings: PG_TEST_NAME, SQLITE_TEST_NAME)."""
+    from django.conf import settings
+    from django.db import connection
+    from django.test.utils import setup_test_environment
+
+    setup_test_environment()
+    settings.ALLOWED_HOSTS = ["*"]
+    name = connection.creation.create_test_db(verbosity=0, autoclobber=True)
+    try:
+        yield
+    finally:
+        connection.creation.destroy_test_db(name, verbosity=0)
 
 
 def _measure(run: Callable[[], object]) -> tuple[int, float, object]:
@@ -132,17 +150,10 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=9)
     args = parser.parse_args()
     _setup()
-    from django.conf import settings
     from django.db import connection
-    from django.test.utils import setup_test_environment
 
-    setup_test_environment()
-    settings.ALLOWED_HOSTS = ["*"]
-    name = connection.creation.create_test_db(verbosity=0, autoclobber=True)
-    try:
+    with throwaway_database():
         rows = _rounds([int(n) for n in args.sizes.split(",")], args.repeat)
-    finally:
-        connection.creation.destroy_test_db(name, verbosity=0)
 
     print(f"database: {connection.vendor}; median (best) of {args.repeat} interleaved rounds\n")
     print("| shots | board GET queries | GET ms | GET KiB | push queries | push render ms "

@@ -88,17 +88,10 @@ def main() -> None:
     import django
 
     django.setup()
-    from django.conf import settings
-    from django.db import connection
-    from django.test.utils import setup_test_environment
+    from bench.board_scale import throwaway_database
 
-    setup_test_environment()
-    settings.ALLOWED_HOSTS = ["*"]
-    name = connection.creation.create_test_db(verbosity=0, autoclobber=True)
-    try:
+    with throwaway_database():
         rows = asyncio.run(_run(args.sockets, args.shots))
-    finally:
-        connection.creation.destroy_test_db(name, verbosity=0)
     print(f"{args.shots}-shot board, in-memory layer, in-process sockets\n")
     print("| sockets | POST ms | until every socket has the card, ms |")
     print("|---:|---:|---:|")

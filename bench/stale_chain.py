@@ -18,7 +18,7 @@ import itertools
 import statistics
 import time
 
-from bench.board_scale import _naive_board, _setup
+from bench.board_scale import _naive_board, _setup, throwaway_database
 
 
 def _one_chain(length: int, *, shots: int, repeat: int) -> dict:
@@ -82,18 +82,11 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args()
     _setup()
-    from django.conf import settings
     from django.db import connection
-    from django.test.utils import setup_test_environment
 
-    setup_test_environment()
-    settings.ALLOWED_HOSTS = ["*"]
-    name = connection.creation.create_test_db(verbosity=0, autoclobber=True)
-    try:
+    with throwaway_database():
         rows = [_one_chain(int(n), shots=args.shots, repeat=args.repeat)
                 for n in args.chains.split(",")]
-    finally:
-        connection.creation.destroy_test_db(name, verbosity=0)
 
     print(f"database: {connection.vendor}; {args.shots}-shot board; median of {args.repeat} "
           "runs\n")
