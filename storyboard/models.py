@@ -973,23 +973,26 @@ class ReviewLink(models.Model):
             shots = shots.filter(review_links=self)
         return shots
 
+    def _shown(self) -> ShotQuerySet:
+        return (self.shared_shots()
+                .filter(review__in=ReviewLink.SHOWN,
+                        review_take__state=Generation.State.COMPLETED)
+                .exclude(review_take__video=""))
+
     def shots_to_review(self) -> list[Shot]:
         """The shared shots a guest sees, in board order: those with a finished take under
         review, sent back or approved (that take is what the guest watches)."""
-        return list(self.shared_shots().filter(
-            review__in=ReviewLink.SHOWN, review_take__state=Generation.State.COMPLETED)
-            .exclude(review_take__video="").select_related("review_take"))
+        return list(self._shown().select_related("review_take"))
 
     def shows(self, shot: Shot) -> bool:
-        return any(s.pk == shot.pk for s in self.shots_to_review())
+        return self._shown().filter(pk=shot.pk).exists()
 
     def take_shown(self, take_uid: str) -> Generation | None:
         """The take with that uid if the guest may watch it (the take under review of a shot
-        shown), else None."""
-        for shot in self.shots_to_review():
-            if str(shot.review_take.uid) == str(take_uid):
-                return shot.review_take
-        return None
+        shown), else None: never another take, of that shot or any other."""
+        shot = self._shown().filter(review_take__uid=take_uid).select_related(
+            "review_take__project").first()
+        return shot.review_take if shot else None
 
     def touch(self, *, entered: bool = False) -> None:
         """A guest used the link; `entered`: a guest named themselves (a view)."""

@@ -243,8 +243,9 @@ def guest_decide(request: HttpRequest, link: ReviewLink, *, token: str,
     visitor = _guest(request, link)
     if visitor is None:
         return redirect("sb:guest", token)
-    shot = next((s for s in link.shots_to_review() if s.pk == shot_id), None)
-    if shot is None:
+    shot = Shot.objects.select_related("project").filter(pk=shot_id,
+                                                         project_id=link.project_id).first()
+    if shot is None or not link.shows(shot):
         raise Http404("No such shot")
     if wait := throttle.retry_after(request, throttle.GUEST_POST):
         return _too_many(request, "decisions from your network", wait)
