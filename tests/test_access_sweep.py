@@ -34,6 +34,7 @@ from storyboard.models import (
     Notification,
     Project,
     ReviewDecision,
+    ReviewSession,
     Scene,
     Seam,
     SeamThresholds,
@@ -127,6 +128,10 @@ KWARG_VALUES: dict[str, Callable[[Cast], object]] = {
         take=GenerationFactory(shot=cast.shot), user=cast.reviewer, body="Too dark").pk,
     # A chain render under way from Alpha's shot (only a running chain can be canceled).
     "run_id": lambda cast: ChainRunFactory(root=cast.shot, started_by=cast.editor).pk,
+    # A live review session the owner started and presents.
+    "session_id": lambda cast: ReviewSession.objects.create(
+        project=cast.project, title="Sweep", started_by=cast.owner, presenter=cast.owner,
+        shot_ids=[cast.shot.pk]).pk,
 }
 # Where one URL needs a different object than the kwarg's default, to be meaningful at all.
 ROUTE_KWARGS: dict[str, dict[str, Callable[[Cast], object]]] = {
@@ -229,6 +234,9 @@ def payload(cast: Cast) -> dict:
         "match_delta_e": "1.5", "drift_delta_e": "6", "match_ssim": "0.9", "drift_ssim": "0.7",
         # A review decision that needs the note above: send the take back.
         "decision": "changes", "body": "x",
+        # A review session on chosen shots; control handed to the editor.
+        "shots": "chosen", "shot": [shot.pk for shot in shots],
+        "to": cast.editor.pk,
         "confirm": cast.project.name,
         # The latest change of a shot, for undo.
         "change": getattr(ShotChange.objects.order_by("-pk").first(), "pk", ""),
@@ -251,7 +259,7 @@ def payload(cast: Cast) -> dict:
 
 BOARD_MODELS = (Project, Scene, Shot, Shot.references.through, ShotChange, Asset, Generation,
                 Budget, LedgerEntry, ReviewDecision, Comment, Seam, SeamThresholds,
-                ChainRun)
+                ChainRun, ReviewSession)
 PEOPLE_MODELS = (Team, Membership, Invitation, User)
 
 
@@ -385,6 +393,8 @@ REVIEWER_POST_WRITES: dict[str, tuple[str, set[str]]] = {
                        {"storyboard.Shot", "storyboard.ReviewDecision"}),
     "sb:take-comments": ("comment on a take", {"storyboard.Comment"}),
     "sb:comment-resolve": ("resolve a comment thread", {"storyboard.Comment"}),
+    "sb:review-sessions": ("start a review session and present it",
+                           {"storyboard.ReviewSession"}),
 }
 
 # An owner's POST changes nothing on these; on every other URL it must change something.
@@ -400,7 +410,7 @@ OWNER_POST_CHANGES_NOTHING: dict[str, str] = {
 GET_ONLY = {"sb:board", "sb:board-cards", "sb:asset-file", "sb:take-file", "sb:input-file",
             "sb:shot-estimate", "sb:seam-frame",
             "sb:ledger-csv", "sb:shot-history", "sb:review-queue", "sb:notification-open",
-            "sb:shot-compare",
+            "sb:shot-compare", "sb:review-session",
             "sb:home",
             "sb:projects",
             "accounts:teams", "accounts:members"}
