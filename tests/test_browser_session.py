@@ -70,6 +70,7 @@ class TestReviewSession(LiveBrowser):
                           out)
             path.write_bytes(out.read_bytes())
         self.take = GenerationFactory(shot=self.shot, video=name, duration=float(SECONDS))
+        self.other = GenerationFactory(shot=self.shot, video=name, duration=float(SECONDS))
         Shot.objects.filter(pk=self.shot.pk).update(
             selected_take=self.take, review_take=self.take, review=Shot.Review.IN_REVIEW)
 
@@ -136,10 +137,21 @@ class TestReviewSession(LiveBrowser):
         expect(emma.locator("#session-you")).to_contain_text("you present")
         expect(rita.locator("#session-you")).to_contain_text("follows")
         expect(late.locator("#session-presenter")).to_contain_text("Emma")
+        expect(emma.get_by_role("button", name="Ask for control")).to_be_hidden()
+        expect(rita.get_by_role("button", name="Ask for control")).to_be_visible()
         emma.locator("#session-stage .player").focus()
         emma.keyboard.press("Shift+ArrowRight")
         code = emma.locator("#session-stage .timecode").text_content()
         expect(rita.locator("#session-stage .timecode")).to_have_text(code)
         expect(late.locator("#session-stage .timecode")).to_have_text(code)
+
+        # Compare: Emma lays the other take beside this one; everyone's stage follows.
+        emma.locator("#session-stage select[name=compare]").select_option(str(self.other.uid))
+        expect(rita.locator("#session-stage .compare .player")).to_have_count(2)
+        expect(late.locator("#session-stage .compare .player")).to_have_count(2)
+        expect(rita.locator("#session-stage select[name=compare]")).to_be_disabled()
+        # ...at the same frame as before.
+        expect(emma.locator("#session-stage .compare-a .timecode")).to_have_text(code)
+        expect(rita.locator("#session-stage .compare-a .timecode")).to_have_text(code)
         rita.screenshot(path="test-artifacts/session-follower.png", full_page=True)
         emma.screenshot(path="test-artifacts/session-presenter.png", full_page=True)

@@ -54,6 +54,8 @@
     root.querySelectorAll("[data-show]").forEach(function (el) {
       el.hidden = !live || (el.dataset.show === "presenter") !== presenting();
     });
+    var ask = root.querySelector("[data-session-act=ask]");
+    if (ask && presenting()) ask.textContent = "Ask for control";
     root.querySelectorAll("[data-presenter-only]").forEach(function (el) {
       el.disabled = !presenting();
     });
@@ -300,6 +302,14 @@
 
   // A new stage: mark the playlist, set the controls for this person, and (presenting) tell
   // everyone what is on it now.
+  // Another take or compare view of the same shot keeps the presenter's place in it.
+  var carry = null;
+  document.body.addEventListener("htmx:beforeSwap", function (event) {
+    var video = mainVideo();
+    carry = presenting() && video && event.detail.target === stage()
+      ? { item: stage().dataset.item, t: video.currentTime } : null;
+  });
+
   var lastStage = shown();
   document.body.addEventListener("htmx:afterSettle", function () {
     showRole();
@@ -310,7 +320,16 @@
     root.querySelectorAll(".playlist-item").forEach(function (a) {
       a.classList.toggle("is-current", a.dataset.item === s.dataset.item);
     });
-    if (presenting()) report(true);
+    if (!presenting()) return;
+    report(true);
+    var video = mainVideo();
+    if (carry && video && carry.item === s.dataset.item && carry.t > 0) {
+      var t = carry.t;
+      var go = function () { video.currentTime = Math.min(t, video.duration || t); };
+      if (video.readyState < 1) video.addEventListener("loadedmetadata", go, { once: true });
+      else go();
+    }
+    carry = null;
   });
 
   showRole();
