@@ -20,6 +20,7 @@ from storyboard.models import (
     Generation,
     Project,
     ReviewLink,
+    ReviewSession,
     Scene,
     Seam,
     Shot,
@@ -64,9 +65,11 @@ def _check(membership: Membership | None, *, write: bool, review: bool = False,
 
 
 def get_project_for_user(request: HttpRequest, project_id: int, *, write: bool = False,
-                         share: bool = False) -> Project:
-    """`share=True`: only roles that share review links (producer, owner)."""
-    membership = _check(can_view_project(request.user, project_id), write=write, share=share)
+                         comment: bool = False, share: bool = False) -> Project:
+    """`comment=True`: only roles that write comments (everyone but viewers); `share=True`:
+    only roles that share review links (producer, owner)."""
+    membership = _check(can_view_project(request.user, project_id), write=write,
+                        comment=comment, share=share)
     project = Project.objects.select_related("team").get(pk=project_id)
     project.membership = membership
     return project
@@ -140,6 +143,15 @@ def get_seam_for_user(request: HttpRequest, seam_id: int) -> Seam:
     seams = Seam.objects.select_related("project__team").filter(pk=seam_id)
     return _get_for_user(request, seams, write=False, not_found="No such seam",
                          project=lambda seam: seam.project)
+
+
+def get_session_for_user(request: HttpRequest, session_id: int, *,
+                         comment: bool = False) -> ReviewSession:
+    """A review session of the user's team; `comment=True` for the roles that may run one."""
+    sessions = ReviewSession.objects.select_related("project__team", "presenter",
+                                                    "started_by").filter(pk=session_id)
+    return _get_for_user(request, sessions, write=False, not_found="No such review session",
+                         project=lambda session: session.project, comment=comment)
 
 
 def get_review_link_for_user(request: HttpRequest, link_id: int) -> ReviewLink:

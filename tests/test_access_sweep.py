@@ -38,6 +38,7 @@ from storyboard.models import (
     Project,
     ReviewDecision,
     ReviewLink,
+    ReviewSession,
     Scene,
     Seam,
     SeamThresholds,
@@ -136,6 +137,10 @@ KWARG_VALUES: dict[str, Callable[[Cast], object]] = {
         take=GenerationFactory(shot=cast.shot), user=cast.reviewer, body="Too dark").pk,
     # A chain render under way from Alpha's shot (only a running chain can be canceled).
     "run_id": lambda cast: ChainRunFactory(root=cast.shot, started_by=cast.editor).pk,
+    # A live review session the owner started and presents.
+    "session_id": lambda cast: ReviewSession.objects.create(
+        project=cast.project, title="Sweep", started_by=cast.owner, presenter=cast.owner,
+        shot_ids=[cast.shot.pk]).pk,
     "link_id": lambda cast: _review_link(cast)[0].pk,
     # A live link's token: the guest URLs answer whoever holds it (see GUEST_URLS).
     "link_token": lambda cast: _review_link(cast)[1],
@@ -241,6 +246,9 @@ def payload(cast: Cast) -> dict:
         "match_delta_e": "1.5", "drift_delta_e": "6", "match_ssim": "0.9", "drift_ssim": "0.7",
         # A review decision that needs the note above: send the take back.
         "decision": "changes", "body": "x",
+        # A review session on chosen shots; control handed to the editor.
+        "shots": "chosen", "shot": [shot.pk for shot in shots],
+        "to": cast.editor.pk,
         "confirm": cast.project.name,
         # The latest change of a shot, for undo.
         "change": getattr(ShotChange.objects.order_by("-pk").first(), "pk", ""),
@@ -265,7 +273,7 @@ def payload(cast: Cast) -> dict:
 
 BOARD_MODELS = (Project, Scene, Shot, Shot.references.through, ShotChange, Asset, Generation,
                 Budget, LedgerEntry, ReviewDecision, Comment, Seam, SeamThresholds,
-                ChainRun)
+                ChainRun, ReviewSession)
 PEOPLE_MODELS = (Team, Membership, Invitation, User)
 LINK_MODELS = (ReviewLink, ReviewLink.shots.through)
 
@@ -420,6 +428,8 @@ REVIEWER_POST_WRITES: dict[str, tuple[str, set[str]]] = {
                        {"storyboard.Shot", "storyboard.ReviewDecision"}),
     "sb:take-comments": ("comment on a take", {"storyboard.Comment"}),
     "sb:comment-resolve": ("resolve a comment thread", {"storyboard.Comment"}),
+    "sb:review-sessions": ("start a review session and present it",
+                           {"storyboard.ReviewSession"}),
 }
 
 # An owner's POST changes nothing on these; on every other URL it must change something.
@@ -438,7 +448,7 @@ OWNER_POST_CHANGES_NOTHING: dict[str, str] = {
 GET_ONLY = {"sb:board", "sb:board-cards", "sb:asset-file", "sb:take-file", "sb:input-file",
             "sb:shot-estimate", "sb:seam-frame",
             "sb:ledger-csv", "sb:shot-history", "sb:review-queue", "sb:notification-open",
-            "sb:shot-compare", "sb:guest-review", "sb:guest-take-file",
+            "sb:shot-compare", "sb:review-session", "sb:guest-review", "sb:guest-take-file",
             "sb:home",
             "sb:projects",
             "accounts:teams", "accounts:members"}
