@@ -326,8 +326,9 @@ class ReviewLinkForm(forms.Form):
                             help_text="Who it is for; the guest sees it as the page's title.")
     scope = forms.ChoiceField(choices=ReviewLink.Scope.choices, initial=ReviewLink.Scope.CUT,
                               widget=forms.RadioSelect, label="Share")
-    shots = forms.ModelMultipleChoiceField(queryset=Shot.objects.none(), required=False,
-                                           widget=forms.CheckboxSelectMultiple)
+    link_shots = forms.ModelMultipleChoiceField(queryset=Shot.objects.none(), required=False,
+                                                widget=forms.CheckboxSelectMultiple,
+                                                label="Shots")
     expires_in = forms.TypedChoiceField(
         choices=[(1, "1 day"), (7, "7 days"), (30, "30 days")], coerce=int, initial=7,
         label="Works for")
@@ -339,11 +340,11 @@ class ReviewLinkForm(forms.Form):
 
     def __init__(self, *args, project: Project, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["shots"].queryset = project.shots.all()
-        self.fields["shots"].label_from_instance = lambda shot: shot.display_title
+        self.fields["link_shots"].queryset = project.shots.all()
+        self.fields["link_shots"].label_from_instance = lambda shot: shot.display_title
 
     def clean(self) -> dict:
         data = super().clean()
-        if data.get("scope") == ReviewLink.Scope.SHOTS and not data.get("shots"):
-            self.add_error("shots", "Choose at least one shot, or share the whole cut.")
+        if data.get("scope") == ReviewLink.Scope.SHOTS and not data.get("link_shots"):
+            self.add_error("link_shots", "Choose at least one shot, or share the whole cut.")
         return data

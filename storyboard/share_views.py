@@ -51,7 +51,7 @@ def share(request: HttpRequest, project_id: int) -> HttpResponse:
             try:
                 link, token = sharing.create_link(
                     project=project, user=request.user, label=data["label"],
-                    shots=data["shots"] if data["scope"] == ReviewLink.Scope.SHOTS else None,
+                    shots=data["link_shots"] if data["scope"] == ReviewLink.Scope.SHOTS else None,
                     expires_in_days=data["expires_in"], password=data["password"],
                     allow_decisions=data["allow_decisions"])
             except sharing.LinkRefused as e:

@@ -81,7 +81,7 @@ def test_owner_and_producer_create_a_link_shown_once(cast, role):
     other = ShotFactory(project=cast.project, title="Harbour")
     client = client_for(cast.member(role))
     response = client.post(reverse("sb:share", args=[cast.project.pk]), {
-        "label": "For the agency", "scope": "shots", "shots": [cast.shot.pk],
+        "label": "For the agency", "scope": "shots", "link_shots": [cast.shot.pk],
         "expires_in": "30", "password": "lighthouse", "allow_decisions": "on"})
     assert response.status_code == 302
     link = ReviewLink.objects.get()
