@@ -7,6 +7,7 @@ import re
 import uuid
 from copy import copy as shallow_copy
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Self
 
 from django.conf import settings
@@ -20,7 +21,7 @@ from django.utils.module_loading import import_string
 from PIL import Image
 
 from accounts.models import Team, User
-from storyboard import catalogue, frames, house, media
+from storyboard import catalogue, frames, house, logs, media
 from storyboard.money import usd
 from storyboard.providers import per_second_rates
 
@@ -1413,9 +1414,13 @@ class Generation(models.Model):
             fields.setdefault("started_at", now)
         if to in self.TERMINAL:
             fields.setdefault("finished_at", now)
+        was = self.state
         with transaction.atomic():
             moved = Generation.objects.filter(pk=self.pk, state__in=expected).update(**fields)
             if moved:
+                # After commit: a transition rolled back by an outer transaction never happened.
+                transaction.on_commit(partial(logs.take_moved, take_id=self.pk, take_uid=self.uid,
+                                              project_id=self.project_id, was=was, now=to))
                 for name, value in fields.items():
                     setattr(self, name, value)
                 if to in self.TERMINAL:
@@ -2012,3 +2017,35 @@ class Seam(models.Model):
         for field in (self.before, self.after):
             if field:
                 field.storage.delete(field.name)
+
+
+class WorkerBeatQuerySet(models.QuerySet):
+    def newest_age(self) -> float | None:
+        """Seconds since the freshest beat of any worker; None when no worker ever beat."""
+        newest = self.aggregate(newest=Max("beat_at"))["newest"]
+        return None if newest is None else (timezone.now() - newest).total_seconds()
+
+
+class WorkerBeat(models.Model):
+    """A task worker saying "still here", so /healthz can tell that jobs are being picked up.
+
+    A row, not a cache key: every process that answers /healthz reads the same database, while
+    the cache is per process without Redis. Infrastructure, so it belongs to no team.
+    """
+
+    # Forget a worker silent this long: it is gone, not late (host names change on redeploys).
+    FORGET_AFTER = timedelta(days=1)
+
+    worker = models.CharField(max_length=64, unique=True)
+    beat_at = models.DateTimeField(default=timezone.now)
+
+    objects = WorkerBeatQuerySet.as_manager()
+
+    def __str__(self) -> str:
+        return f"{self.worker} at {self.beat_at:%H:%M:%S}"
+
+    @classmethod
+    def beat(cls, *, worker: str) -> None:
+        now = timezone.now()
+        cls.objects.update_or_create(worker=worker, defaults={"beat_at": now})
+        cls.objects.filter(beat_at__lt=now - cls.FORGET_AFTER).delete()

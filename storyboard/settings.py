@@ -92,6 +92,9 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # After authentication, so each line carries the user id; static files (WhiteNoise, above)
+    # are not logged.
+    "storyboard.logs.RequestLogMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
@@ -276,6 +279,11 @@ if not MAILERS:
 # the browsers), which EMBEDDED_WORKER=0 turns off.
 TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}}
 EMBEDDED_WORKER = envbool("EMBEDDED_WORKER", "False" if PRODUCTION else "True")
+# Every worker process writes a heartbeat row this often (storyboard.models.WorkerBeat);
+# /healthz fails when the freshest one is older than WORKER_STALE_AFTER. The gap leaves room
+# for a beat delayed by a busy database without paging anyone.
+WORKER_HEARTBEAT_EVERY = float(os.getenv("WORKER_HEARTBEAT_EVERY", "10"))
+WORKER_STALE_AFTER = float(os.getenv("WORKER_STALE_AFTER", "60"))
 
 VIDEO_PROVIDERS = {
     "local": {
@@ -416,6 +424,8 @@ if PRODUCTION:
     if len(SECRET_KEY) < 50 or len(set(SECRET_KEY)) < 5:
         raise ImproperlyConfigured("SECRET_KEY must be at least 50 varied characters.")
     SECURE_SSL_REDIRECT = envbool("SECURE_SSL_REDIRECT", "True")
+    # Probes often speak plain HTTP to the server itself, behind the proxy that ends TLS.
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     SECURE_HSTS_SECONDS = envint("SECURE_HSTS_SECONDS", 31536000)
     SECURE_HSTS_INCLUDE_SUBDOMAINS = True
@@ -425,10 +435,18 @@ if PRODUCTION:
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
 
+# LOG_FORMAT=json: one JSON object per line (storyboard.logs), what a log collector indexes;
+# "text" reads better on a terminal. Request lines and take transitions carry their fields
+# either way (logger "storyboard.requests" at INFO, "storyboard.takes" at INFO).
+LOG_FORMAT = os.getenv("LOG_FORMAT", "json" if PRODUCTION else "text")
+if LOG_FORMAT not in ("json", "text"):
+    raise ImproperlyConfigured("LOG_FORMAT must be json or text.")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "formatters": {"json": {"()": "storyboard.logs.JsonFormatter"},
+                   "text": {"format": "%(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT}},
     "root": {"handlers": ["console"], "level": os.getenv("LOG_LEVEL", "INFO")},
     "loggers": {"django.channels.server": {"level": "WARNING"}},
 }

@@ -3,10 +3,13 @@ from __future__ import annotations
 from django.contrib import admin
 from django.urls import include, path
 
-from storyboard import review_views, session_views, share_views, views
+from storyboard import health_views, review_views, session_views, share_views, views
 
 sb = [
     path("", views.home, name="home"),
+    # Probes: no session, no trailing slash (what load balancers and orchestrators expect).
+    path("healthz", health_views.healthz, name="healthz"),
+    path("readyz", health_views.readyz, name="readyz"),
     path("teams/<int:team_id>/projects/", views.projects, name="projects"),
     path("teams/<int:team_id>/projects/new/", views.project_create, name="project-create"),
     path("teams/<int:team_id>/budget/", views.budget, name="budget"),

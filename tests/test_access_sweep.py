@@ -44,6 +44,7 @@ from storyboard.models import (
     SeamThresholds,
     Shot,
     ShotChange,
+    WorkerBeat,
 )
 from tests.conftest import Cast, client_for
 from tests.factories import (
@@ -347,6 +348,8 @@ def assert_refused(outcome: Outcome, who: str, route: Route, method: str, *,
 def world(cast: Cast) -> Cast:
     # A second shot after cast.shot, so reordering and moving change something.
     ShotFactory(project=cast.project, title="Second")
+    # A worker that just beat, so /healthz answers 200 (a 503 would look like a crash here).
+    WorkerBeat.beat(worker="sweep")
     return cast
 
 
@@ -369,6 +372,8 @@ PUBLIC_URLS: dict[tuple[str, str], str] = {
     ("accounts:invitation", "POST"): "re-renders that page; accepting needs an account",
     ("sb:input-file", "GET"): "a provider fetching an input file: the signed token, which "
                               "expires in an hour and names one file, is the credential",
+    ("sb:healthz", "GET"): "a probe: which checks pass, in plain words, nothing of any team",
+    ("sb:readyz", "GET"): "the same",
 }
 # A review link's guest pages (storyboard/share_views.py) answer whoever holds the token:
 # anonymous, another team's owner or one of Alpha's own. Naming oneself on the landing page
@@ -403,6 +408,8 @@ ANONYMOUS_WRITES: dict[tuple[str, str], str] = {
 # signup and home answer him with redirects, so they need no entry.)
 OUTSIDER_2XX: dict[tuple[str, str], str] = {
     ("sb:input-file", "GET"): "the signed token is the credential (see PUBLIC_URLS)",
+    ("sb:healthz", "GET"): "a probe, open to anyone (see PUBLIC_URLS)",
+    ("sb:readyz", "GET"): "the same",
     ("accounts:teams", "GET"): "lists only his own teams",
     ("sb:notifications", "GET"): "lists only his own notifications",
     ("accounts:invitation", "GET"): "anyone holding Alpha's link may see who it is from; the "
@@ -449,7 +456,7 @@ GET_ONLY = {"sb:board", "sb:board-cards", "sb:asset-file", "sb:take-file", "sb:i
             "sb:shot-estimate", "sb:seam-frame",
             "sb:ledger-csv", "sb:shot-history", "sb:review-queue", "sb:notification-open",
             "sb:shot-compare", "sb:review-session", "sb:guest-review", "sb:guest-take-file",
-            "sb:home",
+            "sb:home", "sb:healthz", "sb:readyz",
             "sb:projects",
             "accounts:teams", "accounts:members"}
 
