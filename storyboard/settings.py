@@ -366,8 +366,13 @@ if os.getenv("S3_BUCKET"):
             "access_key": os.getenv("S3_ACCESS_KEY_ID") or None,
             "secret_key": os.getenv("S3_SECRET_ACCESS_KEY") or None,
             "default_acl": "private",
+            # Signature V4 everywhere: newer regions and most S3-compatible servers accept no
+            # other, and boto would otherwise sign some URLs with V2.
+            "signature_version": "s3v4",
             "querystring_auth": True,
-            "querystring_expire": 600,
+            # Seconds a signed media URL works. Short: it is a bearer credential for one file,
+            # and the page asks again (through the access check) for every view.
+            "querystring_expire": envint("S3_URL_EXPIRY", 300),
             "file_overwrite": False,
         },
     }

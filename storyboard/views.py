@@ -1076,8 +1076,14 @@ def _serve(field, content_type: str, *, request: HttpRequest) -> HttpResponse:
     try:
         storage.path(field.name)
     except NotImplementedError:
-        # Object storage: hand out a short-lived signed URL instead of proxying the bytes.
-        return HttpResponseRedirect(storage.url(field.name))
+        # Object storage: hand out a short-lived signed URL instead of proxying the bytes, so
+        # media never passes through a web server. Only after the caller's access check; the
+        # bucket answers with the type we validated, shown inline, whatever was stored.
+        response = HttpResponseRedirect(storage.url(field.name, parameters={
+            "ResponseContentType": content_type, "ResponseContentDisposition": "inline"}))
+        # The address expires (S3_URL_EXPIRY): a cached redirect would outlive it.
+        response["Cache-Control"] = "private, no-store"
+        return response
     size = storage.size(field.name) if storage.exists(field.name) else None
     if size is None:
         # A row whose file is gone (media restored from an older backup): a missing picture,

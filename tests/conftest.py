@@ -53,6 +53,24 @@ def _fresh_channel_layer():
     channel_layers.backends.clear()
 
 
+@pytest.fixture(scope="session")
+def s3_server():
+    """A local S3-compatible server (moto, a real process over HTTP) for the whole run."""
+    from tests.s3server import S3Server
+
+    server = S3Server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def s3(settings, s3_server):
+    """Media on a fresh bucket of the local S3 server, as S3_* settings would put it."""
+    bucket = s3_server.new_bucket()
+    settings.STORAGES = {**settings.STORAGES, "default": s3_server.storage_options(bucket)}
+    return bucket
+
+
 @dataclass
 class Cast:
     """Team A with one person per role, and Charlie who runs team B and has no access to A."""
