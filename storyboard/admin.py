@@ -21,6 +21,7 @@ from storyboard.models import (
     SeamThresholds,
     Shot,
     ShotChange,
+    WorkerBeat,
 )
 from storyboard.money import usd
 
@@ -212,6 +213,18 @@ class ReviewLinkAdmin(admin.ModelAdmin):
     # The token exists only as its hash and the password only as Django's: neither is made
     # or changed here (storyboard/sharing.py makes links; revoking is on the share page).
     readonly_fields = ("token_hash", "password")
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+
+@admin.register(WorkerBeat)
+class WorkerBeatAdmin(admin.ModelAdmin):
+    """Which task workers are alive (the same rows /healthz reads); written only by workers."""
+
+    list_display = ("worker", "beat_at")
+    ordering = ("-beat_at",)
+    readonly_fields = ("worker", "beat_at")
 
     def has_add_permission(self, request) -> bool:
         return False
