@@ -410,7 +410,7 @@ OWNER_POST_CHANGES_NOTHING: dict[str, str] = {
 GET_ONLY = {"sb:board", "sb:board-cards", "sb:asset-file", "sb:take-file", "sb:input-file",
             "sb:shot-estimate", "sb:seam-frame",
             "sb:ledger-csv", "sb:shot-history", "sb:review-queue", "sb:notification-open",
-            "sb:shot-compare", "sb:review-session",
+            "sb:shot-compare", "sb:review-session", "sb:board-print", "sb:board-print-pdf",
             "sb:home",
             "sb:projects",
             "accounts:teams", "accounts:members"}
