@@ -27,10 +27,10 @@ def board_print(request: HttpRequest, project_id: int) -> HttpResponse:
 def board_print_pdf(request: HttpRequest, project_id: int) -> HttpResponse:
     project = get_project_for_user(request, project_id)
     try:
-        pdf = printing.render_pdf(project=project, paper=request.GET.get("paper", "a4"))
+        rendered = printing.render_pdf(project=project, paper=request.GET.get("paper", "a4"))
     except printing.PrintUnavailable as e:
         return HttpResponse(e.message, status=503, content_type="text/plain; charset=utf-8")
-    response = HttpResponse(pdf, content_type="application/pdf")
+    response = HttpResponse(rendered.pdf, content_type="application/pdf")
     name = slugify(project.name) or "storyboard"
     response["Content-Disposition"] = f'attachment; filename="{name}-board.pdf"'
     return response

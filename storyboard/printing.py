@@ -14,27 +14,31 @@ mid-page costs no extra page.
 
 from __future__ import annotations
 
+import base64
+import logging
 import mimetypes
+import re
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import unquote
 
 from django.conf import settings
-from django.core.files.storage import default_storage
 from django.db.models.fields.files import FieldFile
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
 
+from storyboard import pdfrender
 from storyboard.models import Project, Scene, Shot
+
+logger = logging.getLogger(__name__)
 
 CARDS_PER_PAGE = 6  # two rows of three
 PAPERS = {"a4": "A4", "letter": "Letter"}
 PROMPT_CHARS = 420
 NOTES_CHARS = 220
-# Images in the PDF's HTML name a stored file by this scheme; the fetcher below reads nothing
-# else (no network, no local paths): a prompt or title can never make the server fetch a URL.
-MEDIA_SCHEME = "storyboard-media:"
+RENDER_TIMEOUT = 120  # seconds; 300 shots take about 6 on a 2-core box
 STYLESHEET = Path(settings.BASE_DIR) / "static" / "css" / "print.css"
 
 
@@ -45,7 +49,8 @@ class Card:
     scene: Scene | None
     # A frame of the chosen take, else the start frame the shot is generated from.
     image: FieldFile | None
-    image_url: str
+    # The image's URL for the browser, or the image itself (a data: URI) for the PDF.
+    src: str
 
 
 @dataclass(frozen=True)
@@ -72,8 +77,9 @@ class Page:
         return seen
 
 
-def cards(project: Project) -> list[Card]:
-    """Every shot in board order with what its card shows (three queries, however many)."""
+def cards(project: Project, *, inline: bool = False) -> list[Card]:
+    """Every shot in board order with what its card shows (three queries, however many);
+    `inline`: each image inside its card as a data: URI."""
     shots = Shot.objects.select_related("scene", "start_frame", "selected_take", "review_take")
     out = []
     number = 0
@@ -91,8 +97,9 @@ def cards(project: Project) -> list[Card]:
                                                      "thumbnail" if asset.thumbnail else "file"])
             else:
                 image, url = None, ""
-            out.append(Card(shot=shot, number=number, scene=scene, image=image or None,
-                            image_url=url))
+            image = image or None
+            src = data_uri(image) if inline and image else url if image else ""
+            out.append(Card(shot=shot, number=number, scene=scene, image=image, src=src))
     return out
 
 
@@ -102,32 +109,46 @@ def pages(all_cards: list[Card]) -> list[Page]:
 
 
 def context(*, project: Project, paper: str, pdf: bool) -> dict:
-    board_pages = pages(cards(project))
+    board_pages = pages(cards(project, inline=pdf))
     return {"project": project, "pages": board_pages, "page_count": len(board_pages),
             "shot_count": sum(len(p.cards) for p in board_pages),
             "paper": PAPERS.get(paper, "A4"), "paper_key": paper if paper in PAPERS else "a4",
-            "pdf": pdf, "printed": timezone.localtime(), "media_scheme": MEDIA_SCHEME,
+            "pdf": pdf, "printed": timezone.localtime(),
             "prompt_chars": PROMPT_CHARS, "notes_chars": NOTES_CHARS}
 
 
-def render_pdf(*, project: Project, paper: str = "a4") -> bytes:
-    """The board as a PDF. Raises PrintUnavailable when WeasyPrint cannot load Pango."""
-    return render_document(project=project, paper=paper).write_pdf()
+@dataclass(frozen=True)
+class Rendered:
+    pdf: bytes
+    pages: int
+    size: str  # of a page, in points: "842x595" is A4 landscape
 
 
-def render_document(*, project: Project, paper: str = "a4"):
-    """The laid-out pages (weasyprint.Document), before they are written as a PDF."""
+def render_pdf(*, project: Project, paper: str = "a4") -> Rendered:
+    """The board as a PDF, laid out by WeasyPrint in a child process (pdfrender.py says why).
+    Raises PrintUnavailable when it cannot run."""
+    html = render_to_string("storyboard/print.html", context(project=project, paper=paper,
+                                                             pdf=True))
     try:
-        import weasyprint
-    except OSError as e:  # the Python package is there, the system library is not
+        # Our own interpreter and module; only the HTML (on stdin) comes from the board.
+        child = subprocess.run(  # noqa: S603
+            [sys.executable, "-m", "storyboard.pdfrender", str(STYLESHEET)],
+            input=html.encode(), capture_output=True, timeout=RENDER_TIMEOUT, check=False,
+            cwd=settings.BASE_DIR)
+    except subprocess.TimeoutExpired:
+        raise PrintUnavailable(f"The PDF took longer than {RENDER_TIMEOUT} s to lay out; "
+                               "print from the browser instead.") from None
+    if child.returncode == pdfrender.NO_PANGO:
         raise PrintUnavailable(
             "The PDF needs the Pango library on the server (Debian: apt-get install "
             "libpango-1.0-0 libpangoft2-1.0-0). Print from the browser instead: the print "
-            "view lays out the same pages.") from e
-    html = render_to_string("storyboard/print.html", context(project=project, paper=paper,
-                                                             pdf=True))
-    document = weasyprint.HTML(string=html, url_fetcher=_media_fetcher(), base_url=MEDIA_SCHEME)
-    return document.render(stylesheets=[weasyprint.CSS(filename=str(STYLESHEET))])
+            "view lays out the same pages.")
+    pages = re.search(rb"pages=(\d+) size=(\d+x\d+)", child.stderr)
+    if child.returncode != 0 or pages is None:
+        logger.error("The PDF of project %s failed: %s", project.pk,
+                     child.stderr.decode(errors="replace")[-2000:])
+        raise PrintUnavailable("The PDF could not be made; print from the browser instead.")
+    return Rendered(pdf=child.stdout, pages=int(pages.group(1)), size=pages.group(2).decode())
 
 
 class PrintUnavailable(Exception):
@@ -136,19 +157,10 @@ class PrintUnavailable(Exception):
         self.message = message
 
 
-def _media_fetcher():
-    """A WeasyPrint fetcher that reads stored frames named by MEDIA_SCHEME and nothing else."""
-    from weasyprint.urls import URLFetcher, URLFetcherResponse
-
-    class MediaOnly(URLFetcher):
-        def fetch(self, url: str, headers: dict | None = None) -> URLFetcherResponse:
-            if not url.startswith(MEDIA_SCHEME):
-                raise ValueError(f"The printed board loads only its own stored frames, "
-                                 f"not {url!r}.")
-            name = unquote(url.removeprefix(MEDIA_SCHEME))
-            with default_storage.open(name, "rb") as handle:
-                data = handle.read()
-            kind = mimetypes.guess_type(name)[0] or "image/jpeg"
-            return URLFetcherResponse(url, body=data, headers={"Content-Type": kind})
-
-    return MediaOnly(allowed_protocols=[MEDIA_SCHEME.rstrip(":")])
+def data_uri(field: FieldFile) -> str:
+    """A stored frame inlined into the PDF's HTML (read through the storage, so S3 works
+    too): the child process that lays it out fetches nothing."""
+    with field.open("rb") as handle:
+        data = handle.read()
+    kind = mimetypes.guess_type(field.name)[0] or "image/jpeg"
+    return f"data:{kind};base64,{base64.b64encode(data).decode()}"

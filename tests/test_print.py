@@ -2,16 +2,26 @@
 
 from __future__ import annotations
 
+import base64
 import math
 import re
+import subprocess
+import sys
 
 import pytest
+from django.template.loader import render_to_string
 from django.urls import reverse
 
 from storyboard import printing
 from storyboard.models import Shot
 from tests.conftest import client_for
-from tests.factories import AssetFactory, GenerationFactory, SceneFactory, ShotFactory
+from tests.factories import (
+    AssetFactory,
+    GenerationFactory,
+    SceneFactory,
+    ShotFactory,
+    png_bytes,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -86,14 +96,14 @@ class TestPrintView:
 class TestPdf:
     def test_n_shots_make_ceil_n_over_six_pages(self, cast):
         _board(cast, 13)
-        document = printing.render_document(project=cast.project)
-        assert len(document.pages) == math.ceil(13 / 6)
+        rendered = printing.render_pdf(project=cast.project)
+        assert rendered.pages == math.ceil(13 / 6)
+        assert rendered.pdf.startswith(b"%PDF-")
 
     def test_letter_paper_is_letter_sized(self, cast):
-        document = printing.render_document(project=cast.project, paper="letter")
-        (page,) = document.pages
-        # CSS pixels at 96 per inch: 11 × 8.5 inches, landscape.
-        assert (round(page.width), round(page.height)) == (1056, 816)
+        # Points, 72 per inch: 11 × 8.5 inches, landscape; A4 is 297 × 210 mm.
+        assert printing.render_pdf(project=cast.project, paper="letter").size == "792x612"
+        assert printing.render_pdf(project=cast.project, paper="a4").size == "842x595"
 
     def test_it_downloads_as_a_file_for_a_viewer(self, cast):
         take = GenerationFactory(shot=cast.shot)
@@ -105,12 +115,31 @@ class TestPdf:
         assert "attachment" in response["Content-Disposition"]
         assert response.content.startswith(b"%PDF-")
 
-    def test_the_pdf_reads_only_stored_frames(self, cast):
+    def test_the_pdf_carries_the_frames_inside_it(self, cast):
         take = GenerationFactory(shot=cast.shot)
-        fetch = printing._media_fetcher()
-        response = fetch(f"{printing.MEDIA_SCHEME}{take.poster.name}")
-        assert response.read() == take.poster.open("rb").read()
-        for url in ("http://127.0.0.1:8000/admin/", "file:///etc/passwd",
-                    "data:image/png;base64,AAAA"):
-            with pytest.raises(ValueError, match="only its own stored frames"):
-                fetch(url)
+        Shot.objects.filter(pk=cast.shot.pk).update(selected_take=take)
+        html = render_to_string("storyboard/print.html", printing.context(
+            project=cast.project, paper="a4", pdf=True))
+        (src,) = re.findall(r'<img src="([^"]+)"', html)
+        assert src == printing.data_uri(take.poster)
+        assert base64.b64decode(src.split(",", 1)[1]) == take.poster.open("rb").read()
+
+    def test_the_layout_process_fetches_nothing_from_outside(self, cast, tmp_path):
+        # A page that asks for a URL (as a hostile prompt cannot: text is escaped) still
+        # gets nothing: the child process only reads data: URIs.
+        served = tmp_path / "secret.png"
+        served.write_bytes(png_bytes())
+        html = (f'<img src="file://{served}"><img src="http://127.0.0.1:9/x.png">'
+                '<p>still a page</p>')
+        child = subprocess.run(
+            [sys.executable, "-m", "storyboard.pdfrender", str(printing.STYLESHEET)],
+            input=html.encode(), capture_output=True, check=True)
+        assert b"pages=1" in child.stderr
+        assert f"refused file://{served}".encode() in child.stderr
+        assert b"refused http://127.0.0.1:9/x.png" in child.stderr
+
+    def test_the_server_keeps_pillow_strict_about_truncated_images(self, cast):
+        from PIL import ImageFile
+
+        printing.render_pdf(project=cast.project)
+        assert ImageFile.LOAD_TRUNCATED_IMAGES is False
