@@ -326,6 +326,8 @@ def test_a_guest_sees_only_the_shared_shots(cast):
     assert "Unshared vault scene" not in page
     assert "Still a draft" not in page  # shared, but nothing is under review
     assert reverse("sb:guest-take-file", args=[token, take.uid, "video"]) in page
+    # No template comment leaks into the page (a {# #} comment must stay on one line).
+    assert "{#" not in page
     # Even asked for by id, another shot is not shown.
     page = guest.get(reverse("sb:guest-review", args=[token]) + f"?shot={hidden.pk}")
     assert "Unshared vault scene" not in page.content.decode()
