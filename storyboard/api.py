@@ -409,7 +409,8 @@ def _refused_form(form) -> Problem:
 def _update(request: HttpRequest, shot: Shot, changes: dict[str, Any], *, version: str) -> Shot:
     """Apply `changes` through the editor's own path: ShotForm validates the shot as it would
     stand, then editing.save_shot merges, records history, honours the approval lock and
-    pushes the card. Raises Problem when anything is refused, having written nothing."""
+    pushes the card. Raises Problem when anything is refused, having written nothing; on a
+    conflict (409) the fields that merged cleanly are kept, as in the editor."""
     if "duration" in changes:
         changes["duration"] = str(changes["duration"])
     values = {**shot.field_values(), **changes}
@@ -422,6 +423,9 @@ def _update(request: HttpRequest, shot: Shot, changes: dict[str, Any], *, versio
         raise Problem(409, edit.locked)
     if edit.refused is not None:
         raise _refused_form(edit.refused)
+    if edit.change:
+        # The card and the totals, as the editor pushes them (a partial save too).
+        realtime.shot_saved(edit.shot, moved="scene" in edit.change.changes)
     if edit.conflicts:
         conflicts = [{"field": c.name, "yours": c.mine, "stored": c.theirs,
                       "by": c.by.user.label if c.by and c.by.user else None}
@@ -431,8 +435,6 @@ def _update(request: HttpRequest, shot: Shot, changes: dict[str, Any], *, versio
         raise Problem(409, f"Someone else changed the {names} since your version; the stored "
                            f"value was kept.{stored} Read the shot again and send what you "
                            "want.", conflicts=conflicts)
-    if edit.change:
-        realtime.shot_saved(edit.shot, moved="scene" in edit.change.changes)
     return Shot.objects.select_related("project__team", "selected_take").get(pk=shot.pk)
 
 

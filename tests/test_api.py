@@ -313,6 +313,18 @@ def test_a_stale_version_is_a_conflict_not_an_overwrite(cast):
     assert Shot.objects.get(pk=cast.shot.pk).title == "Someone else's"
 
 
+def test_a_conflict_keeps_the_fields_that_merged_as_the_editor_does(cast):
+    secret = _token(cast.editor, cast.team)
+    version = call(secret, "GET", f"/api/v1/shots/{cast.shot.pk}").json()["version"]
+    cast.shot.change(values={"title": "Someone else's"}, user=cast.producer)
+    response = call(secret, "PATCH", f"/api/v1/shots/{cast.shot.pk}",
+                    {"title": "Mine", "prompt": "Gulls at dusk.", "version": version})
+    body = assert_problem(response, 409)
+    assert "Your other changes were saved." in body["detail"]
+    shot = Shot.objects.get(pk=cast.shot.pk)
+    assert (shot.title, shot.prompt) == ("Someone else's", "Gulls at dusk.")
+
+
 def test_an_approved_shot_keeps_its_lock(cast):
     take = GenerationFactory(shot=cast.shot)
     Shot.objects.filter(pk=cast.shot.pk).update(selected_take=take, review_take=take,
