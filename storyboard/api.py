@@ -44,8 +44,11 @@ PROBLEM = "application/problem+json"
 ERRORS = frozenset({400, 401, 403, 404, 422, 429})
 # What a refused write adds: a conflict or lock (409) and a budget that does not cover it (402).
 WRITE_ERRORS = ERRORS | {402, 409}
-# Database ids: a larger number names nothing, and is refused as a malformed id.
-Id = Annotated[int, Path(ge=1, le=2**63 - 1)]
+# Database ids (64-bit): a larger number names nothing and would overflow the query, so it is
+# refused as malformed, in the path and in a body alike.
+MAX_ID = 2**63 - 1
+Id = Annotated[int, Path(ge=1, le=MAX_ID)]
+RowId = Annotated[int, Field(ge=1, le=MAX_ID)]
 
 
 class Problem(Exception):
@@ -199,7 +202,7 @@ class ShotFields(Schema):
     """The editor's fields; on a PATCH, only those sent change."""
 
     title: str = ""
-    scene: int | None = None
+    scene: RowId | None = None
     prompt: str = ""
     notes: str = ""
     mode: str = Field("text", description="text, image or reference")
@@ -212,10 +215,10 @@ class ShotFields(Schema):
     camera_fixed: bool = False
     num_frames: int | None = None
     safety_checker: bool = True
-    start_frame: int | None = Field(None, description="An image asset's id")
-    end_frame: int | None = Field(None, description="An image asset's id")
-    references: list[int] = Field(default_factory=list, description="Asset ids")
-    continues_from: int | None = Field(None, description="The id of the shot this continues")
+    start_frame: RowId | None = Field(None, description="An image asset's id")
+    end_frame: RowId | None = Field(None, description="An image asset's id")
+    references: list[RowId] = Field(default_factory=list, description="Asset ids")
+    continues_from: RowId | None = Field(None, description="The id of the shot this continues")
 
 
 class ShotPatch(ShotFields):

@@ -302,6 +302,16 @@ def test_it_refuses_malformed_json_types_as_a_problem(cast):
     assert set(body["errors"]) == {"seed", "references"}
 
 
+@pytest.mark.parametrize("field", ["scene", "start_frame", "end_frame", "continues_from",
+                                   "references"])
+def test_an_id_too_large_for_the_database_is_refused_not_a_crash(cast, field):
+    value = [2**63] if field == "references" else 2**63
+    response = call(_token(cast.editor, cast.team), "PATCH", f"/api/v1/shots/{cast.shot.pk}",
+                    {field: value})
+    assert list(assert_problem(response, 422)["errors"]) == [
+        f"{field}.0" if field == "references" else field]
+
+
 def test_a_stale_version_is_a_conflict_not_an_overwrite(cast):
     secret = _token(cast.editor, cast.team)
     version = call(secret, "GET", f"/api/v1/shots/{cast.shot.pk}").json()["version"]

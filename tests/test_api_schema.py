@@ -8,6 +8,7 @@ Bounded: a few dozen cases per operation, well under a minute in all.
 
 from __future__ import annotations
 
+import os
 import re
 
 import pytest
@@ -25,6 +26,9 @@ from tests.factories import ChainRunFactory, GenerationFactory
 pytestmark = pytest.mark.django_db(transaction=True)
 
 EXAMPLES = {GenerationMode.POSITIVE: 12, GenerationMode.NEGATIVE: 8}
+# The same cases on every run, so CI never fails on a case it happened to draw this time;
+# API_SCHEMA_RANDOM=1 draws new ones (the way to hunt for more, locally).
+DERANDOMIZE = os.getenv("API_SCHEMA_RANDOM", "") != "1"
 
 
 def _real_ids(cast: Cast) -> dict[str, object]:
@@ -65,7 +69,8 @@ def test_the_api_keeps_to_its_schema_and_never_crashes(cast, live_server, settin
 
             @given(case=st.one_of(strategies))
             @hypothesis_settings(max_examples=examples, deadline=None, database=None,
-                      suppress_health_check=list(HealthCheck))
+                                 derandomize=DERANDOMIZE,
+                                 suppress_health_check=list(HealthCheck))
             def check(case) -> None:
                 response = case.call(base_url=live_server.url, headers=auth)
                 statuses.add(response.status_code)
