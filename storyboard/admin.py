@@ -4,6 +4,7 @@ from django.contrib import admin
 
 from storyboard import seams
 from storyboard.models import (
+    ApiToken,
     Asset,
     Budget,
     ChainRun,
@@ -225,6 +226,18 @@ class WorkerBeatAdmin(admin.ModelAdmin):
     list_display = ("worker", "beat_at")
     ordering = ("-beat_at",)
     readonly_fields = ("worker", "beat_at")
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+
+@admin.register(ApiToken)
+class ApiTokenAdmin(admin.ModelAdmin):
+    list_display = ("name", "user", "team", "prefix", "created", "last_used", "revoked_at")
+    search_fields = ("name", "prefix", "user__username", "team__name")
+    raw_id_fields = ("user", "team")
+    # Only the secret's hash exists; tokens are made on the Teams page, where it is shown once.
+    readonly_fields = ("prefix", "digest", "created", "last_used")
 
     def has_add_permission(self, request) -> bool:
         return False
