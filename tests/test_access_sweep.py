@@ -29,6 +29,7 @@ from storyboard.models import (
     Budget,
     ChainRun,
     Comment,
+    Export,
     Generation,
     LedgerEntry,
     Notification,
@@ -44,6 +45,7 @@ from tests.conftest import Cast, client_for
 from tests.factories import (
     AssetFactory,
     ChainRunFactory,
+    ExportFactory,
     GenerationFactory,
     InvitationFactory,
     SceneFactory,
@@ -127,6 +129,8 @@ KWARG_VALUES: dict[str, Callable[[Cast], object]] = {
         take=GenerationFactory(shot=cast.shot), user=cast.reviewer, body="Too dark").pk,
     # A chain render under way from Alpha's shot (only a running chain can be canceled).
     "run_id": lambda cast: ChainRunFactory(root=cast.shot, started_by=cast.editor).pk,
+    # A finished export the editor asked for, with its file.
+    "export_id": lambda cast: ExportFactory(project=cast.project, created_by=cast.editor).pk,
 }
 # Where one URL needs a different object than the kwarg's default, to be meaningful at all.
 ROUTE_KWARGS: dict[str, dict[str, Callable[[Cast], object]]] = {
@@ -157,6 +161,10 @@ ROUTE_KWARGS: dict[str, dict[str, Callable[[Cast], object]]] = {
     "sb:shot-review": {"shot_id": lambda cast: _shot_with_a_take(cast).pk},
     "sb:shot-decide": {"shot_id": lambda cast: _shot_in_review(cast).pk},
     "sb:shot-final": {"shot_id": lambda cast: _shot_approved(cast).pk},
+    # Only a cut with a take can be exported, and only a running export cancelled.
+    "sb:export": {"project_id": lambda cast: _shot_with_a_take(cast).project_id},
+    "sb:export-cancel": {"export_id": lambda cast: ExportFactory(
+        project=cast.project, created_by=cast.editor, state=Export.State.RUNNING).pk},
 }
 
 
@@ -251,7 +259,7 @@ def payload(cast: Cast) -> dict:
 
 BOARD_MODELS = (Project, Scene, Shot, Shot.references.through, ShotChange, Asset, Generation,
                 Budget, LedgerEntry, ReviewDecision, Comment, Seam, SeamThresholds,
-                ChainRun)
+                ChainRun, Export)
 PEOPLE_MODELS = (Team, Membership, Invitation, User)
 
 
@@ -387,6 +395,12 @@ REVIEWER_POST_WRITES: dict[str, tuple[str, set[str]]] = {
     "sb:comment-resolve": ("resolve a comment thread", {"storyboard.Comment"}),
 }
 
+# Alpha's reviewer and viewer may also write through these: every role may export the cut.
+READ_ONLY_EXPORTS: dict[str, tuple[str, set[str]]] = {
+    "sb:export": ("export the cut (a viewer shows the animatic to a client)",
+                  {"storyboard.Export"}),
+}
+
 # An owner's POST changes nothing on these; on every other URL it must change something.
 OWNER_POST_CHANGES_NOTHING: dict[str, str] = {
     "accounts:login": "a signed-in user is redirected",
@@ -400,7 +414,7 @@ OWNER_POST_CHANGES_NOTHING: dict[str, str] = {
 GET_ONLY = {"sb:board", "sb:board-cards", "sb:asset-file", "sb:take-file", "sb:input-file",
             "sb:shot-estimate", "sb:seam-frame",
             "sb:ledger-csv", "sb:shot-history", "sb:review-queue", "sb:notification-open",
-            "sb:shot-compare",
+            "sb:shot-compare", "sb:export-file",
             "sb:home",
             "sb:projects",
             "accounts:teams", "accounts:members"}
@@ -425,7 +439,7 @@ def test_the_allow_lists_name_real_urls():
     listed = {name for name, _ in [*PUBLIC_URLS, *ANONYMOUS_WRITES, *OUTSIDER_2XX,
                                    *OUTSIDER_WRITES]}
     listed |= {*READ_ONLY_POST_2XX, *READ_ONLY_POST_WRITES, *OWNER_POST_CHANGES_NOTHING,
-               *GET_ONLY}
+               *GET_ONLY, *READ_ONLY_EXPORTS}
     assert listed <= ROUTE_NAMES, sorted(listed - ROUTE_NAMES)
 
 
@@ -463,12 +477,13 @@ def test_outsider_is_refused(world, route, method):
 @pytest.mark.parametrize("route", ROUTES, ids=[str(route) for route in ROUTES])
 def test_read_only_role_changes_nothing(world, role, route):
     outcome = sweep_request(world.member(role), route, "POST", world)
-    if role == "reviewer" and route.name in REVIEWER_POST_WRITES:
-        # Deciding and commenting change what they are about and nothing else.
+    allowed = {**READ_ONLY_EXPORTS, **(REVIEWER_POST_WRITES if role == "reviewer" else {})}
+    if route.name in allowed:
+        # Deciding, commenting and exporting change what they are about and nothing else.
         changed = {label for label in outcome.db_after
                    if outcome.db_after[label] != outcome.db_before[label]}
         assert outcome.status < 400
-        assert changed == REVIEWER_POST_WRITES[route.name][1]
+        assert changed == allowed[route.name][1]
         assert outcome.files_after == outcome.files_before
     else:
         assert_refused(outcome, role, route, "POST", may_2xx=route.name in READ_ONLY_POST_2XX,
