@@ -56,7 +56,14 @@ def signature(path: Path) -> Signature | None:
     """The clip's stream-copy parameters, or None if it is not a house-format clip at all."""
     if not house.is_house_format(path):
         return None
+    return _header_signature(path)
+
+
+def _header_signature(path: Path) -> Signature:
+    # From the header alone: join() checks every clip, and a probe reads every packet.
     with av.open(str(path), format=house.DEMUXER, options=house.DEMUXER_OPTIONS) as container:
+        if not (container.streams.video and container.streams.audio):
+            raise JoinError(f"{path.name} needs one video and one audio track.")
         video, audio = container.streams.video[0], container.streams.audio[0]
         return Signature(
             width=video.codec_context.width, height=video.codec_context.height,
@@ -112,16 +119,16 @@ def join(paths: Sequence[Path], out: Path, *,
 
 
 def _join(paths: list[Path], out: Path, progress: Callable[[int], None] | None) -> Join:
-    reference = signature(paths[0])
-    if reference is None:
-        raise JoinError(f"{paths[0].name} is not a house-format clip.")
+    # The caller has made sure every clip is in the house format (storyboard/export.py checks
+    # each with `signature`); what must match here is what a stream copy carries over.
+    reference = _header_signature(paths[0])
     result = Join()
     with av.open(str(out), "w", format="mp4", options=dict(house.MUXER_OPTIONS)) as target:
         audio = _AudioSplicer(target)
         video_out = None
         video_at = 0  # where the next clip's picture starts, in the video time base
         for index, path in enumerate(paths):
-            if index and signature(path) != reference:
+            if index and _header_signature(path) != reference:
                 raise JoinError(f"{path.name} does not share the first clip's codec "
                                 "parameters; it must be re-encoded first.")
             with av.open(str(path), format=house.DEMUXER,
