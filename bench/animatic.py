@@ -2,13 +2,12 @@
 
     .venv/bin/python -m bench.animatic [--takes 20] [--seconds 5] [--quick]
 
-Renders the takes offline (previz image-to-video from a grainy photograph, house format, each with its
-own soundtrack), then times
-`storyboard.animatic.join` (remux: packets copied, timestamps rebased, the AAC priming handled
-at each join) against the naive way, decoding every clip and encoding one new file with the
-house encoder settings. Prints both, the ratio, and what each produced: duration in frames,
-and for the remux the largest audio offset at a join. `--quick` uses 4 takes of 2 s at 480p so
-a run takes seconds.
+Renders the takes offline (previz image-to-video from a grainy photograph, house format, each
+with its own soundtrack), then times `storyboard.animatic.join` (remux: packets copied,
+timestamps rebased, the AAC priming handled at each join) against the naive way, decoding
+every clip and encoding one new file with the house encoder settings. Prints both, the ratio,
+and what each produced: duration in frames, and for the remux the largest audio offset at a
+join. `--quick` uses 4 takes of 2 s at 480p, so a run takes seconds.
 """
 
 from __future__ import annotations

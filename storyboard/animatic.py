@@ -60,19 +60,28 @@ def signature(path: Path) -> Signature | None:
 
 
 def _header_signature(path: Path) -> Signature:
-    # From the header alone: join() checks every clip, and a probe reads every packet.
-    with av.open(str(path), format=house.DEMUXER, options=house.DEMUXER_OPTIONS) as container:
-        if not (container.streams.video and container.streams.audio):
-            raise JoinError(f"{path.name} needs one video and one audio track.")
-        video, audio = container.streams.video[0], container.streams.audio[0]
-        return Signature(
-            width=video.codec_context.width, height=video.codec_context.height,
-            pix_fmt=video.codec_context.pix_fmt or "",
-            video_extradata=bytes(video.codec_context.extradata or b""),
-            video_time_base=video.time_base,
-            audio_extradata=bytes(audio.codec_context.extradata or b""),
-            sample_rate=audio.sample_rate, channels=audio.codec_context.channels,
-            audio_time_base=audio.time_base)
+    with _open(path) as container:
+        return _signature_of(container, path)
+
+
+def _open(path: Path) -> av.container.InputContainer:
+    # Header only: opening a file otherwise decodes a few frames to learn what the MP4 header
+    # already says, which would cost more than copying all of its packets.
+    return av.open(str(path), format=house.DEMUXER, options=house.HEADER_ONLY_OPTIONS)
+
+
+def _signature_of(container: av.container.InputContainer, path: Path) -> Signature:
+    if not (container.streams.video and container.streams.audio):
+        raise JoinError(f"{path.name} needs one video and one audio track.")
+    video, audio = container.streams.video[0], container.streams.audio[0]
+    return Signature(
+        width=video.codec_context.width, height=video.codec_context.height,
+        pix_fmt=video.codec_context.pix_fmt or "",
+        video_extradata=bytes(video.codec_context.extradata or b""),
+        video_time_base=video.time_base,
+        audio_extradata=bytes(audio.codec_context.extradata or b""),
+        sample_rate=audio.sample_rate, channels=audio.codec_context.channels,
+        audio_time_base=audio.time_base)
 
 
 @dataclass
@@ -121,18 +130,20 @@ def join(paths: Sequence[Path], out: Path, *,
 def _join(paths: list[Path], out: Path, progress: Callable[[int], None] | None) -> Join:
     # The caller has made sure every clip is in the house format (storyboard/export.py checks
     # each with `signature`); what must match here is what a stream copy carries over.
-    reference = _header_signature(paths[0])
+    reference: Signature | None = None
     result = Join()
     with av.open(str(out), "w", format="mp4", options=dict(house.MUXER_OPTIONS)) as target:
         audio = _AudioSplicer(target)
         video_out = None
         video_at = 0  # where the next clip's picture starts, in the video time base
         for index, path in enumerate(paths):
-            if index and _header_signature(path) != reference:
-                raise JoinError(f"{path.name} does not share the first clip's codec "
-                                "parameters; it must be re-encoded first.")
-            with av.open(str(path), format=house.DEMUXER,
-                         options=house.DEMUXER_OPTIONS) as source:
+            with _open(path) as source:
+                found = _signature_of(source, path)
+                if reference is None:
+                    reference = found
+                elif found != reference:
+                    raise JoinError(f"{path.name} does not share the first clip's codec "
+                                    "parameters; it must be re-encoded first.")
                 video_in, audio_in = source.streams.video[0], source.streams.audio[0]
                 if video_out is None:
                     video_out = target.add_stream_from_template(video_in)
@@ -156,6 +167,7 @@ def _join(paths: list[Path], out: Path, progress: Callable[[int], None] | None) 
             video_at = end
             if progress:
                 progress(index + 1)
+        assert reference is not None
         audio.finish(video_seconds=Fraction(video_at) * reference.video_time_base)
     result.frames = round(Fraction(video_at) * reference.video_time_base * FPS)
     result.audio_shift, result.dropped = audio.shifts, audio.dropped

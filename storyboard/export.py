@@ -29,8 +29,9 @@ from django.utils import timezone
 from django.utils.module_loading import import_string
 
 from accounts.models import User
-from storyboard import animatic, house, realtime
+from storyboard import animatic, house, realtime, timeline
 from storyboard.models import Export, Generation, Project, Shot
+from storyboard.timeline import Entry
 
 logger = logging.getLogger(__name__)
 
@@ -40,7 +41,6 @@ EXPORT_TASK = "storyboard.tasks.run_export"
 RESOLUTIONS = {"source": None, "480p": 480, "720p": 720, "1080p": 1080}
 # A shot whose duration is "auto" has no length until it has a take: its slate lasts this long.
 AUTO_SLATE_SECONDS = 5
-TIMELINE_KINDS = (Export.Kind.OTIO, Export.Kind.EDL, Export.Kind.FCPXML, Export.Kind.BUNDLE)
 
 
 class ExportRefused(Exception):
@@ -78,19 +78,6 @@ class Options:
     def reencodes(self) -> bool:
         """Captions and a fixed size mean every clip is encoded again."""
         return self.burn_in or self.resolution != "source"
-
-
-@dataclass
-class Entry:
-    """One shot of the cut: its place on the board and the take that stands for it."""
-
-    shot: Shot
-    number: int
-    take: Generation | None
-
-    @property
-    def label(self) -> str:
-        return f"Shot {self.number} “{self.shot.display_title}”"
 
 
 def cut(project: Project, *, selected: bool) -> list[Entry]:
@@ -202,9 +189,7 @@ def run(*, export_id: int) -> None:
         if export.kind == Export.Kind.ANIMATIC:
             path, facts = _animatic(export, work)
         else:
-            from storyboard import timeline
-
-            path, facts = timeline.write(export, work, check=lambda: _going_on(export))
+            path, facts = _timeline(export, work)
         _finish(export, path, **facts)
     except _Cancelled:
         pass  # cancel_export already recorded who and when
@@ -363,3 +348,36 @@ def _cut_size(signatures: dict, options: Options,
         size = (size[0] // 2 * 2, size[1] // 2 * 2)
     height = RESOLUTIONS.get(options.resolution)
     return animatic.fitted(size, height) if height else size
+
+
+def _timeline(export: Export, work: Path) -> tuple[Path, dict]:
+    """The cut as a timeline (or the bundle: timelines and media in one zip)."""
+    entries = entries_of(export)
+    files: dict[str, Path] = {}
+    frames: dict[int, int] = {}
+    for done, entry in enumerate(entries, start=1):
+        if entry.take is None:
+            frames[entry.shot.pk] = slate_frames(entry.shot)
+        else:
+            path = local_file(entry, work)
+            try:
+                frames[entry.shot.pk] = timeline.frames_in(path)
+            except house.HouseError as e:
+                raise ExportRefused(f"{entry.label}: {e}") from e
+            files[timeline.media_name(entry)] = path
+        progress(export, done)
+    cut_timeline = timeline.build(project=export.project, entries=entries,
+                                  frames_of=lambda entry: frames[entry.shot.pk])
+    if export.kind == Export.Kind.BUNDLE:
+        out = timeline.bundle(cut_timeline, work / "cut.zip", files=files, work=work)
+    else:
+        out = timeline.write(cut_timeline, work / timeline.ADAPTERS[export.kind][1],
+                             kind=export.kind)
+    slates = [e.shot.pk for e in entries if e.take is None]
+    note = ("Media paths are relative (media/…): the bundle carries the files."
+            if export.kind != Export.Kind.BUNDLE else
+            f"{len(files)} take{'s' if len(files) != 1 else ''} under media/, with the "
+            "timeline as .otio, .edl and .xml.")
+    if slates:
+        note += f" {len(slates)} shot{'s' if len(slates) != 1 else ''} without a take are gaps."
+    return out, {"duration": sum(frames.values()) / house.FPS, "message": note}
