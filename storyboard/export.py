@@ -21,6 +21,7 @@ import shutil
 import tempfile
 from collections import Counter
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 from django.core.files import File
@@ -39,6 +40,9 @@ logger = logging.getLogger(__name__)
 EXPORT_TASK = "storyboard.tasks.run_export"
 
 RESOLUTIONS = {"source": None, "480p": 480, "720p": 720, "1080p": 1080}
+# A running export not moved on for this long lost its worker (the slowest step, encoding one
+# 15 s 1080p clip with captions, takes well under a minute on two cores).
+STALE_AFTER = timedelta(minutes=10)
 # A shot whose duration is "auto" has no length until it has a take: its slate lasts this long.
 AUTO_SLATE_SECONDS = 5
 
@@ -162,8 +166,9 @@ def cancel_export(*, export: Export, user: User) -> None:
         if not export.is_active:
             raise ExportRefused(f"This export has already ended ({export.get_state_display()}).")
         raise ExportRefused("Only whoever asked for this export, or an editor, can cancel it.")
+    now = timezone.now()
     moved = Export.objects.filter(pk=export.pk, state__in=Export.ACTIVE).update(
-        state=Export.State.CANCELLED, finished=timezone.now(),
+        state=Export.State.CANCELLED, finished=now, updated=now,
         message=f"Cancelled by {user.label}.")
     if not moved:
         export.refresh_from_db()
@@ -180,7 +185,7 @@ def run(*, export_id: int) -> None:
     running does anything."""
     now = timezone.now()
     if not Export.objects.filter(pk=export_id, state=Export.State.QUEUED).update(
-            state=Export.State.RUNNING, started=now):
+            state=Export.State.RUNNING, started=now, updated=now):
         return
     export = Export.objects.select_related("project__team").get(pk=export_id)
     realtime.exports_changed(export.project_id)
@@ -204,6 +209,26 @@ def run(*, export_id: int) -> None:
     realtime.exports_changed(export.project_id)
 
 
+def resume() -> int:
+    """Fail every running export whose worker stopped touching it (the reconciler calls this):
+    it will never finish, and while it looks running the same cut cannot be asked for again.
+    Returns how many were failed."""
+    now = timezone.now()
+    stale = list(Export.objects.filter(state=Export.State.RUNNING,
+                                       updated__lt=now - STALE_AFTER)
+                 .values_list("pk", "project_id"))
+    failed = 0
+    for pk, project_id in stale:
+        if Export.objects.filter(pk=pk, state=Export.State.RUNNING,
+                                 updated__lt=now - STALE_AFTER).update(
+                state=Export.State.FAILED, finished=now, updated=now,
+                message="The worker making this export stopped before it finished; "
+                        "nothing was kept. Ask for it again."):
+            failed += 1
+            realtime.exports_changed(project_id)
+    return failed
+
+
 def _going_on(export: Export) -> None:
     """Raise _Cancelled once the export is no longer running (someone cancelled it)."""
     state = Export.objects.filter(pk=export.pk).values_list("state", flat=True).first()
@@ -214,15 +239,16 @@ def _going_on(export: Export) -> None:
 def progress(export: Export, done: int) -> None:
     """Record and push `done` shots of the total; _Cancelled if it was cancelled meanwhile."""
     if not Export.objects.filter(pk=export.pk, state=Export.State.RUNNING).update(
-            progress_done=done):
+            progress_done=done, updated=timezone.now()):
         raise _Cancelled
     export.progress_done = done
     realtime.exports_changed(export.project_id)
 
 
 def _fail(export: Export, message: str) -> None:
+    now = timezone.now()
     Export.objects.filter(pk=export.pk, state__in=Export.ACTIVE).update(
-        state=Export.State.FAILED, finished=timezone.now(), message=message[:1000])
+        state=Export.State.FAILED, finished=now, updated=now, message=message[:1000])
 
 
 def _finish(export: Export, path: Path, *, duration: float | None = None,
@@ -232,8 +258,9 @@ def _finish(export: Export, path: Path, *, duration: float | None = None,
     _going_on(export)
     with path.open("rb") as handle:
         export.file.save(export.download_name, File(handle), save=False)
+    now = timezone.now()
     done = Export.objects.filter(pk=export.pk, state=Export.State.RUNNING).update(
-        state=Export.State.DONE, finished=timezone.now(), file=export.file.name,
+        state=Export.State.DONE, finished=now, updated=now, file=export.file.name,
         size=path.stat().st_size, duration=duration, message=message[:1000],
         reencoded=reencoded or [], progress_done=export.progress_total)
     if not done:

@@ -1857,6 +1857,9 @@ class Export(models.Model):
     created = models.DateTimeField(default=timezone.now)
     started = models.DateTimeField(null=True, blank=True)
     finished = models.DateTimeField(null=True, blank=True)
+    # Moved on by the worker after every shot: a running export it stopped touching lost its
+    # worker (export.resume fails it, so the same cut can be asked for again).
+    updated = models.DateTimeField(default=timezone.now)
     # The cut in board order, as it was when asked for: one entry per shot, its take's id or
     # null for a slate. Exactly what went in, even if the board changes while it runs.
     shot_ids = models.JSONField(default=list)

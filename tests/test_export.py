@@ -4,6 +4,7 @@ refusals, cancelling, and the export page for every role."""
 from __future__ import annotations
 
 import tempfile
+from datetime import timedelta
 from pathlib import Path
 
 import av
@@ -11,9 +12,10 @@ import numpy as np
 import pytest
 from django.core.files.base import ContentFile
 from django.urls import reverse
+from django.utils import timezone
 from django_tasks_db.models import DBTaskResult
 
-from storyboard import export, previz, realtime
+from storyboard import export, generation, previz, realtime
 from storyboard.models import Export, Generation, Shot
 from tests.conftest import client_for
 from tests.factories import ExportFactory, GenerationFactory, ShotFactory
@@ -248,6 +250,20 @@ def test_the_same_cut_twice_while_it_runs_is_one_export(cast):
     # Once it ended, asking again makes a new one.
     assert start(cast) != first
     assert Export.objects.count() == 3
+
+
+def test_an_export_whose_worker_died_is_failed_by_the_reconciler_and_can_be_asked_again(cast):
+    board(cast, lengths=(24,))
+    made = start(cast)
+    Export.objects.filter(pk=made.pk).update(
+        state=Export.State.RUNNING, updated=timezone.now() - timedelta(minutes=11))
+    lively = ExportFactory(project=cast.project, state=Export.State.RUNNING)
+    assert generation.reconcile() == 1
+    made.refresh_from_db()
+    assert made.state == Export.State.FAILED
+    assert "stopped before it finished" in made.message
+    assert Export.objects.get(pk=lively.pk).state == Export.State.RUNNING
+    assert start(cast) != made
 
 
 def test_running_twice_does_the_work_once(cast):

@@ -127,5 +127,9 @@ def test_the_chain_hooks_name_what_they_call():
 def test_the_export_hook_names_what_it_calls():
     from storyboard import export, tasks
 
-    # An export queues its task by name (the import would run back up into tasks.py).
+    # An export queues its task by name (the import would run back up into tasks.py), and the
+    # reconciler fails stale exports by name (export.py builds on generation.py).
     assert import_string(export.EXPORT_TASK) is tasks.run_export
+    from storyboard import generation
+
+    assert import_string(generation.EXPORT_RESUME) is export.resume
