@@ -320,8 +320,11 @@ def _animatic(export: Export, work: Path) -> tuple[Path, dict]:
     sources = {id(e): local_file(e, work) for e in entries if e.take is not None}
     signatures = {key: animatic.signature(path) for key, path in sources.items()}
     size = _cut_size(signatures, options, [e.take for e in entries if e.take])
-    reference = next((sig for sig in signatures.values()
-                      if sig is not None and (sig.width, sig.height) == size), None)
+    # The takes most of the cut can be copied from: the commonest parameters at its size.
+    same_size = Counter(sig for sig in signatures.values()
+                        if sig is not None and (sig.width, sig.height) == size)
+    reference = same_size.most_common(1)[0][0] if same_size and not options.reencodes \
+        else None
     clips, reencoded, why = [], [], []
     for done, entry in enumerate(entries, start=1):
         _going_on(export)
@@ -331,12 +334,8 @@ def _animatic(export: Export, work: Path) -> tuple[Path, dict]:
                            number=entry.number, title=entry.shot.title)
             reencoded.append(entry.shot.pk)
             why.append(f"Shot {entry.number} is a slate")
-        elif options.reencodes or signatures[id(entry)] != reference or reference is None:
-            caption = f"{entry.number} · {entry.shot.title}" if options.burn_in else ""
-            try:
-                animatic.conform(sources[id(entry)], out, size=size, caption=caption)
-            except animatic.JoinError as e:
-                raise ExportRefused(f"{entry.label}: {e}") from e
+        elif reference is None or signatures[id(entry)] != reference:
+            _conform(entry, sources[id(entry)], out, size=size, options=options)
             reencoded.append(entry.shot.pk)
             if not options.reencodes:
                 why.append(f"Shot {entry.number} was re-encoded (not in the cut's format)")
@@ -344,6 +343,20 @@ def _animatic(export: Export, work: Path) -> tuple[Path, dict]:
             out = sources[id(entry)]
         clips.append(out)
         progress(export, done)
+    encoded = [clip for clip, entry in zip(clips, entries, strict=True)
+               if entry.shot.pk in reencoded]
+    if reference is not None and encoded and animatic.signature(encoded[0]) != reference:
+        # What we encode now no longer matches how the copied takes were stored (the house
+        # encoder's settings changed in between): one stream cannot carry both, so the copied
+        # ones are encoded too.
+        for index, entry in enumerate(entries):
+            _going_on(export)
+            if entry.shot.pk not in reencoded:
+                clips[index] = work / f"clip-{index + 1}.mp4"
+                _conform(entry, sources[id(entry)], clips[index], size=size, options=options)
+                reencoded.append(entry.shot.pk)
+                why.append(f"Shot {entry.number} was re-encoded (stored with older encoder "
+                           "settings)")
     result_path = work / "animatic.mp4"
     try:
         joined = animatic.join(clips, result_path, progress=lambda _n: _going_on(export))
@@ -361,6 +374,15 @@ def _animatic(export: Export, work: Path) -> tuple[Path, dict]:
         summary = f"Stream copy for all {len(entries)} shots: nothing was re-encoded."
     return result_path, {"duration": joined.duration, "message": summary,
                          "reencoded": reencoded}
+
+
+def _conform(entry: Entry, source: Path, out: Path, *, size: tuple[int, int],
+             options: Options) -> None:
+    caption = f"{entry.number} · {entry.shot.title}" if options.burn_in else ""
+    try:
+        animatic.conform(source, out, size=size, caption=caption)
+    except animatic.JoinError as e:
+        raise ExportRefused(f"{entry.label}: {e}") from e
 
 
 def _cut_size(signatures: dict, options: Options,

@@ -3,6 +3,7 @@ refusals, cancelling, and the export page for every role."""
 
 from __future__ import annotations
 
+import dataclasses
 import tempfile
 from datetime import timedelta
 from pathlib import Path
@@ -15,7 +16,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django_tasks_db.models import DBTaskResult
 
-from storyboard import export, generation, previz, realtime
+from storyboard import animatic, export, generation, house, previz, realtime
 from storyboard.models import Export, Generation, Shot
 from tests.conftest import client_for
 from tests.factories import ExportFactory, GenerationFactory, ShotFactory
@@ -157,6 +158,52 @@ def test_a_take_of_another_size_is_re_encoded_and_named(cast):
     assert "Shot 3 was re-encoded" in made.message
     with av.open(made.file.path) as container:
         assert container.streams.video[0].codec_context.width == 64
+
+
+def mute_clip(frames: int = 24) -> bytes:
+    """A house clip in all but its missing audio track (stored before every clip had one)."""
+    with tempfile.TemporaryDirectory() as folder:
+        out = Path(folder) / "mute.mp4"
+        with av.open(str(out), "w", format="mp4", options=dict(house.MUXER_OPTIONS)) as target:
+            stream = house.add_video_stream(target, 64, 36)
+            for index in range(frames):
+                frame = av.VideoFrame.from_ndarray(np.full((36, 64, 3), 90, np.uint8))
+                frame.pts = index
+                target.mux(stream.encode(frame))
+            target.mux(stream.encode(None))
+        return out.read_bytes()
+
+
+def test_a_take_without_an_audio_track_is_re_encoded_with_a_silent_one(cast):
+    shots = board(cast, lengths=(24, 24))
+    old = GenerationFactory(shot=shots[0], width=64, height=36,
+                            video=ContentFile(mute_clip(), name="video.mp4"))
+    Shot.objects.filter(pk=shots[0].pk).update(selected_take=old)
+    made = run(start(cast))
+    assert made.state == Export.State.DONE, made.message
+    assert made.reencoded == [shots[0].pk]
+    assert made.duration == pytest.approx(2.0, abs=1 / 24)
+
+
+def test_clips_encoded_now_that_differ_from_the_copied_takes_re_encode_those_too(
+        cast, monkeypatch):
+    shots = board(cast, lengths=(24, 24, 24))
+    ShotFactory(project=cast.project, title="No take yet", duration="1")
+    real_signature = animatic.signature
+
+    def as_if_the_encoder_had_changed(path):
+        # What export.py encodes now (clip-N.mp4 in its work folder) has other H.264 settings
+        # than the stored takes.
+        found = real_signature(path)
+        if path.name.startswith("clip-"):
+            return dataclasses.replace(found, video_extradata=b"other settings")
+        return found
+
+    monkeypatch.setattr(animatic, "signature", as_if_the_encoder_had_changed)
+    made = run(start(cast))
+    assert made.state == Export.State.DONE, made.message
+    assert sorted(made.reencoded) == sorted([s.pk for s in shots] + [made.shot_ids[-1]])
+    assert "older encoder settings" in made.message
 
 
 def test_burn_in_re_encodes_every_clip_and_says_so(cast):
