@@ -20,6 +20,7 @@ from storyboard.models import (
     Export,
     Generation,
     Project,
+    ReviewSession,
     Scene,
     Seam,
     Shot,
@@ -61,8 +62,10 @@ def _check(membership: Membership | None, *, write: bool, review: bool = False,
     return membership
 
 
-def get_project_for_user(request: HttpRequest, project_id: int, *, write: bool = False) -> Project:
-    membership = _check(can_view_project(request.user, project_id), write=write)
+def get_project_for_user(request: HttpRequest, project_id: int, *, write: bool = False,
+                         comment: bool = False) -> Project:
+    """`comment=True`: only roles that write comments (everyone but viewers)."""
+    membership = _check(can_view_project(request.user, project_id), write=write, comment=comment)
     project = Project.objects.select_related("team").get(pk=project_id)
     project.membership = membership
     return project
@@ -144,3 +147,12 @@ def get_export_for_user(request: HttpRequest, export_id: int) -> Export:
     exports = Export.objects.select_related("project__team", "created_by").filter(pk=export_id)
     return _get_for_user(request, exports, write=False, not_found="No such export",
                          project=lambda export: export.project)
+
+
+def get_session_for_user(request: HttpRequest, session_id: int, *,
+                         comment: bool = False) -> ReviewSession:
+    """A review session of the user's team; `comment=True` for the roles that may run one."""
+    sessions = ReviewSession.objects.select_related("project__team", "presenter",
+                                                    "started_by").filter(pk=session_id)
+    return _get_for_user(request, sessions, write=False, not_found="No such review session",
+                         project=lambda session: session.project, comment=comment)

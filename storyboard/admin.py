@@ -15,6 +15,7 @@ from storyboard.models import (
     Presence,
     Project,
     ReviewDecision,
+    ReviewSession,
     Scene,
     Seam,
     SeamThresholds,
@@ -78,6 +79,14 @@ class ReviewDecisionAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request) -> bool:
         return False
+
+
+@admin.register(ReviewSession)
+class ReviewSessionAdmin(admin.ModelAdmin):
+    list_display = ("created", "title", "project", "presenter", "ended")
+    raw_id_fields = ("project", "started_by", "presenter")
+    # The player state is the presenter's page's to write (storyboard/sessions.py).
+    readonly_fields = ("state",)
 
 
 @admin.register(ShotChange)

@@ -8,9 +8,9 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.template.loader import render_to_string
 from django.utils import timezone
 
-from storyboard import realtime
+from storyboard import realtime, sessions
 from storyboard.access import can_view_project
-from storyboard.models import Presence, Shot
+from storyboard.models import Presence, ReviewSession, Shot
 
 # Close codes in the 4000–4999 application range so the browser can tell why it was shut out.
 CLOSE_FORBIDDEN = 4403
@@ -60,6 +60,8 @@ class BoardConsumer(AsyncWebsocketConsumer):
         await self.channel_layer.group_discard(realtime.user_group(self.scope["user"].pk),
                                                self.channel_name)
         await self._join_audiences(None)
+        for session_id in getattr(self, "session_ids", ()):
+            await self.channel_layer.group_discard(sessions.group(session_id), self.channel_name)
         await database_sync_to_async(self._leave)()
         realtime.presence_changed(self.project_id)
 
@@ -72,6 +74,9 @@ class BoardConsumer(AsyncWebsocketConsumer):
             return
         if isinstance(message, dict) and "editing" in message:
             await self._editing(message)
+            return
+        if isinstance(message, dict) and "session" in message:
+            await self._session(message)
             return
         if not (isinstance(message, dict) and "ping" in message):
             return
@@ -152,6 +157,63 @@ class BoardConsumer(AsyncWebsocketConsumer):
         if getattr(self, "editing_shot", None) and self.team_id is not None:
             await self._editing({"shot": self.editing_shot, "editing": ""})
         await super().websocket_disconnect(message)
+
+    # Review sessions (sessions.py): JSON messages beside the HTML pushes. A page measures its
+    # clock against the server's ("clock"), joins a session ("join": it is sent where the
+    # presenter is), and the presenter reports its player ("state", "beat"); anyone may ask
+    # for control ("ask"). Everything else about a session is a POST (session_views.py).
+
+    async def _session(self, message: dict) -> None:
+        session_id, op = message.get("session"), message.get("op")
+        if not isinstance(session_id, int):
+            return
+        if op == "clock":
+            await self._reply(session_id, op="clock", c=message.get("c"), s=sessions.now_ms())
+        elif op == "join":
+            joined = await database_sync_to_async(self._join_session)(session_id)
+            if joined is None:
+                await self._reply(session_id, op="refused", message="No such review session.")
+                return
+            await self.channel_layer.group_add(sessions.group(session_id), self.channel_name)
+            self.session_ids = {*getattr(self, "session_ids", ()), session_id}
+            await self._reply(session_id, op="state", **joined)
+        elif session_id not in getattr(self, "session_ids", ()):
+            return
+        elif op in ("state", "beat"):
+            try:
+                state = await database_sync_to_async(sessions.report)(
+                    session_id=session_id, user=self.scope["user"], raw=message.get("state"),
+                    store=op == "state")
+            except sessions.SessionRefused as e:
+                await self._reply(session_id, op="refused", message=e.message)
+                return
+            await self._to_session(session_id, {"op": op, "state": state})
+        elif op == "ask":
+            user = self.scope["user"]
+            await self._to_session(session_id, {"op": "ask", "id": user.pk, "name": user.label})
+
+    async def _reply(self, session_id: int, **payload) -> None:
+        await self.send(text_data=json.dumps({"session": session_id, **payload}))
+
+    async def _to_session(self, session_id: int, payload: dict) -> None:
+        # Straight from this loop (no thread hand-off): a report is on everyone's screen as
+        # soon as the layer delivers it.
+        await self.channel_layer.group_send(sessions.group(session_id), {
+            "type": "session.message", "sender": self.channel_name,
+            "text": json.dumps({"session": session_id, **payload})})
+
+    async def session_message(self, event: dict) -> None:
+        if event.get("sender") != self.channel_name:
+            await self.send(text_data=event["text"])
+
+    def _join_session(self, session_id: int) -> dict | None:
+        session = ReviewSession.objects.select_related("presenter").filter(
+            pk=session_id, project_id=self.project_id).first()
+        if session is None:
+            return None
+        presenter = session.presenter
+        return {"state": session.state, "ended": not session.is_live,
+                "presenter": {"id": presenter.pk, "name": presenter.label} if presenter else None}
 
     def _editing_html(self, shot: object, field: object) -> tuple[str, int | None]:
         """The fragment for a valid editing message from someone who may edit, else ""."""

@@ -754,6 +754,55 @@ class ReviewDecision(models.Model):
                 "unapprove": "un-approved", "final": "confirmed the final"}[self.kind]
 
 
+class ReviewSessionQuerySet(TeamScopedQuerySet):
+    team_path = "project__team"
+
+    def live(self) -> ReviewSessionQuerySet:
+        return self.filter(ended=None)
+
+
+class ReviewSession(models.Model):
+    """A review played together: one person presents a playlist of shots and every other
+    participant's player follows theirs (static/js/session.js, over the project websocket).
+
+    `state` is where the presenter's player was at their last discrete action (item, take,
+    compare take and mode, time, playing, rate, and `at`: the server's clock in ms when that
+    time was true). It is all a late joiner needs: while playing, the presenter is at
+    t + (now - at) × rate. Heartbeats between actions are relayed, not stored.
+    """
+
+    project = models.ForeignKey(Project, models.CASCADE, related_name="review_sessions")
+    title = models.CharField(max_length=120)
+    started_by = models.ForeignKey(settings.AUTH_USER_MODEL, models.SET_NULL, null=True,
+                                   related_name="+")
+    presenter = models.ForeignKey(settings.AUTH_USER_MODEL, models.SET_NULL, null=True,
+                                  related_name="+")
+    shot_ids = models.JSONField(default=list)
+    state = models.JSONField(default=dict, blank=True)
+    created = models.DateTimeField(default=timezone.now)
+    ended = models.DateTimeField(null=True, blank=True)
+
+    objects = ReviewSessionQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created", "-pk"]
+
+    def __str__(self) -> str:
+        return self.title
+
+    @property
+    def is_live(self) -> bool:
+        return self.ended is None
+
+    def playlist(self) -> list[Shot]:
+        """The session's shots that still exist, in the order they were chosen, with what the
+        stage shows."""
+        shots = Shot.objects.filter(project_id=self.project_id, pk__in=self.shot_ids) \
+            .select_related("review_take", "selected_take")
+        by_id = {shot.pk: shot for shot in shots}
+        return [by_id[pk] for pk in self.shot_ids if pk in by_id]
+
+
 class CommentQuerySet(TeamScopedQuerySet):
     team_path = "take__project__team"
 

@@ -197,6 +197,12 @@ def send_to_user(user_id: int, html: str) -> None:
     _send(user_group(user_id), {"type": "board.html", "html": html})
 
 
+def send_session(group: str, text: str, *, sender: str = "") -> None:
+    """A review session's message (JSON: a player report, a hand-over, the end) to its pages;
+    `sender`, the socket it came from, does not hear its own."""
+    _send(group, {"type": "session.message", "text": text, "sender": sender})
+
+
 def on_commit(project_id: int, render: Callable[[], str]) -> None:
     """Render and send to the project's boards once the current transaction commits."""
     _after_commit(lambda: send_html(project_id, render()))

@@ -3,7 +3,7 @@ from __future__ import annotations
 from django.contrib import admin
 from django.urls import include, path
 
-from storyboard import export_views, review_views, views
+from storyboard import export_views, review_views, session_views, views
 
 sb = [
     path("", views.home, name="home"),
@@ -39,6 +39,12 @@ sb = [
          name="comment-regenerate"),
     path("shots/<int:shot_id>/final/", review_views.shot_final, name="shot-final"),
     path("shots/<int:shot_id>/compare/", review_views.shot_compare, name="shot-compare"),
+    path("projects/<int:project_id>/sessions/", session_views.review_sessions,
+         name="review-sessions"),
+    path("sessions/<int:session_id>/", session_views.review_session, name="review-session"),
+    path("sessions/<int:session_id>/control/", session_views.session_control,
+         name="session-control"),
+    path("sessions/<int:session_id>/end/", session_views.session_end, name="session-end"),
     path("notifications/", review_views.notifications, name="notifications"),
     path("notifications/<int:notification_id>/", review_views.notification_open,
          name="notification-open"),

@@ -35,6 +35,7 @@ from storyboard.models import (
     Notification,
     Project,
     ReviewDecision,
+    ReviewSession,
     Scene,
     Seam,
     SeamThresholds,
@@ -131,6 +132,10 @@ KWARG_VALUES: dict[str, Callable[[Cast], object]] = {
     "run_id": lambda cast: ChainRunFactory(root=cast.shot, started_by=cast.editor).pk,
     # A finished export the editor asked for, with its file.
     "export_id": lambda cast: ExportFactory(project=cast.project, created_by=cast.editor).pk,
+    # A live review session the owner started and presents.
+    "session_id": lambda cast: ReviewSession.objects.create(
+        project=cast.project, title="Sweep", started_by=cast.owner, presenter=cast.owner,
+        shot_ids=[cast.shot.pk]).pk,
 }
 # Where one URL needs a different object than the kwarg's default, to be meaningful at all.
 ROUTE_KWARGS: dict[str, dict[str, Callable[[Cast], object]]] = {
@@ -237,6 +242,9 @@ def payload(cast: Cast) -> dict:
         "match_delta_e": "1.5", "drift_delta_e": "6", "match_ssim": "0.9", "drift_ssim": "0.7",
         # A review decision that needs the note above: send the take back.
         "decision": "changes", "body": "x",
+        # A review session on chosen shots; control handed to the editor.
+        "shots": "chosen", "shot": [shot.pk for shot in shots],
+        "to": cast.editor.pk,
         "confirm": cast.project.name,
         # The latest change of a shot, for undo.
         "change": getattr(ShotChange.objects.order_by("-pk").first(), "pk", ""),
@@ -259,7 +267,7 @@ def payload(cast: Cast) -> dict:
 
 BOARD_MODELS = (Project, Scene, Shot, Shot.references.through, ShotChange, Asset, Generation,
                 Budget, LedgerEntry, ReviewDecision, Comment, Seam, SeamThresholds,
-                ChainRun, Export)
+                ChainRun, Export, ReviewSession)
 PEOPLE_MODELS = (Team, Membership, Invitation, User)
 
 
@@ -393,6 +401,8 @@ REVIEWER_POST_WRITES: dict[str, tuple[str, set[str]]] = {
                        {"storyboard.Shot", "storyboard.ReviewDecision"}),
     "sb:take-comments": ("comment on a take", {"storyboard.Comment"}),
     "sb:comment-resolve": ("resolve a comment thread", {"storyboard.Comment"}),
+    "sb:review-sessions": ("start a review session and present it",
+                           {"storyboard.ReviewSession"}),
 }
 
 # Alpha's reviewer and viewer may also write through these: every role may export the cut.
@@ -414,7 +424,7 @@ OWNER_POST_CHANGES_NOTHING: dict[str, str] = {
 GET_ONLY = {"sb:board", "sb:board-cards", "sb:asset-file", "sb:take-file", "sb:input-file",
             "sb:shot-estimate", "sb:seam-frame",
             "sb:ledger-csv", "sb:shot-history", "sb:review-queue", "sb:notification-open",
-            "sb:shot-compare", "sb:export-file",
+            "sb:shot-compare", "sb:export-file", "sb:review-session",
             "sb:home",
             "sb:projects",
             "accounts:teams", "accounts:members"}

@@ -11,7 +11,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('storyboard', '0019_comment_drawing'),
+        ('storyboard', '0020_review_sessions'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
