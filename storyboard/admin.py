@@ -15,6 +15,7 @@ from storyboard.models import (
     Presence,
     Project,
     ReviewDecision,
+    ReviewLink,
     ReviewSession,
     Scene,
     Seam,
@@ -72,7 +73,7 @@ class ShotAdmin(admin.ModelAdmin):
 class ReviewDecisionAdmin(admin.ModelAdmin):
     list_display = ("created", "shot", "kind", "user", "take")
     list_filter = ("kind",)
-    raw_id_fields = ("shot", "take", "user")
+    raw_id_fields = ("shot", "take", "user", "review_link")
 
     def has_change_permission(self, request, obj=None) -> bool:
         return False  # decisions are written by storyboard/review.py only
@@ -189,7 +190,7 @@ class SeamThresholdsAdmin(admin.ModelAdmin):
 class CommentAdmin(admin.ModelAdmin):
     list_display = ("created", "take", "user", "frame", "resolved_at")
     search_fields = ("body",)
-    raw_id_fields = ("take", "user", "parent", "resolved_by")
+    raw_id_fields = ("take", "user", "parent", "resolved_by", "review_link")
 
 
 @admin.register(Notification)
@@ -209,3 +210,18 @@ class ExportAdmin(admin.ModelAdmin):
     search_fields = ("project__name", "message")
     raw_id_fields = ("project", "created_by")
     readonly_fields = ("uid", "key", "shot_ids", "take_ids", "reencoded")
+
+
+@admin.register(ReviewLink)
+class ReviewLinkAdmin(admin.ModelAdmin):
+    list_display = ("created", "project", "label", "scope", "expires_at", "revoked_at", "views",
+                    "last_used")
+    list_filter = ("scope", "allow_decisions")
+    search_fields = ("label",)
+    raw_id_fields = ("project", "created_by", "revoked_by", "shots")
+    # The token exists only as its hash and the password only as Django's: neither is made
+    # or changed here (storyboard/sharing.py makes links; revoking is on the share page).
+    readonly_fields = ("token_hash", "password")
+
+    def has_add_permission(self, request) -> bool:
+        return False

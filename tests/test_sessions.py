@@ -39,12 +39,11 @@ def session(cast) -> ReviewSession:
 
 class TestStart:
     def test_it_plays_the_shots_in_review_in_board_order(self, cast):
-        # Positions after cast.shot's, whatever the factory's sequence has reached.
-        later = ShotFactory(project=cast.project, position=cast.shot.position + 5)
+        after = cast.shot.position
+        later = ShotFactory(project=cast.project, position=after + 5)
         _in_review(later)
         take = _in_review(cast.shot)
-        # A draft: not in the playlist.
-        ShotFactory(project=cast.project, position=cast.shot.position + 9)
+        ShotFactory(project=cast.project, position=after + 9)  # a draft: not in the playlist
         session = sessions.start(project=cast.project, user=cast.editor, shot_ids=None)
         assert session.shot_ids == [cast.shot.pk, later.pk]
         assert session.presenter == cast.editor

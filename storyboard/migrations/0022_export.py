@@ -11,7 +11,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('storyboard', '0020_review_sessions'),
+        ('storyboard', '0021_review_links'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
