@@ -136,23 +136,47 @@ class Project(models.Model):
         groups.extend((scene, by_scene[scene.pk]) for scene in scenes)
         return groups
 
-    def new_shot(self, *, title: str = "", prompt: str = "", scene: Scene | None = None,
-                 after: Shot | None = None) -> Shot:
+    def shot_with_defaults(self, *, title: str = "", prompt: str = "", notes: str = "",
+                           scene: Scene | None = None, duration: str = "") -> Shot:
+        """A new, unsaved shot with this project's defaults (`duration` "" keeps the default's).
+
+        The one place new shots get their parameters, whether added one by one or imported.
+        """
         endpoint = catalogue.ENDPOINTS.get(self.default_endpoint)
-        shot = Shot(
+        return Shot(
             project=self,
             scene=scene,
             title=title,
             prompt=prompt,
+            notes=notes,
             mode=endpoint.mode if endpoint else catalogue.Mode.TEXT,
             endpoint=self.default_endpoint,
             resolution=self.default_resolution,
             aspect_ratio=self.default_aspect_ratio,
-            duration=self.default_duration,
+            duration=duration or self.default_duration,
             generate_audio=self.default_generate_audio,
         )
+
+    def new_shot(self, *, title: str = "", prompt: str = "", scene: Scene | None = None,
+                 after: Shot | None = None) -> Shot:
+        shot = self.shot_with_defaults(title=title, prompt=prompt, scene=scene)
         shot.insert(after=after)
         return shot
+
+    def append(self, *, scenes: list[Scene], shots: list[Shot]) -> None:
+        """Save new scenes after the board's last scene and new shots after its last shot, each
+        in the order given, in one transaction under the board's lock (an import: a whole
+        board at once, so a few queries rather than a few per shot)."""
+        with transaction.atomic():
+            self.lock()
+            last = self.scenes.aggregate(m=Max("position"))["m"]
+            for offset, scene in enumerate(scenes, start=0 if last is None else last + 1):
+                scene.project, scene.position = self, offset
+            Scene.objects.bulk_create(scenes)
+            last = self.shots.aggregate(m=Max("position"))["m"]
+            for offset, shot in enumerate(shots, start=0 if last is None else last + 1):
+                shot.position = offset
+            Shot.objects.bulk_create(shots)
 
     def apply_order(self, items: list[tuple[int | None, int]], *,
                     user: User | None = None) -> bool:

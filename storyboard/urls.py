@@ -3,7 +3,7 @@ from __future__ import annotations
 from django.contrib import admin
 from django.urls import include, path
 
-from storyboard import review_views, session_views, views
+from storyboard import import_views, review_views, session_views, views
 
 sb = [
     path("", views.home, name="home"),
@@ -22,6 +22,10 @@ sb = [
     path("projects/<int:project_id>/shots/reorder/", views.shot_reorder, name="shot-reorder"),
     path("projects/<int:project_id>/scenes/new/", views.scene_create, name="scene-create"),
     path("projects/<int:project_id>/assets/", views.assets, name="assets"),
+    path("projects/<int:project_id>/import/", import_views.project_import,
+         name="project-import"),
+    path("projects/<int:project_id>/import/confirm/", import_views.project_import_confirm,
+         name="project-import-confirm"),
     path("shots/<int:shot_id>/", views.shot_edit, name="shot"),
     path("shots/<int:shot_id>/estimate/", views.shot_estimate, name="shot-estimate"),
     path("shots/<int:shot_id>/history/", views.shot_history, name="shot-history"),

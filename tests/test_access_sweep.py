@@ -22,6 +22,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
 from accounts.models import Invitation, Membership, Role, Team, User
+from storyboard import imports
 from storyboard.catalogue import DEFAULT_ENDPOINT, image_endpoint_for
 from storyboard.generation import sign_input, webhook_token
 from storyboard.models import (
@@ -222,6 +223,18 @@ def build_url(route: Route, cast: Cast) -> str:
     return reverse(route.name, kwargs={kwarg: factories[kwarg](cast) for kwarg in route.kwargs})
 
 
+def _import_plan(project: Project | None, user: User) -> str:
+    """A previewed one-shot shot list, sealed for the owner (imports are bound to a person)."""
+    if project is None:
+        return ""
+    source = imports.Source(kind=imports.CSV, name="sweep.csv", text=IMPORT_CSV.decode())
+    return imports.seal(project=project, user=user,
+                        plan=imports.plan(project=project, source=source))
+
+
+IMPORT_CSV = b"title,prompt\nSwept in,A wide shot\n"
+
+
 def payload(cast: Cast) -> dict:
     """A POST body that succeeds for an owner on every URL (test_owner_post_... proves it)."""
     project = Project.objects.filter(pk=cast.project.pk).first()
@@ -245,6 +258,9 @@ def payload(cast: Cast) -> dict:
         # cast.shot is first on the board, so "down" really moves it.
         "direction": "down",
         "file": SimpleUploadedFile("frame.png", png_bytes(), content_type="image/png"),
+        # An import: the file to preview, and the owner's sealed preview to confirm.
+        "source": SimpleUploadedFile("sweep.csv", IMPORT_CSV, content_type="text/csv"),
+        "plan": _import_plan(project, cast.owner),
         # Project settings and the shot editor.
         "mode": "text", "endpoint": DEFAULT_ENDPOINT, "default_endpoint": DEFAULT_ENDPOINT,
         "resolution": "720p", "aspect_ratio": "16:9", "duration": "5",
@@ -405,6 +421,8 @@ OWNER_POST_CHANGES_NOTHING: dict[str, str] = {
     "accounts:team-switch": "the owner's current team is Alpha already",
     "accounts:invitation": "he is in Alpha already, so the link stays open for its invitee",
     "sb:notifications": "marks the owner's own notifications read; he has none",
+    "sb:project-import": "previews the file: shows what it would create and writes nothing "
+                         "(project-import-confirm writes)",
 }
 # ... and these refuse POST outright (405).
 GET_ONLY = {"sb:board", "sb:board-cards", "sb:asset-file", "sb:take-file", "sb:input-file",
