@@ -27,7 +27,7 @@ CONFLICT = 409
 def _page(request: HttpRequest, project: Project, *, status: int = 200,
           **context: object) -> HttpResponse:
     context = {"project": project, "membership": project.membership, "kinds": imports.KINDS,
-               "max_shots": imports.MAX_SHOTS, "columns": imports.COLUMNS, **context}
+               "max_shots": f"{imports.MAX_SHOTS:,}", "columns": imports.COLUMNS, **context}
     plan = context.get("plan")
     if isinstance(plan, imports.Plan) and plan.ok and "token" not in context:
         context["token"] = imports.seal(project=project, user=request.user, plan=plan)

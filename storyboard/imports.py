@@ -93,6 +93,8 @@ class PlannedShot:
     # "" keeps the project's default duration.
     duration: str = ""
     scene: PlannedScene | None = None
+    # `where` with the scene heading, for messages (a screenplay's shots).
+    heading: str = ""
 
 
 @dataclass
@@ -421,9 +423,12 @@ class _ScreenplayBuilder:
         self.in_scene = 0
 
     def _where(self) -> str:
-        scene = (f"Scene {len(self.result.scenes)} ({self.current.title[:40]})"
-                 if self.current else "Before the first scene")
+        scene = f"Scene {len(self.result.scenes)}" if self.current else "Before the first scene"
         return f"{scene}, action {self.in_scene}"
+
+    def _named(self, where: str) -> str:
+        """`where` with the scene's heading, for messages read away from the table."""
+        return f"{where} ({self.current.title[:40]})" if self.current else where
 
     def scene(self, title: str) -> None:
         self.close()
@@ -441,9 +446,9 @@ class _ScreenplayBuilder:
         self.in_scene += 1
         where = self._where()
         if len(text) > PROMPT_MAX:
-            self.result.errors.append(f"{where}: the action is {len(text):,} characters; a "
-                                      f"prompt holds at most {PROMPT_MAX:,}.")
-        self.shot = PlannedShot(where=where, title=derive_title(text),
+            self.result.errors.append(f"{self._named(where)}: the action is {len(text):,} "
+                                      f"characters; a prompt holds at most {PROMPT_MAX:,}.")
+        self.shot = PlannedShot(where=where, title=derive_title(text), heading=self._named(where),
                                 prompt=text[:PROMPT_MAX], scene=self.current)
         if self.current is not None:
             self.current.shots += 1
@@ -473,7 +478,7 @@ class _ScreenplayBuilder:
         for shot in self.result.shots:
             if len(shot.notes) > NOTES_MAX:
                 self.result.warnings.append(
-                    f"{shot.where}: the dialogue after it is {len(shot.notes):,} characters, "
+                    f"{shot.heading}: the dialogue after it is {len(shot.notes):,} characters, "
                     f"more than a shot's notes hold ({NOTES_MAX:,}); it is cut there.")
                 shot.notes = shot.notes[:NOTES_MAX - 1] + "…"
 

@@ -167,7 +167,7 @@ def test_it_cuts_overlong_dialogue_and_says_so_in_the_preview(cast: Cast):
     assert plan.ok
     assert len(plan.shots[0].notes) == imports.NOTES_MAX
     assert plan.shots[0].notes.endswith("…")
-    assert plan.warnings == ["Scene 1 (INT. KITCHEN - DAY), action 1: the dialogue after it is "
+    assert plan.warnings == ["Scene 1, action 1 (INT. KITCHEN - DAY): the dialogue after it is "
                              "7,659 characters, more than a shot's notes hold (5,000); it is "
                              "cut there."]
 
@@ -213,6 +213,21 @@ def test_it_imports_the_most_rows_it_allows(cast: Cast):
     positions = list(Shot.objects.filter(project=cast.project).values_list("position",
                                                                             flat=True))
     assert len(set(positions)) == len(positions)
+
+
+def test_a_megabyte_of_hard_to_compress_text_still_fits_the_confirm_form(cast: Cast):
+    # The confirm form carries the text signed; Django refuses request bodies over
+    # DATA_UPLOAD_MAX_MEMORY_SIZE, so the largest file must still fit once sealed.
+    rng = random.Random(5)
+    rows = "".join(f"{n},{''.join(chr(0x4E00 + rng.randrange(20000)) for _ in range(325))}\n"
+                   for n in range(imports.MAX_SHOTS))
+    data = f"title,prompt\n{rows}".encode()
+    assert imports.MAX_BYTES * 0.95 < len(data) <= imports.MAX_BYTES
+    client = client_for(cast.editor)
+    preview = _preview(client, cast.project, "wide.csv", data)
+    assert preview.status_code == 200
+    assert _confirm(client, cast.project, preview.context["token"]).status_code == 302
+    assert Shot.objects.filter(project=cast.project).count() == imports.MAX_SHOTS + 1
 
 
 # Bad files: every one refused with its message, nothing created.
@@ -287,7 +302,7 @@ BAD_FILES = [
      "A [[note]] is opened and not closed"),
     ("fountain_action_too_long", "script.fountain",
      b"INT. HALL - DAY\n\n" + b"word " * 1100 + b"\n",
-     "Scene 1 (INT. HALL - DAY), action 1: the action is 5,499 characters; a prompt holds at "
+     "Scene 1, action 1 (INT. HALL - DAY): the action is 5,499 characters; a prompt holds at "
      "most 5,000."),
     ("fountain_heading_too_long", "script.fountain",
      b"INT. " + b"A" * 120 + b"\n\nShe waits.\n",
