@@ -52,7 +52,8 @@ TITLE_MAX = Shot._meta.get_field("title").max_length
 PROMPT_MAX = Shot._meta.get_field("prompt").max_length
 NOTES_MAX = Shot._meta.get_field("notes").max_length
 SCENE_MAX = Scene._meta.get_field("title").max_length
-LIMITS = {"title": TITLE_MAX, "prompt": PROMPT_MAX, "notes": NOTES_MAX, "scene": SCENE_MAX}
+LIMITS = {"title": (TITLE_MAX, "a title holds"), "prompt": (PROMPT_MAX, "a prompt holds"),
+          "notes": (NOTES_MAX, "notes hold"), "scene": (SCENE_MAX, "a scene name holds")}
 # A derived title: short enough to read on a card.
 DERIVED_TITLE = 60
 
@@ -308,10 +309,9 @@ def _row(row: list[str], *, start: int, columns: dict[str, int], width: int,
                             "the cell with ' to keep it as text")
             continue
         value = csvsafe.unquote(value)
-        limit = LIMITS.get(name)
+        limit, holds = LIMITS.get(name, (0, ""))
         if limit and len(value) > limit:
-            problems.append(f"{name}: {len(value):,} characters; a {name} holds at most "
-                            f"{limit:,}")
+            problems.append(f"{name}: {len(value):,} characters; {holds} at most {limit:,}")
             continue
         values[name] = value
     if "prompt" in values and not values["prompt"]:
