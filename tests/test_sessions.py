@@ -39,10 +39,11 @@ def session(cast) -> ReviewSession:
 
 class TestStart:
     def test_it_plays_the_shots_in_review_in_board_order(self, cast):
-        later = ShotFactory(project=cast.project, position=5)
+        after = cast.shot.position
+        later = ShotFactory(project=cast.project, position=after + 5)
         _in_review(later)
         take = _in_review(cast.shot)
-        ShotFactory(project=cast.project, position=9)  # a draft: not in the playlist
+        ShotFactory(project=cast.project, position=after + 9)  # a draft: not in the playlist
         session = sessions.start(project=cast.project, user=cast.editor, shot_ids=None)
         assert session.shot_ids == [cast.shot.pk, later.pk]
         assert session.presenter == cast.editor
@@ -50,7 +51,7 @@ class TestStart:
         assert session.state["playing"] is False
 
     def test_it_plays_the_chosen_shots_in_board_order(self, cast):
-        second = ShotFactory(project=cast.project, position=5)
+        second = ShotFactory(project=cast.project, position=cast.shot.position + 5)
         session = sessions.start(project=cast.project, user=cast.owner,
                                  shot_ids=[second.pk, cast.shot.pk], title="Client pass")
         assert session.shot_ids == [cast.shot.pk, second.pk]
