@@ -76,6 +76,8 @@ REVIEW_ROLES = frozenset({Role.OWNER, Role.PRODUCER, Role.REVIEWER})
 COMMENT_ROLES = EDIT_ROLES | REVIEW_ROLES
 BUDGET_ROLES = frozenset({Role.OWNER, Role.PRODUCER})
 MANAGE_ROLES = frozenset({Role.OWNER})
+# Who may show work outside the team through review links (storyboard/sharing.py).
+SHARE_ROLES = frozenset({Role.OWNER, Role.PRODUCER})
 
 
 class Membership(models.Model):
@@ -111,6 +113,10 @@ class Membership(models.Model):
     @property
     def can_manage(self) -> bool:
         return self.role in MANAGE_ROLES
+
+    @property
+    def can_share(self) -> bool:
+        return self.role in SHARE_ROLES
 
     def is_last_owner(self) -> bool:
         return self.role == Role.OWNER and self.team.owners().count() == 1

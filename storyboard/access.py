@@ -19,6 +19,7 @@ from storyboard.models import (
     Comment,
     Generation,
     Project,
+    ReviewLink,
     ReviewSession,
     Scene,
     Seam,
@@ -49,11 +50,13 @@ def get_membership_for_user(request: HttpRequest, team_id: int) -> Membership:
 
 
 def _check(membership: Membership | None, *, write: bool, review: bool = False,
-           comment: bool = False) -> Membership:
+           comment: bool = False, share: bool = False) -> Membership:
     if membership is None:
         raise Http404("No such project")
     if write and not membership.can_edit:
         raise PermissionDenied("Your role in this team cannot change the board.")
+    if share and not membership.can_share:
+        raise PermissionDenied("Only producers and owners share work outside the team.")
     if review and not membership.can_review:
         raise PermissionDenied("Your role in this team cannot approve or send back takes.")
     if comment and not membership.can_comment:
@@ -62,9 +65,11 @@ def _check(membership: Membership | None, *, write: bool, review: bool = False,
 
 
 def get_project_for_user(request: HttpRequest, project_id: int, *, write: bool = False,
-                         comment: bool = False) -> Project:
-    """`comment=True`: only roles that write comments (everyone but viewers)."""
-    membership = _check(can_view_project(request.user, project_id), write=write, comment=comment)
+                         comment: bool = False, share: bool = False) -> Project:
+    """`comment=True`: only roles that write comments (everyone but viewers); `share=True`:
+    only roles that share review links (producer, owner)."""
+    membership = _check(can_view_project(request.user, project_id), write=write,
+                        comment=comment, share=share)
     project = Project.objects.select_related("team").get(pk=project_id)
     project.membership = membership
     return project
@@ -73,7 +78,7 @@ def get_project_for_user(request: HttpRequest, project_id: int, *, write: bool =
 def _get_for_user[T: models.Model](request: HttpRequest, queryset: TeamScopedQuerySet, *,
                                     write: bool, not_found: str,
                                     project: Callable[[T], Project], review: bool = False,
-                                    comment: bool = False) -> T:
+                                    comment: bool = False, share: bool = False) -> T:
     """The one object of `queryset` the user's teams own, with its project's membership noted.
 
     `queryset` is already narrowed to the object asked for; `project` finds the object's project,
@@ -84,7 +89,7 @@ def _get_for_user[T: models.Model](request: HttpRequest, queryset: TeamScopedQue
         raise Http404(not_found)
     owner = project(obj)
     owner.membership = _check(request.user.membership_in(owner.team_id), write=write,
-                              review=review, comment=comment)
+                              review=review, comment=comment, share=share)
     return obj
 
 
@@ -147,3 +152,11 @@ def get_session_for_user(request: HttpRequest, session_id: int, *,
                                                     "started_by").filter(pk=session_id)
     return _get_for_user(request, sessions, write=False, not_found="No such review session",
                          project=lambda session: session.project, comment=comment)
+
+
+def get_review_link_for_user(request: HttpRequest, link_id: int) -> ReviewLink:
+    """A review link, for the producers and owners who manage them (never for guests: they
+    come in by token, storyboard/sharing.open_link)."""
+    links = ReviewLink.objects.select_related("project__team").filter(pk=link_id)
+    return _get_for_user(request, links, write=False, not_found="No such review link",
+                         project=lambda link: link.project, share=True)

@@ -14,6 +14,7 @@ from storyboard.models import (
     Presence,
     Project,
     ReviewDecision,
+    ReviewLink,
     ReviewSession,
     Scene,
     Seam,
@@ -71,7 +72,7 @@ class ShotAdmin(admin.ModelAdmin):
 class ReviewDecisionAdmin(admin.ModelAdmin):
     list_display = ("created", "shot", "kind", "user", "take")
     list_filter = ("kind",)
-    raw_id_fields = ("shot", "take", "user")
+    raw_id_fields = ("shot", "take", "user", "review_link")
 
     def has_change_permission(self, request, obj=None) -> bool:
         return False  # decisions are written by storyboard/review.py only
@@ -188,7 +189,7 @@ class SeamThresholdsAdmin(admin.ModelAdmin):
 class CommentAdmin(admin.ModelAdmin):
     list_display = ("created", "take", "user", "frame", "resolved_at")
     search_fields = ("body",)
-    raw_id_fields = ("take", "user", "parent", "resolved_by")
+    raw_id_fields = ("take", "user", "parent", "resolved_by", "review_link")
 
 
 @admin.register(Notification)
@@ -199,3 +200,18 @@ class NotificationAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request) -> bool:
         return False  # written by storyboard/notify.py only
+
+
+@admin.register(ReviewLink)
+class ReviewLinkAdmin(admin.ModelAdmin):
+    list_display = ("created", "project", "label", "scope", "expires_at", "revoked_at", "views",
+                    "last_used")
+    list_filter = ("scope", "allow_decisions")
+    search_fields = ("label",)
+    raw_id_fields = ("project", "created_by", "revoked_by", "shots")
+    # The token exists only as its hash and the password only as Django's: neither is made
+    # or changed here (storyboard/sharing.py makes links; revoking is on the share page).
+    readonly_fields = ("token_hash", "password")
+
+    def has_add_permission(self, request) -> bool:
+        return False

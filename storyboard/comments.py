@@ -17,7 +17,7 @@ from django.utils.safestring import SafeString, mark_safe
 
 from accounts.models import Membership, User
 from storyboard import house, notify, realtime
-from storyboard.models import Comment, Generation
+from storyboard.models import Comment, Generation, ReviewLink
 
 BODY_LIMIT = Comment._meta.get_field("body").max_length
 
@@ -78,11 +78,24 @@ def clean_drawing(raw: str) -> list[dict]:
     return cleaned
 
 
-def post(*, take: Generation, user: User, body: str, frame: int | None = None,
+def post(*, take: Generation, user: User | None, body: str, frame: int | None = None,
          frame_end: int | None = None, parent: Comment | None = None,
-         drawing: list[dict] | None = None) -> Comment:
-    """Write a comment (or a reply to `parent`); raises CommentRefused, writing nothing."""
-    _check_role(user.membership_in(take.project.team_id))
+         drawing: list[dict] | None = None, guest_name: str = "", guest_email: str = "",
+         review_link: ReviewLink | None = None) -> Comment:
+    """Write a comment (or a reply to `parent`); raises CommentRefused, writing nothing.
+
+    A guest writes through `review_link` (user None, their name given), only on a take the
+    link shows."""
+    if review_link is not None:
+        if user is not None or not guest_name:
+            raise CommentRefused("A guest comments through a review link, with their name.")
+        if not review_link.is_active:
+            raise CommentRefused("This review link has expired or was revoked; nothing was "
+                                 "written.")
+        if review_link.take_shown(take.uid) is None:
+            raise CommentRefused("That take is not shared through this link.")
+    else:
+        _check_role(user.membership_in(take.project.team_id) if user else None)
     body = _text(body, limit=BODY_LIMIT, empty="Write the comment first.", what="a comment")
     if take.state != Generation.State.COMPLETED or not take.video:
         raise CommentRefused("Comments are about finished takes; this one has no video yet.")
@@ -99,7 +112,8 @@ def post(*, take: Generation, user: User, body: str, frame: int | None = None,
     with transaction.atomic():
         comment = Comment.objects.create(take=take, user=user, body=body, frame=frame,
                                          frame_end=frame_end, parent=parent,
-                                         drawing=drawing or [])
+                                         drawing=drawing or [], guest_name=guest_name,
+                                         guest_email=guest_email, review_link=review_link)
         notify.comment_posted(comment, shot=take.shot)
     realtime.broadcast_comments(take)
     return comment

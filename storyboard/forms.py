@@ -5,7 +5,7 @@ from collections.abc import Callable
 from django import forms
 
 from storyboard import catalogue
-from storyboard.models import Asset, Project, Scene, SeamThresholds, Shot
+from storyboard.models import Asset, Project, ReviewLink, Scene, SeamThresholds, Shot
 from storyboard.money import MoneyError, decimal_text, parse_usd
 
 # Reference-to-video limits from the Seedance 2.0 documents.
@@ -316,3 +316,35 @@ class SeamThresholdsForm(forms.Form):
 
     def values(self) -> dict[str, float]:
         return {name: self.cleaned_data[name] for name in self.FIELDS}
+
+
+class ReviewLinkForm(forms.Form):
+    """What a producer or owner chooses when sharing for review (storyboard/sharing.py checks
+    it again, as it does for every caller)."""
+
+    label = forms.CharField(max_length=120, required=False, label="Title",
+                            help_text="Who it is for; the guest sees it as the page's title.")
+    scope = forms.ChoiceField(choices=ReviewLink.Scope.choices, initial=ReviewLink.Scope.CUT,
+                              widget=forms.RadioSelect, label="Share")
+    link_shots = forms.ModelMultipleChoiceField(queryset=Shot.objects.none(), required=False,
+                                                widget=forms.CheckboxSelectMultiple,
+                                                label="Shots")
+    expires_in = forms.TypedChoiceField(
+        choices=[(1, "1 day"), (7, "7 days"), (30, "30 days")], coerce=int, initial=7,
+        label="Works for")
+    password = forms.CharField(required=False, max_length=128, strip=False,
+                               widget=forms.PasswordInput(render_value=True),
+                               help_text="Optional; send it separately from the link.")
+    allow_decisions = forms.BooleanField(required=False,
+                                         label="Guests may approve or request changes")
+
+    def __init__(self, *args, project: Project, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["link_shots"].queryset = project.shots.all()
+        self.fields["link_shots"].label_from_instance = lambda shot: shot.display_title
+
+    def clean(self) -> dict:
+        data = super().clean()
+        if data.get("scope") == ReviewLink.Scope.SHOTS and not data.get("link_shots"):
+            self.add_error("link_shots", "Choose at least one shot, or share the whole cut.")
+        return data

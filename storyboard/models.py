@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import re
@@ -743,6 +744,20 @@ class ShotChange(models.Model):
                 for name, (old, new) in self.changes.items() if name in Shot.EDITABLE]
 
 
+def author_label(row: ReviewDecision | Comment) -> str:
+    """Who wrote a comment or made a decision, as every page shows it: a guest (through a
+    review link) is marked as one, so nobody mistakes them for a member of the team."""
+    if row.guest_name:
+        return f"{row.guest_name} (guest)"
+    return row.user.label if row.user_id else "Someone"
+
+
+def author_initials(row: ReviewDecision | Comment) -> str:
+    if row.guest_name:
+        return "".join(p[0] for p in row.guest_name.split()[:2]).upper() or "?"
+    return row.user.initials if row.user_id else "?"
+
+
 class ReviewDecision(models.Model):
     """One review step of a shot: who moved it from which state to which, about which take,
     and why. The shot page lists them; they are never edited."""
@@ -763,13 +778,26 @@ class ReviewDecision(models.Model):
     from_state = models.CharField(max_length=16, choices=Shot.Review.choices)
     to_state = models.CharField(max_length=16, choices=Shot.Review.choices)
     note = models.TextField(blank=True, max_length=2000)
+    # A decision by someone outside the team, through a review link: no user, their name.
+    guest_name = models.CharField(max_length=80, blank=True)
+    guest_email = models.EmailField(blank=True)
+    review_link = models.ForeignKey("ReviewLink", models.SET_NULL, null=True, blank=True,
+                                    related_name="decisions")
     created = models.DateTimeField(default=timezone.now)
 
     class Meta:
         ordering = ["-created", "-pk"]
 
     def __str__(self) -> str:
-        return f"{self.get_kind_display()} {self.shot_id} by {self.user}"
+        return f"{self.get_kind_display()} {self.shot_id} by {self.author_label}"
+
+    @property
+    def author_label(self) -> str:
+        return author_label(self)
+
+    @property
+    def author_initials(self) -> str:
+        return author_initials(self)
 
     @property
     def verb(self) -> str:
@@ -860,6 +888,11 @@ class Comment(models.Model):
     resolved_by = models.ForeignKey(settings.AUTH_USER_MODEL, models.SET_NULL, null=True,
                                     blank=True, related_name="+")
     resolved_at = models.DateTimeField(null=True, blank=True)
+    # A comment by someone outside the team, through a review link: no user, their name.
+    guest_name = models.CharField(max_length=80, blank=True)
+    guest_email = models.EmailField(blank=True)
+    review_link = models.ForeignKey("ReviewLink", models.SET_NULL, null=True, blank=True,
+                                    related_name="comments")
     created = models.DateTimeField(default=timezone.now)
 
     objects = CommentQuerySet.as_manager()
@@ -869,6 +902,14 @@ class Comment(models.Model):
 
     def __str__(self) -> str:
         return f"Comment {self.pk} on take {self.take_id}"
+
+    @property
+    def author_label(self) -> str:
+        return author_label(self)
+
+    @property
+    def author_initials(self) -> str:
+        return author_initials(self)
 
     @property
     def is_resolved(self) -> bool:
@@ -892,6 +933,7 @@ class Notification(models.Model):
         MENTION = "mention", "Mention"
         REPLY = "reply", "Reply"
         DECISION = "decision", "Review decision"
+        GUEST = "guest", "Guest comment"
 
     user = models.ForeignKey(settings.AUTH_USER_MODEL, models.CASCADE,
                              related_name="notifications")
@@ -911,6 +953,126 @@ class Notification(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} for {self.user_id}: {self.text}"
+
+
+class ReviewLinkQuerySet(TeamScopedQuerySet):
+    team_path = "project__team"
+
+    def active(self) -> ReviewLinkQuerySet:
+        return self.filter(revoked_at=None, expires_at__gt=timezone.now())
+
+    def by_token(self, token: str) -> ReviewLinkQuerySet:
+        """The link a guest's token opens. Looked up by the token's hash: only hashes are
+        stored, and comparing hashes in the index reveals nothing about the token itself."""
+        return self.filter(token_hash=ReviewLink.hash_token(token))
+
+
+class ReviewLink(models.Model):
+    """A way in for someone outside the team: the takes under review of some shots (or of the
+    whole cut), until it expires or is revoked, optionally behind a password.
+
+    The token is shown once, to its creator; only its sha256 is kept, so the table (a backup,
+    the admin) never holds a working link. storyboard/sharing.py creates, opens and revokes.
+    """
+
+    class Scope(models.TextChoices):
+        CUT = "cut", "The whole cut"
+        SHOTS = "shots", "Chosen shots"
+
+    class State(models.TextChoices):
+        ACTIVE = "active", "Active"
+        EXPIRED = "expired", "Expired"
+        REVOKED = "revoked", "Revoked"
+
+    # The review states a guest sees a shot in: a take is under review, sent back or approved.
+    SHOWN = (Shot.Review.IN_REVIEW, Shot.Review.CHANGES, Shot.Review.APPROVED)
+
+    project = models.ForeignKey(Project, models.CASCADE, related_name="review_links")
+    label = models.CharField(max_length=120, blank=True,
+                             help_text="Who it is for; the guest sees it as the page's title.")
+    scope = models.CharField(max_length=8, choices=Scope.choices, default=Scope.CUT)
+    shots = models.ManyToManyField(Shot, blank=True, related_name="review_links")
+    token_hash = models.CharField(max_length=64, unique=True, editable=False)
+    # make_password's hash, or empty for no password.
+    password = models.CharField(max_length=128, blank=True)
+    allow_decisions = models.BooleanField(default=False)
+    expires_at = models.DateTimeField()
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, models.SET_NULL, null=True,
+                                   blank=True, related_name="+")
+    created = models.DateTimeField(default=timezone.now)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    revoked_by = models.ForeignKey(settings.AUTH_USER_MODEL, models.SET_NULL, null=True,
+                                   blank=True, related_name="+")
+    # How many guests came in (named themselves), and when a guest last did anything.
+    views = models.PositiveIntegerField(default=0)
+    last_used = models.DateTimeField(null=True, blank=True)
+
+    objects = ReviewLinkQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created", "-pk"]
+
+    def __str__(self) -> str:
+        return f"Review link {self.pk} on {self.project_id}: {self.label or 'untitled'}"
+
+    @staticmethod
+    def hash_token(token: str) -> str:
+        return hashlib.sha256(token.encode()).hexdigest()
+
+    @property
+    def state(self) -> str:
+        if self.revoked_at is not None:
+            return ReviewLink.State.REVOKED
+        if self.expires_at <= timezone.now():
+            return ReviewLink.State.EXPIRED
+        return ReviewLink.State.ACTIVE
+
+    @property
+    def is_active(self) -> bool:
+        return self.state == ReviewLink.State.ACTIVE
+
+    @property
+    def has_password(self) -> bool:
+        return bool(self.password)
+
+    @property
+    def title(self) -> str:
+        return self.label or "Review"
+
+    def shared_shots(self) -> ShotQuerySet:
+        """Every shot the link covers: the whole cut is whatever is on the board now."""
+        shots = Shot.objects.filter(project_id=self.project_id)
+        if self.scope == ReviewLink.Scope.SHOTS:
+            shots = shots.filter(review_links=self)
+        return shots
+
+    def _shown(self) -> ShotQuerySet:
+        return (self.shared_shots()
+                .filter(review__in=ReviewLink.SHOWN,
+                        review_take__state=Generation.State.COMPLETED)
+                .exclude(review_take__video=""))
+
+    def shots_to_review(self) -> list[Shot]:
+        """The shared shots a guest sees, in board order: those with a finished take under
+        review, sent back or approved (that take is what the guest watches)."""
+        return list(self._shown().select_related("review_take"))
+
+    def shows(self, shot: Shot) -> bool:
+        return self._shown().filter(pk=shot.pk).exists()
+
+    def take_shown(self, take_uid: str) -> Generation | None:
+        """The take with that uid if the guest may watch it (the take under review of a shot
+        shown), else None: never another take, of that shot or any other."""
+        shot = self._shown().filter(review_take__uid=take_uid).select_related(
+            "review_take__project").first()
+        return shot.review_take if shot else None
+
+    def touch(self, *, entered: bool = False) -> None:
+        """A guest used the link; `entered`: a guest named themselves (a view)."""
+        now = timezone.now()
+        fields = {"last_used": now, **({"views": F("views") + 1} if entered else {})}
+        ReviewLink.objects.filter(pk=self.pk).update(**fields)
+        self.last_used = now
 
 
 def asset_upload_to(asset: Asset, filename: str) -> str:

@@ -38,10 +38,11 @@ def mentioned(comment: Comment, *, team_id: int) -> set[int]:
 
 
 def comment_posted(comment: Comment, *, shot: Shot) -> None:
-    """Mentions, and a reply to everyone else in the thread."""
+    """Mentions, a reply to everyone else in the thread, and a guest's comment to whoever
+    shared the link it came through."""
     author = comment.user_id
     where = f"/shots/{shot.pk}/?take={comment.take.uid}#comment-{comment.pk}"
-    who = comment.user.label if comment.user else "Someone"
+    who = comment.author_label
     excerpt = comment.body if len(comment.body) <= 120 else comment.body[:119] + "…"
     mentions = mentioned(comment, team_id=shot.project.team_id) - {author}
     _notify(mentions, kind=Notification.Kind.MENTION, shot=shot, url=where,
@@ -53,14 +54,23 @@ def comment_posted(comment: Comment, *, shot: Shot) -> None:
         people = ({*thread, *repliers} - {author, None}) - mentions
         _notify(people, kind=Notification.Kind.REPLY, shot=shot, url=where,
                 text=f"{who} replied on {shot.display_title}: {excerpt}")
+    else:
+        people = set()
+    if comment.review_link_id:
+        # Whoever shared the link hears of every guest's note, named or not.
+        creator = {comment.review_link.created_by_id} - mentions - people - {None}
+        _notify(creator, kind=Notification.Kind.GUEST, shot=shot, url=where,
+                text=f"{who} commented on {shot.display_title}: {excerpt}")
 
 
 def decision_made(decision: ReviewDecision, *, shot: Shot) -> None:
     """Everyone who worked on the shot hears of a decision on it (not the one who made it)."""
     editors = set(ShotChange.objects.filter(shot=shot).values_list("user_id", flat=True))
     makers = set(shot.takes.values_list("created_by_id", flat=True))
-    people = ({*editors, *makers, shot.created_by_id} - {decision.user_id, None})
-    who = decision.user.label if decision.user else "Someone"
+    # A guest's decision also reaches whoever shared the link they decided through.
+    sharer = decision.review_link.created_by_id if decision.review_link_id else None
+    people = ({*editors, *makers, shot.created_by_id, sharer} - {decision.user_id, None})
+    who = decision.author_label
     note = f": {decision.note[:100]}" if decision.note else ""
     _notify(people, kind=Notification.Kind.DECISION, shot=shot,
             url=f"/shots/{shot.pk}/#review-{shot.pk}",

@@ -20,7 +20,7 @@ from django.utils import timezone
 
 from accounts.models import Membership, User
 from storyboard import chains, notify, realtime
-from storyboard.models import Generation, ReviewDecision, Shot
+from storyboard.models import Generation, ReviewDecision, ReviewLink, Shot
 
 Kind = ReviewDecision.Kind
 Review = Shot.Review
@@ -67,13 +67,30 @@ def may(membership: Membership | None, kind: str) -> bool:
     return membership.can_review if step.by_reviewer else membership.can_edit
 
 
-def decide(*, shot: Shot, user: User, kind: str, note: str = "", seen: str = "",
-           take: Generation | None = None) -> ReviewDecision:
+# What a guest may decide through a link that allows decisions.
+GUEST_KINDS = frozenset({Kind.APPROVE, Kind.CHANGES})
+
+
+def guest_refusal(link: ReviewLink, *, shot: Shot, kind: str) -> str:
+    """Why a guest may not make this decision through `link`, or "" when they may."""
+    if not link.is_active:
+        return "This review link has expired or was revoked; nothing was decided."
+    if not link.allow_decisions or kind not in GUEST_KINDS:
+        return "This review link is for watching and commenting; decisions are the team's."
+    if not link.shows(shot):
+        return "That shot is not shared through this link."
+    return ""
+
+
+def decide(*, shot: Shot, user: User | None, kind: str, note: str = "", seen: str = "",
+           take: Generation | None = None, guest_name: str = "", guest_email: str = "",
+           review_link: ReviewLink | None = None) -> ReviewDecision:
     """Move the shot's review state one step; raises ReviewRefused, changing nothing.
 
     `seen` is `Shot.review_token` as the person's page showed it (empty: whatever is current).
     `take` is the take to submit (default: the one on the board); decisions are about the
-    take under review.
+    take under review. A guest decides through `review_link` (user None, their name given):
+    only approve or request changes, only on a shot the link shows, only if it allows it.
     """
     try:
         step = STEPS[Kind(kind)]
@@ -85,15 +102,22 @@ def decide(*, shot: Shot, user: User, kind: str, note: str = "", seen: str = "",
     if len(note) > NOTE_LIMIT:
         raise ReviewRefused(f"Keep the note under {NOTE_LIMIT} characters "
                             f"(it has {len(note)}).")
-    if not may(user.membership_in(shot.project.team_id), kind):
+    if review_link is not None:
+        if user is not None or not guest_name or review_link.project_id != shot.project_id:
+            raise ReviewRefused("A guest decides through a review link of this project, "
+                                "with their name.")
+        if refusal := guest_refusal(review_link, shot=shot, kind=kind):
+            raise ReviewRefused(refusal)
+    elif user is None or not may(user.membership_in(shot.project.team_id), kind):
         raise ReviewRefused("Only reviewers, producers and owners decide on takes."
                             if step.by_reviewer else
                             "Only editors, producers and owners submit takes for review.")
+    guest = review_link is not None
     with transaction.atomic():
         current = Shot.objects.select_related("project", "selected_take", "review_take") \
             .get(pk=shot.pk)
         if seen and seen != current.review_token:
-            raise ReviewRefused(_overtaken(current))
+            raise ReviewRefused(_overtaken(current, guest=guest))
         if current.review not in step.sources:
             raise ReviewRefused(_wrong_state(current, kind))
         if kind == Kind.SUBMIT:
@@ -120,10 +144,11 @@ def decide(*, shot: Shot, user: User, kind: str, note: str = "", seen: str = "",
             review=step.target, review_take=take, review_changed=now)
         if not won:
             raise ReviewRefused(_overtaken(Shot.objects.select_related("project")
-                                           .get(pk=current.pk)))
+                                           .get(pk=current.pk), guest=guest))
         decision = ReviewDecision.objects.create(
             shot=current, take=take, user=user, kind=kind, from_state=current.review,
-            to_state=step.target, note=note, created=now)
+            to_state=step.target, note=note, created=now, guest_name=guest_name,
+            guest_email=guest_email, review_link=review_link)
         current.review, current.review_take, current.review_changed = step.target, take, now
         if kind != Kind.SUBMIT:
             notify.decision_made(decision, shot=current)
@@ -140,11 +165,12 @@ def _announce(shot: Shot) -> None:
     realtime.broadcast_review(shot)
 
 
-def _overtaken(shot: Shot) -> str:
+def _overtaken(shot: Shot, *, guest: bool = False) -> str:
     latest = shot.decisions.select_related("user").first()
     if latest is None:
         return "This shot's review changed since you opened it; nothing was changed."
-    who = latest.user.label if latest.user else "Someone"
+    # A guest is told that the team decided, never who in the team did.
+    who = "The team" if guest and latest.user_id else latest.author_label
     return (f"{who} {latest.verb} take #{latest.take_id} a moment ago "
             f"(now {shot.get_review_display().lower()}); your decision was not recorded.")
 

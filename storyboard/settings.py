@@ -235,6 +235,11 @@ SIGNUPS_PER_HOUR = envint("SIGNUPS_PER_HOUR", 5)  # accounts created per client
 INVITATIONS_PER_HOUR = envint("INVITATIONS_PER_HOUR", 30)  # links created per person
 INVITATION_ACCEPTS_PER_HOUR = envint("INVITATION_ACCEPTS_PER_HOUR", 10)  # per person
 GENERATIONS_PER_MINUTE = envint("GENERATIONS_PER_MINUTE", 10)  # takes started per person
+# Review links: wrong passwords per link and client, guest comments/decisions/entries per
+# client, and tokens that open no link per client.
+GUEST_PASSWORD_TRIES_PER_HOUR = envint("GUEST_PASSWORD_TRIES_PER_HOUR", 10)
+GUEST_POSTS_PER_MINUTE = envint("GUEST_POSTS_PER_MINUTE", 20)
+GUEST_UNKNOWN_LINKS_PER_HOUR = envint("GUEST_UNKNOWN_LINKS_PER_HOUR", 30)
 # How many proxies of ours append to X-Forwarded-For; 0 (direct) means REMOTE_ADDR is the client.
 TRUSTED_PROXY_COUNT = envint("TRUSTED_PROXY_COUNT", 0)
 

@@ -148,15 +148,21 @@ SIGNUP = Limit("signup", "ip", "SIGNUPS_PER_HOUR", "h")
 INVITATION_CREATE = Limit("invitation-create", "user", "INVITATIONS_PER_HOUR", "h")
 INVITATION_ACCEPT = Limit("invitation-accept", "user", "INVITATION_ACCEPTS_PER_HOUR", "h")
 GENERATION_START = Limit("generation-start", "user", "GENERATIONS_PER_MINUTE", "m")
+# Review links (storyboard/share_views.py): wrong passwords per link and client (checked
+# with `within` the link), everything a guest sends, and tokens that open nothing.
+GUEST_PASSWORD = Limit("guest-password", "ip", "GUEST_PASSWORD_TRIES_PER_HOUR", "h")
+GUEST_POST = Limit("guest-post", "ip", "GUEST_POSTS_PER_MINUTE", "m")
+GUEST_MISS = Limit("guest-miss", "ip", "GUEST_UNKNOWN_LINKS_PER_HOUR", "h")
 
 
-def retry_after(request: HttpRequest, limit: Limit, *, count: bool = True) -> int | None:
+def retry_after(request: HttpRequest, limit: Limit, *, count: bool = True,
+                within: str = "") -> int | None:
     """Seconds until `limit` lets this request through, or None when it may go ahead.
 
     The request is counted unless `count` is false; then it is only checked, for limits that
-    count successes (see `record`).
+    count successes (see `record`). `within` counts separately per thing (say, one link).
     """
-    usage = get_usage(request, group=limit.group, key=limit.key, rate=limit.rate,
+    usage = get_usage(request, group=_group(limit, within), key=limit.key, rate=limit.rate,
                       increment=count)
     if usage is None:  # RATELIMIT_ENABLE is off
         return None
@@ -164,8 +170,13 @@ def retry_after(request: HttpRequest, limit: Limit, *, count: bool = True) -> in
     return max(1, usage["time_left"]) if over else None
 
 
-def record(request: HttpRequest, limit: Limit) -> None:
-    get_usage(request, group=limit.group, key=limit.key, rate=limit.rate, increment=True)
+def record(request: HttpRequest, limit: Limit, *, within: str = "") -> None:
+    get_usage(request, group=_group(limit, within), key=limit.key, rate=limit.rate,
+              increment=True)
+
+
+def _group(limit: Limit, within: str) -> str:
+    return f"{limit.group}:{within}" if within else limit.group
 
 
 def refuse(request: HttpRequest, what: str, seconds: int, **kwargs) -> HttpResponse:

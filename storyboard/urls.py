@@ -3,7 +3,7 @@ from __future__ import annotations
 from django.contrib import admin
 from django.urls import include, path
 
-from storyboard import import_views, review_views, session_views, views
+from storyboard import import_views, review_views, session_views, share_views, views
 
 sb = [
     path("", views.home, name="home"),
@@ -49,6 +49,17 @@ sb = [
     path("notifications/", review_views.notifications, name="notifications"),
     path("notifications/<int:notification_id>/", review_views.notification_open,
          name="notification-open"),
+    path("projects/<int:project_id>/share/", share_views.share, name="share"),
+    path("links/<int:link_id>/revoke/", share_views.share_revoke, name="share-revoke"),
+    # A guest's pages: the token in the address is the credential (storyboard/sharing.py).
+    path("r/<str:link_token>/", share_views.guest, name="guest"),
+    path("r/<str:link_token>/review/", share_views.guest_review, name="guest-review"),
+    path("r/<str:link_token>/takes/<uuid:take_uid>/comments/", share_views.guest_comments,
+         name="guest-comments"),
+    path("r/<str:link_token>/takes/<uuid:take_uid>/<str:kind>/", share_views.guest_take_file,
+         name="guest-take-file"),
+    path("r/<str:link_token>/shots/<int:shot_id>/decide/", share_views.guest_decide,
+         name="guest-decide"),
     path("shots/<int:shot_id>/generate/", views.shot_generate, name="shot-generate"),
     path("shots/<int:shot_id>/chain/", views.shot_chain, name="shot-chain"),
     path("chains/<int:run_id>/cancel/", views.chain_cancel, name="chain-cancel"),

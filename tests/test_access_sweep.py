@@ -19,10 +19,12 @@ from pathlib import Path
 import pytest
 from django.conf import settings as django_settings
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
+from django.utils import timezone
 
 from accounts.models import Invitation, Membership, Role, Team, User
-from storyboard import imports
+from storyboard import imports, sharing
 from storyboard.catalogue import DEFAULT_ENDPOINT, image_endpoint_for
 from storyboard.generation import sign_input, webhook_token
 from storyboard.models import (
@@ -35,6 +37,7 @@ from storyboard.models import (
     Notification,
     Project,
     ReviewDecision,
+    ReviewLink,
     ReviewSession,
     Scene,
     Seam,
@@ -103,6 +106,11 @@ def _open_invitation(cast: Cast) -> Invitation:
     return InvitationFactory(team=cast.team, created_by=cast.owner, role=Role.EDITOR)
 
 
+def _review_link(cast: Cast) -> tuple[ReviewLink, str]:
+    """A live link to Alpha's whole cut that allows decisions: the most a guest can get."""
+    return sharing.create_link(project=cast.project, user=cast.producer, allow_decisions=True)
+
+
 KWARG_VALUES: dict[str, Callable[[Cast], object]] = {
     "team_id": lambda cast: cast.team.pk,
     "project_id": lambda cast: cast.project.pk,
@@ -133,6 +141,9 @@ KWARG_VALUES: dict[str, Callable[[Cast], object]] = {
     "session_id": lambda cast: ReviewSession.objects.create(
         project=cast.project, title="Sweep", started_by=cast.owner, presenter=cast.owner,
         shot_ids=[cast.shot.pk]).pk,
+    "link_id": lambda cast: _review_link(cast)[0].pk,
+    # A live link's token: the guest URLs answer whoever holds it (see GUEST_URLS).
+    "link_token": lambda cast: _review_link(cast)[1],
 }
 # Where one URL needs a different object than the kwarg's default, to be meaningful at all.
 ROUTE_KWARGS: dict[str, dict[str, Callable[[Cast], object]]] = {
@@ -263,6 +274,8 @@ def payload(cast: Cast) -> dict:
         "plan": _import_plan(project, cast.owner),
         # Project settings and the shot editor.
         "mode": "text", "endpoint": DEFAULT_ENDPOINT, "default_endpoint": DEFAULT_ENDPOINT,
+        # A review link to the whole cut.
+        "scope": "cut", "expires_in": "7",
         "resolution": "720p", "aspect_ratio": "16:9", "duration": "5",
         # Signup and login.
         "username": "sweeper", "email": "sweeper@example.com", "password": "pass-word-123",
@@ -277,6 +290,7 @@ BOARD_MODELS = (Project, Scene, Shot, Shot.references.through, ShotChange, Asset
                 Budget, LedgerEntry, ReviewDecision, Comment, Seam, SeamThresholds,
                 ChainRun, ReviewSession)
 PEOPLE_MODELS = (Team, Membership, Invitation, User)
+LINK_MODELS = (ReviewLink, ReviewLink.shots.through)
 
 
 def _table(model) -> tuple[int, str]:
@@ -285,7 +299,8 @@ def _table(model) -> tuple[int, str]:
     return len(rows), hashlib.sha256(repr(rows).encode()).hexdigest()[:16]
 
 
-def fingerprint(models=BOARD_MODELS + PEOPLE_MODELS) -> dict[str, tuple[int, str]]:
+def fingerprint(models=BOARD_MODELS + PEOPLE_MODELS + LINK_MODELS
+                ) -> dict[str, tuple[int, str]]:
     """Row count and a checksum of every column of every row, per table."""
     return {model._meta.label: _table(model) for model in models}
 
@@ -322,7 +337,8 @@ def sweep_request(user: User | None, route: Route, method: str, cast: Cast) -> O
 
 
 def assert_refused(outcome: Outcome, who: str, route: Route, method: str, *,
-                   may_2xx: bool, may_write: bool) -> None:
+                   may_2xx: bool, may_write: bool, may_change: set[str] | None = None) -> None:
+    """`may_change`: the tables this request may change, and no others (GUEST_ENTRY)."""
     where = f"{who} {method} {route.name}"
     assert outcome.status < 500, f"{where} crashed with {outcome.status}"
     if not may_2xx:
@@ -338,7 +354,8 @@ def assert_refused(outcome: Outcome, who: str, route: Route, method: str, *,
         board = {model._meta.label for model in BOARD_MODELS}
         assert not board & set(changed), f"{where} changed board data: {changed}"
     else:
-        assert not changed, f"{where} changed the database: {changed}"
+        assert not set(changed) - (may_change or set()), (
+            f"{where} changed the database: {changed}")
 
 
 @pytest.fixture
@@ -368,6 +385,22 @@ PUBLIC_URLS: dict[tuple[str, str], str] = {
     ("sb:input-file", "GET"): "a provider fetching an input file: the signed token, which "
                               "expires in an hour and names one file, is the credential",
 }
+# A review link's guest pages (storyboard/share_views.py) answer whoever holds the token:
+# anonymous, another team's owner or one of Alpha's own. Naming oneself on the landing page
+# counts a visit on the link and changes nothing else; every other guest URL needs that name
+# in the session first and, without it, sends the visitor to the link's landing page having
+# changed nothing. Guests with a name are tested in tests/test_share.py, and dead links (expired,
+# revoked, unknown) by test_a_dead_review_link_opens_nothing below.
+GUEST_URLS = {"sb:guest", "sb:guest-review", "sb:guest-comments", "sb:guest-take-file",
+              "sb:guest-decide"}
+GUEST_ENTRY: dict[tuple[str, str], tuple[str, set[str]]] = {
+    ("sb:guest", "POST"): ("names the guest in their own session and counts a visit on the "
+                           "link", {"storyboard.ReviewLink"}),
+}
+PUBLIC_URLS |= {
+    ("sb:guest", "GET"): "a review link's landing page: the token is the credential; it shows "
+                         "the link's title and asks for a name (and its password, if any)",
+}
 # Called by providers, not people: they prove themselves with a signature or a signed token.
 SIGNED_NOT_LOGGED_IN: dict[tuple[str, str], str] = {
     ("sb:webhook", "POST"): "a provider's delivery, verified by the take's token in its URL "
@@ -389,6 +422,7 @@ OUTSIDER_2XX: dict[tuple[str, str], str] = {
     ("sb:notifications", "GET"): "lists only his own notifications",
     ("accounts:invitation", "GET"): "anyone holding Alpha's link may see who it is from; the "
                                     "token is the credential",
+    ("sb:guest", "GET"): "anyone holding a review link is its guest (see GUEST_URLS)",
 }
 OUTSIDER_WRITES: dict[tuple[str, str], str] = {
     ("accounts:team-create", "POST"): "anyone may start a team of their own",
@@ -421,6 +455,9 @@ OWNER_POST_CHANGES_NOTHING: dict[str, str] = {
     "accounts:team-switch": "the owner's current team is Alpha already",
     "accounts:invitation": "he is in Alpha already, so the link stays open for its invitee",
     "sb:notifications": "marks the owner's own notifications read; he has none",
+    "sb:guest-comments": "a guest URL: without a guest's name in the session it sends him to "
+                         "the link's landing page (guests write in tests/test_share.py)",
+    "sb:guest-decide": "the same",
     "sb:project-import": "previews the file: shows what it would create and writes nothing "
                          "(project-import-confirm writes)",
 }
@@ -428,10 +465,14 @@ OWNER_POST_CHANGES_NOTHING: dict[str, str] = {
 GET_ONLY = {"sb:board", "sb:board-cards", "sb:asset-file", "sb:take-file", "sb:input-file",
             "sb:shot-estimate", "sb:seam-frame",
             "sb:ledger-csv", "sb:shot-history", "sb:review-queue", "sb:notification-open",
-            "sb:shot-compare", "sb:review-session",
+            "sb:shot-compare", "sb:review-session", "sb:guest-review", "sb:guest-take-file",
             "sb:home",
             "sb:projects",
             "accounts:teams", "accounts:members"}
+
+
+def _guest_entry(key: tuple[str | None, str]) -> set[str] | None:
+    return GUEST_ENTRY[key][1] if key in GUEST_ENTRY else None
 
 
 # The sweep itself
@@ -451,9 +492,9 @@ def test_the_sweep_covers_the_url_conf():
 
 def test_the_allow_lists_name_real_urls():
     listed = {name for name, _ in [*PUBLIC_URLS, *ANONYMOUS_WRITES, *OUTSIDER_2XX,
-                                   *OUTSIDER_WRITES]}
+                                   *OUTSIDER_WRITES, *GUEST_ENTRY]}
     listed |= {*READ_ONLY_POST_2XX, *READ_ONLY_POST_WRITES, *OWNER_POST_CHANGES_NOTHING,
-               *GET_ONLY}
+               *GET_ONLY, *GUEST_URLS}
     assert listed <= ROUTE_NAMES, sorted(listed - ROUTE_NAMES)
 
 
@@ -462,8 +503,14 @@ def test_anonymous_is_refused(world, route, method):
     outcome = sweep_request(None, route, method, world)
     key = (route.name, method)
     assert_refused(outcome, "anonymous", route, method, may_2xx=key in PUBLIC_URLS,
-                   may_write=key in ANONYMOUS_WRITES)
-    if key in SIGNED_NOT_LOGGED_IN:
+                   may_write=key in ANONYMOUS_WRITES, may_change=_guest_entry(key))
+    if route.name in GUEST_URLS and key not in PUBLIC_URLS:
+        # A guest URL sends a visitor without a name to the link's landing page (or refuses
+        # the method), never to the team's login.
+        assert outcome.status == 405 or (
+            outcome.status == 302 and outcome.location.startswith("/r/")
+        ), f"anonymous {method} {route.name}: {outcome.status} {outcome.location}"
+    elif key in SIGNED_NOT_LOGGED_IN:
         # Machine-to-machine URLs answer an unsigned request with 401 (or 404), not a login.
         assert outcome.status in (401, 404, 405) or key in PUBLIC_URLS, (
             f"anonymous {method} {route.name}: {outcome.status}")
@@ -480,7 +527,7 @@ def test_outsider_is_refused(world, route, method):
     outcome = sweep_request(world.outsider, route, method, world)
     key = (route.name, method)
     assert_refused(outcome, "outsider", route, method, may_2xx=key in OUTSIDER_2XX,
-                   may_write=key in OUTSIDER_WRITES)
+                   may_write=key in OUTSIDER_WRITES, may_change=_guest_entry(key))
     assert outcome.status != 403, (
         f"outsider {method} {route.name} got 403: another team's objects must look like they "
         "do not exist (404)"
@@ -500,7 +547,8 @@ def test_read_only_role_changes_nothing(world, role, route):
         assert outcome.files_after == outcome.files_before
     else:
         assert_refused(outcome, role, route, "POST", may_2xx=route.name in READ_ONLY_POST_2XX,
-                       may_write=route.name in READ_ONLY_POST_WRITES)
+                       may_write=route.name in READ_ONLY_POST_WRITES,
+                       may_change=_guest_entry((route.name, "POST")))
     assert world.team.memberships.get(user=world.member(role)).role == role
 
 
@@ -535,3 +583,40 @@ def test_owner_post_payload_is_accepted(world, route):
             f"owner POST {route.name} changed nothing: the sweep's payload does not exercise "
             "this view, so its refusals prove nothing. Extend payload()."
         )
+
+
+# Review links: a guest who named themselves while the link worked gets nothing once it died.
+
+GUEST_ROUTE_METHODS = [(route, method) for route, method in ROUTE_METHODS
+                       if route.name in GUEST_URLS]
+
+
+@pytest.mark.parametrize("link", ["alive", "expired", "revoked", "unknown"])
+@pytest.mark.parametrize(("route", "method"), GUEST_ROUTE_METHODS,
+                         ids=_ids(GUEST_ROUTE_METHODS))
+def test_a_dead_review_link_opens_nothing(world, route, method, link):
+    shot = Shot.objects.select_related("review_take").get(pk=_shot_in_review(world).pk)
+    review_link, token = _review_link(world)
+    guest = Client()
+    assert guest.post(reverse("sb:guest", args=[token]), {"name": "Gina"}).status_code == 302
+    if link == "expired":
+        ReviewLink.objects.filter(pk=review_link.pk).update(expires_at=timezone.now())
+    elif link == "revoked":
+        sharing.revoke_link(link=review_link, user=world.owner)
+    elif link == "unknown":
+        token = token[::-1]
+    values = {"link_token": token, "take_uid": shot.review_take.uid, "kind": "video",
+              "shot_id": shot.pk}
+    url = reverse(route.name, kwargs={kwarg: values[kwarg] for kwarg in route.kwargs})
+    db_before, files_before = fingerprint(), media_files()
+    response = guest.get(url) if method == "GET" else guest.post(url, payload(world))
+    _finish(response)
+    changed = fingerprint() != db_before or media_files() != files_before
+    if link == "alive":
+        # The control: the same guest on a live link gets in, and writes where guests write.
+        assert response.status_code in (200, 302, 405), f"{method} {route.name}"
+        assert changed == (method == "POST" and route.name in {
+            "sb:guest", "sb:guest-comments", "sb:guest-decide"}), f"{method} {route.name}"
+    else:
+        assert response.status_code == (404 if link == "unknown" else 410)
+        assert not changed, f"{method} {route.name} on a {link} link changed something"

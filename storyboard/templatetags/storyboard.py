@@ -67,16 +67,19 @@ def take_timecode(frame: int | None, take) -> str:
 
 
 @register.simple_tag
-def comment_threads(take) -> list:
+def comment_threads(take, *, guest: bool = False) -> list:
     """The take's threads, oldest frame first, each comment's text rendered safely with the
-    team's @mentions marked (a name outside the team stays plain text). Three queries."""
+    team's @mentions marked (a name outside the team stays plain text). Three queries.
+
+    `guest=True` (a review link's page): no @mention is marked, so a guest cannot learn who
+    is in the team by typing names."""
     from accounts.models import Membership
     from storyboard.comments import render_body
     from storyboard.models import Comment
 
     threads = list(Comment.objects.filter(take=take).threads())
-    names = set(Membership.objects.filter(team_id=take.project.team_id)
-                .values_list("user__username", flat=True))
+    names = set() if guest else set(Membership.objects.filter(team_id=take.project.team_id)
+                                    .values_list("user__username", flat=True))
     for thread in threads:
         for comment in (thread, *thread.replies.all()):
             comment.html = render_body(comment.body, usernames=names)
