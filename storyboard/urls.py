@@ -3,7 +3,14 @@ from __future__ import annotations
 from django.contrib import admin
 from django.urls import include, path
 
-from storyboard import import_views, review_views, session_views, share_views, views
+from storyboard import (
+    import_views,
+    print_views,
+    review_views,
+    session_views,
+    share_views,
+    views,
+)
 
 sb = [
     path("", views.home, name="home"),
@@ -16,6 +23,9 @@ sb = [
          name="take-settle"),
     path("projects/<int:project_id>/", views.board, name="board"),
     path("projects/<int:project_id>/cards/", views.board_cards, name="board-cards"),
+    path("projects/<int:project_id>/print/", print_views.board_print, name="board-print"),
+    path("projects/<int:project_id>/print.pdf", print_views.board_print_pdf,
+         name="board-print-pdf"),
     path("projects/<int:project_id>/settings/", views.project_settings, name="project-settings"),
     path("projects/<int:project_id>/delete/", views.project_delete, name="project-delete"),
     path("projects/<int:project_id>/shots/new/", views.shot_create, name="shot-create"),

@@ -466,6 +466,7 @@ GET_ONLY = {"sb:board", "sb:board-cards", "sb:asset-file", "sb:take-file", "sb:i
             "sb:shot-estimate", "sb:seam-frame",
             "sb:ledger-csv", "sb:shot-history", "sb:review-queue", "sb:notification-open",
             "sb:shot-compare", "sb:review-session", "sb:guest-review", "sb:guest-take-file",
+            "sb:board-print", "sb:board-print-pdf",
             "sb:home",
             "sb:projects",
             "accounts:teams", "accounts:members"}
