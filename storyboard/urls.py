@@ -1,9 +1,10 @@
 from __future__ import annotations
 
 from django.contrib import admin
-from django.urls import include, path
+from django.urls import include, path, re_path
 
 from storyboard import (
+    api,
     import_views,
     print_views,
     review_views,
@@ -98,6 +99,9 @@ sb = [
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+    # The JSON API (storyboard/api.py); any other address under api/ is its problem-JSON 404.
+    path("api/v1/", api.urls()),
+    re_path(r"^api/", api.not_found, name="api-not-found"),
     path("", include("accounts.urls")),
     path("", include((sb, "sb"))),
 ]
