@@ -37,3 +37,8 @@ class InvitationForm(forms.ModelForm):
 
 class RoleForm(forms.Form):
     role = forms.ChoiceField(choices=Role.choices)
+
+
+class ApiTokenForm(forms.Form):
+    name = forms.CharField(max_length=100, label="Token name",
+                           help_text="What uses it, say “render farm”.")

@@ -26,5 +26,9 @@ urlpatterns = [
          name="invitation-create"),
     path("teams/<int:team_id>/invitations/<int:invitation_id>/revoke/", views.invitation_revoke,
          name="invitation-revoke"),
+    path("teams/<int:team_id>/api-tokens/new/", views.api_token_create,
+         name="api-token-create"),
+    path("teams/<int:team_id>/api-tokens/<int:api_token_id>/revoke/", views.api_token_revoke,
+         name="api-token-revoke"),
     path("invitations/<str:token>/", views.invitation, name="invitation"),
 ]

@@ -13,10 +13,11 @@ from django.urls import Resolver404, resolve, reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
 
-from accounts.forms import InvitationForm, RoleForm, SignupForm, TeamForm
+from accounts.forms import ApiTokenForm, InvitationForm, RoleForm, SignupForm, TeamForm
 from accounts.models import Invitation, Role, Team
 from storyboard import realtime, throttle
 from storyboard.access import get_membership_for_user
+from storyboard.models import ApiToken
 
 
 def _get_team_for_user(request: HttpRequest, team_id: int, *, manage: bool = False) -> Team:
@@ -69,12 +70,19 @@ def signup(request: HttpRequest) -> HttpResponse:
     return render(request, "accounts/signup.html", {"form": form, "next": _safe_next(request)})
 
 
+def _teams_context(request: HttpRequest, **extra) -> dict:
+    memberships = request.user.memberships.select_related("team").order_by("team__name")
+    # Revoked tokens stay listed a while, so their owner sees what stopped working.
+    tokens = request.user.api_tokens.select_related("team").filter(
+        team__memberships__user=request.user)[:50]
+    return {"memberships": memberships, "form": TeamForm(), "api_tokens": tokens,
+            "token_form": ApiTokenForm(), **extra}
+
+
 @login_required
 @require_GET
 def teams(request: HttpRequest) -> HttpResponse:
-    memberships = request.user.memberships.select_related("team").order_by("team__name")
-    return render(request, "accounts/teams.html", {"memberships": memberships,
-                                                   "form": TeamForm()})
+    return render(request, "accounts/teams.html", _teams_context(request))
 
 
 @login_required
@@ -82,9 +90,8 @@ def teams(request: HttpRequest) -> HttpResponse:
 def team_create(request: HttpRequest) -> HttpResponse:
     form = TeamForm(request.POST)
     if not form.is_valid():
-        memberships = request.user.memberships.select_related("team").order_by("team__name")
-        return render(request, "accounts/teams.html",
-                      {"memberships": memberships, "form": form}, status=422)
+        return render(request, "accounts/teams.html", _teams_context(request, form=form),
+                      status=422)
     with transaction.atomic():
         team = form.save()
         team.add_member(request.user, Role.OWNER)
@@ -112,6 +119,35 @@ def team_rename(request: HttpRequest, team_id: int) -> HttpResponse:
     else:
         messages.error(request, "; ".join(e for errs in form.errors.values() for e in errs))
     return redirect("accounts:members", team.pk)
+
+
+@login_required
+@require_POST
+def api_token_create(request: HttpRequest, team_id: int) -> HttpResponse:
+    """A token for the JSON API in this team, acting with the person's own role; its secret
+    is on this one response only (only its hash is kept)."""
+    team = _get_team_for_user(request, team_id)
+    form = ApiTokenForm(request.POST)
+    if not form.is_valid():
+        return render(request, "accounts/teams.html", _teams_context(request, token_form=form),
+                      status=422)
+    token, secret = ApiToken.issue(user=request.user, team=team, name=form.cleaned_data["name"])
+    return render(request, "accounts/teams.html",
+                  _teams_context(request, new_token=token, new_secret=secret))
+
+
+@login_required
+@require_POST
+def api_token_revoke(request: HttpRequest, team_id: int, api_token_id: int) -> HttpResponse:
+    """Anyone revokes their own tokens; a team's owners also anyone's in the team (a leak)."""
+    team = _get_team_for_user(request, team_id)
+    tokens = ApiToken.objects.filter(team=team)
+    if not team.membership.can_manage:
+        tokens = tokens.filter(user=request.user)
+    token = get_object_or_404(tokens, pk=api_token_id)
+    if token.revoke():
+        messages.success(request, f"Token “{token.name}” revoked; it no longer works.")
+    return redirect("accounts:teams")
 
 
 def _members_context(team: Team, *, invitation_form: InvitationForm | None = None) -> dict:

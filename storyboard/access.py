@@ -169,3 +169,17 @@ def get_review_link_for_user(request: HttpRequest, link_id: int) -> ReviewLink:
     links = ReviewLink.objects.select_related("project__team").filter(pk=link_id)
     return _get_for_user(request, links, write=False, not_found="No such review link",
                          project=lambda link: link.project, share=True)
+
+
+def get_in_team[T: models.Model](membership: Membership, queryset: TeamScopedQuerySet, *,
+                                 write: bool = False, not_found: str) -> T:
+    """For the JSON API: the one object of `queryset` that the token's team owns.
+
+    A token reaches one team only, even when its person belongs to several; the membership is
+    the one read for this request, so the role checked is the person's role now.
+    """
+    obj = queryset.for_team(membership.team_id).first()
+    if obj is None:
+        raise Http404(not_found)
+    _check(membership, write=write)
+    return obj

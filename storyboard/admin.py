@@ -4,6 +4,7 @@ from django.contrib import admin
 
 from storyboard import seams
 from storyboard.models import (
+    ApiToken,
     Asset,
     Budget,
     ChainRun,
@@ -222,6 +223,18 @@ class ReviewLinkAdmin(admin.ModelAdmin):
     # The token exists only as its hash and the password only as Django's: neither is made
     # or changed here (storyboard/sharing.py makes links; revoking is on the share page).
     readonly_fields = ("token_hash", "password")
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+
+@admin.register(ApiToken)
+class ApiTokenAdmin(admin.ModelAdmin):
+    list_display = ("name", "user", "team", "prefix", "created", "last_used", "revoked_at")
+    search_fields = ("name", "prefix", "user__username", "team__name")
+    raw_id_fields = ("user", "team")
+    # Only the secret's hash exists; tokens are made on the Teams page, where it is shown once.
+    readonly_fields = ("prefix", "digest", "created", "last_used")
 
     def has_add_permission(self, request) -> bool:
         return False

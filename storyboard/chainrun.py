@@ -37,11 +37,16 @@ State = Generation.State
 
 
 class ChainRunRefused(Exception):
-    """A chain that cannot start (or stop); the message says why, in plain words."""
+    """A chain that cannot start (or stop); the message says why, in plain words.
 
-    def __init__(self, message: str) -> None:
+    `kind` tells the JSON API which status to answer: "budget" (the money does not cover the
+    chain), "busy" (it is rendering already) or "invalid" (a shot of it cannot be generated).
+    """
+
+    def __init__(self, message: str, *, kind: str = "invalid") -> None:
         super().__init__(message)
         self.message = message
+        self.kind = kind
 
 
 @dataclass
@@ -120,7 +125,7 @@ def start_chain(*, shot: Shot, user: User) -> ChainRun:
     generated, the money does not cover the whole chain, or the chain is already rendering."""
     membership = user.membership_in(shot.project.team_id)
     if membership is None or not membership.can_edit:
-        raise ChainRunRefused("Your role in this team cannot start takes.")
+        raise ChainRunRefused("Your role in this team cannot start takes.", kind="forbidden")
     plan = plan_chain(shot)
     # Said first: a chain already rendering explains any other problem (a shot with no take yet).
     _refuse_if_rendering(plan)
@@ -163,13 +168,13 @@ def start_chain(*, shot: Shot, user: User) -> ChainRun:
         raise ChainRunRefused(
             f"Nothing was started: {plan.describe().lower()} needs up to {usd(plan.total)} "
             f"held at once, but the team has only {usd(left)} left this month (short by "
-            f"{usd(plan.total - left)}). An owner or producer can raise the budget."
-        ) from None
+            f"{usd(plan.total - left)}). An owner or producer can raise the budget.",
+            kind="budget") from None
     except BudgetRefused as e:
-        raise ChainRunRefused(f"Nothing was started. {e.message}") from e
+        raise ChainRunRefused(f"Nothing was started. {e.message}", kind="budget") from e
     except IntegrityError as e:
         # Another start of the same chain committed between our check and our insert.
-        raise ChainRunRefused(_already_message(None, plan.steps[0].label)) from e
+        raise ChainRunRefused(_already_message(None, plan.steps[0].label), kind="busy") from e
     budget.refresh_from_db()
     threshold = budget.threshold_crossed(before)
     if threshold:
@@ -190,7 +195,7 @@ def _refuse_if_rendering(plan: Plan) -> None:
             .select_related("chain_run__started_by", "shot").first())
     if busy is not None:
         label = next(s.label for s in plan.steps if s.shot.pk == busy.shot_id)
-        raise ChainRunRefused(_already_message(busy.chain_run.started_by, label))
+        raise ChainRunRefused(_already_message(busy.chain_run.started_by, label), kind="busy")
 
 
 def _already_message(who: User | None, label: str) -> str:

@@ -61,11 +61,16 @@ PROGRESS_STEP = 0.04
 
 
 class GenerationRefused(Exception):
-    """The shot cannot be generated as it stands; the message says why, in plain words."""
+    """The shot cannot be generated as it stands; the message says why, in plain words.
 
-    def __init__(self, message: str) -> None:
+    `kind` tells the JSON API which status to answer: "budget" (the money does not cover it)
+    or "invalid" (the shot itself).
+    """
+
+    def __init__(self, message: str, *, kind: str = "invalid") -> None:
         super().__init__(message)
         self.message = message
+        self.kind = kind
 
 
 def start_generation(*, shot: Shot, user: User, recipe: Shot | None = None,
@@ -107,7 +112,7 @@ def start_generation(*, shot: Shot, user: User, recipe: Shot | None = None,
             budget.hold(take=take, amount=estimate.micros, user=user)
             transaction.on_commit(lambda: _enqueue(take))
     except BudgetRefused as e:
-        raise GenerationRefused(e.message) from e
+        raise GenerationRefused(e.message, kind="budget") from e
     budget.refresh_from_db()
     threshold = budget.threshold_crossed(before)
     if threshold:

@@ -4,6 +4,7 @@ import hashlib
 import json
 import logging
 import re
+import secrets
 import uuid
 from copy import copy as shallow_copy
 from datetime import datetime, timedelta
@@ -37,6 +38,10 @@ class TeamScopedQuerySet(models.QuerySet):
         if not user.is_authenticated:
             return self.none()
         return self.filter(**{f"{self.team_path}__memberships__user": user})
+
+    def for_team(self, team_id: int) -> Self:
+        """Only what one team owns: what an API token of that team may reach."""
+        return self.filter(**{self.team_path: team_id})
 
 
 class ProjectQuerySet(TeamScopedQuerySet):
@@ -137,23 +142,47 @@ class Project(models.Model):
         groups.extend((scene, by_scene[scene.pk]) for scene in scenes)
         return groups
 
-    def new_shot(self, *, title: str = "", prompt: str = "", scene: Scene | None = None,
-                 after: Shot | None = None) -> Shot:
+    def shot_with_defaults(self, *, title: str = "", prompt: str = "", notes: str = "",
+                           scene: Scene | None = None, duration: str = "") -> Shot:
+        """A new, unsaved shot with this project's defaults (`duration` "" keeps the default's).
+
+        The one place new shots get their parameters, whether added one by one or imported.
+        """
         endpoint = catalogue.ENDPOINTS.get(self.default_endpoint)
-        shot = Shot(
+        return Shot(
             project=self,
             scene=scene,
             title=title,
             prompt=prompt,
+            notes=notes,
             mode=endpoint.mode if endpoint else catalogue.Mode.TEXT,
             endpoint=self.default_endpoint,
             resolution=self.default_resolution,
             aspect_ratio=self.default_aspect_ratio,
-            duration=self.default_duration,
+            duration=duration or self.default_duration,
             generate_audio=self.default_generate_audio,
         )
+
+    def new_shot(self, *, title: str = "", prompt: str = "", scene: Scene | None = None,
+                 after: Shot | None = None) -> Shot:
+        shot = self.shot_with_defaults(title=title, prompt=prompt, scene=scene)
         shot.insert(after=after)
         return shot
+
+    def append(self, *, scenes: list[Scene], shots: list[Shot]) -> None:
+        """Save new scenes after the board's last scene and new shots after its last shot, each
+        in the order given, in one transaction under the board's lock (an import: a whole
+        board at once, so a few queries rather than a few per shot)."""
+        with transaction.atomic():
+            self.lock()
+            last = self.scenes.aggregate(m=Max("position"))["m"]
+            for offset, scene in enumerate(scenes, start=0 if last is None else last + 1):
+                scene.project, scene.position = self, offset
+            Scene.objects.bulk_create(scenes)
+            last = self.shots.aggregate(m=Max("position"))["m"]
+            for offset, shot in enumerate(shots, start=0 if last is None else last + 1):
+                shot.position = offset
+            Shot.objects.bulk_create(shots)
 
     def apply_order(self, items: list[tuple[int | None, int]], *,
                     user: User | None = None) -> bool:
@@ -2123,3 +2152,82 @@ class Export(models.Model):
         membership = user.membership_in(self.project.team_id)
         return self.is_active and membership is not None and (
             self.created_by_id == user.pk or membership.can_edit)
+
+
+class ApiTokenQuerySet(TeamScopedQuerySet):
+    team_path = "team"
+
+    def live(self) -> ApiTokenQuerySet:
+        return self.filter(revoked_at=None)
+
+
+class ApiToken(models.Model):
+    """A person's key to the JSON API (storyboard/api.py) for one team.
+
+    Only the SHA-256 of the secret is kept: the secret is shown once, when it is made. The
+    token carries no role of its own; each request acts with its person's role in the team as
+    it is then, so a changed role applies at once and a removed member's token stops working.
+    """
+
+    PREFIX = "sb_"
+    # Whole seconds between `last_used` writes: a pipeline polling a take writes once a minute,
+    # not on every request.
+    TOUCH_EVERY = 60
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, models.CASCADE, related_name="api_tokens")
+    team = models.ForeignKey(Team, models.CASCADE, related_name="api_tokens")
+    name = models.CharField(max_length=100)
+    # The secret's first characters, so a person can tell their tokens apart.
+    prefix = models.CharField(max_length=16)
+    digest = models.CharField(max_length=64, unique=True)
+    created = models.DateTimeField(default=timezone.now)
+    last_used = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    objects = ApiTokenQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created", "-pk"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"
+
+    @staticmethod
+    def digest_of(secret: str) -> str:
+        return hashlib.sha256(secret.encode()).hexdigest()
+
+    @classmethod
+    def issue(cls, *, user: User, team: Team, name: str) -> tuple[ApiToken, str]:
+        """A new token and its secret, which is not stored and cannot be shown again."""
+        secret = cls.PREFIX + secrets.token_urlsafe(32)
+        token = cls.objects.create(user=user, team=team, name=name,
+                                   prefix=secret[:len(cls.PREFIX) + 6],
+                                   digest=cls.digest_of(secret))
+        return token, secret
+
+    @classmethod
+    def find(cls, secret: str) -> ApiToken | None:
+        """The live token with this secret (user and team loaded), or None."""
+        if not secret.startswith(cls.PREFIX):
+            return None
+        return cls.objects.live().select_related("user", "team").filter(
+            digest=cls.digest_of(secret)).first()
+
+    @property
+    def is_live(self) -> bool:
+        return self.revoked_at is None
+
+    def revoke(self) -> bool:
+        """Stop the token working; False when it was revoked already."""
+        now = timezone.now()
+        revoked = ApiToken.objects.live().filter(pk=self.pk).update(revoked_at=now)
+        if revoked:
+            self.revoked_at = now
+        return bool(revoked)
+
+    def touch(self) -> None:
+        now = timezone.now()
+        if self.last_used and (now - self.last_used).total_seconds() < self.TOUCH_EVERY:
+            return
+        self.last_used = now
+        self.save(update_fields=["last_used"])

@@ -203,6 +203,18 @@ def send_session(group: str, text: str, *, sender: str = "") -> None:
     _send(group, {"type": "session.message", "text": text, "sender": sender})
 
 
+# Tells a live page it missed pushes (or that too much changed to push piece by piece):
+# live.js and board.js fetch what the page shows, each person with their own role's controls.
+RESYNC = '<div id="live-resync" hx-swap-oob="true" hidden data-resync></div>'
+
+
+def board_resync(project_id: int) -> None:
+    """After commit, every page open on the project fetches what it shows again: for a change
+    as large as an import, one small message instead of a card per shot. Numbered like any
+    push, so a page that loads meanwhile knows whether it already has the change."""
+    _after_commit(lambda: send_html(project_id, RESYNC))
+
+
 def on_commit(project_id: int, render: Callable[[], str]) -> None:
     """Render and send to the project's boards once the current transaction commits."""
     _after_commit(lambda: send_html(project_id, render()))

@@ -81,6 +81,8 @@ INSTALLED_APPS = [
     "axes",
     "django_ratelimit",
     "accounts",
+    # The JSON API (storyboard/api.py); listed for its docs page's own copy of Swagger UI.
+    "ninja",
 ]
 
 MIDDLEWARE = [
@@ -235,6 +237,7 @@ SIGNUPS_PER_HOUR = envint("SIGNUPS_PER_HOUR", 5)  # accounts created per client
 INVITATIONS_PER_HOUR = envint("INVITATIONS_PER_HOUR", 30)  # links created per person
 INVITATION_ACCEPTS_PER_HOUR = envint("INVITATION_ACCEPTS_PER_HOUR", 10)  # per person
 GENERATIONS_PER_MINUTE = envint("GENERATIONS_PER_MINUTE", 10)  # takes started per person
+API_REQUESTS_PER_MINUTE = envint("API_REQUESTS_PER_MINUTE", 120)  # per API token
 # Review links: wrong passwords per link and client, guest comments/decisions/entries per
 # client, and tokens that open no link per client.
 GUEST_PASSWORD_TRIES_PER_HOUR = envint("GUEST_PASSWORD_TRIES_PER_HOUR", 10)

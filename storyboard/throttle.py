@@ -153,6 +153,13 @@ GENERATION_START = Limit("generation-start", "user", "GENERATIONS_PER_MINUTE", "
 GUEST_PASSWORD = Limit("guest-password", "ip", "GUEST_PASSWORD_TRIES_PER_HOUR", "h")
 GUEST_POST = Limit("guest-post", "ip", "GUEST_POSTS_PER_MINUTE", "m")
 GUEST_MISS = Limit("guest-miss", "ip", "GUEST_UNKNOWN_LINKS_PER_HOUR", "h")
+# The JSON API (storyboard/api.py): every request, counted per token.
+API_REQUEST = Limit("api", "storyboard.throttle.api_token_key", "API_REQUESTS_PER_MINUTE", "m")
+
+
+def api_token_key(group: str, request: HttpRequest) -> str:
+    """django-ratelimit's key for API_REQUEST: the token the request came with."""
+    return f"token:{request.auth.pk}"
 
 
 def retry_after(request: HttpRequest, limit: Limit, *, count: bool = True,
@@ -179,6 +186,11 @@ def _group(limit: Limit, within: str) -> str:
     return f"{limit.group}:{within}" if within else limit.group
 
 
+def refusal(what: str, seconds: int) -> str:
+    """The sentence a 429 says: "Too many <what>. Try again in …"."""
+    return f"Too many {what}. Try again {_in(seconds)}."
+
+
 def refuse(request: HttpRequest, what: str, seconds: int, **kwargs) -> HttpResponse:
     """429 saying "Too many <what>. Try again in …"."""
-    return too_many(request, f"Too many {what}. Try again {_in(seconds)}.", seconds, **kwargs)
+    return too_many(request, refusal(what, seconds), seconds, **kwargs)

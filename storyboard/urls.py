@@ -1,10 +1,12 @@
 from __future__ import annotations
 
 from django.contrib import admin
-from django.urls import include, path
+from django.urls import include, path, re_path
 
 from storyboard import (
+    api,
     export_views,
+    import_views,
     print_views,
     review_views,
     session_views,
@@ -35,6 +37,10 @@ sb = [
     path("projects/<int:project_id>/export/", export_views.export_page, name="export"),
     path("exports/<int:export_id>/cancel/", export_views.export_cancel, name="export-cancel"),
     path("exports/<int:export_id>/file/", export_views.export_file, name="export-file"),
+    path("projects/<int:project_id>/import/", import_views.project_import,
+         name="project-import"),
+    path("projects/<int:project_id>/import/confirm/", import_views.project_import_confirm,
+         name="project-import-confirm"),
     path("shots/<int:shot_id>/", views.shot_edit, name="shot"),
     path("shots/<int:shot_id>/estimate/", views.shot_estimate, name="shot-estimate"),
     path("shots/<int:shot_id>/history/", views.shot_history, name="shot-history"),
@@ -97,6 +103,9 @@ sb = [
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+    # The JSON API (storyboard/api.py); any other address under api/ is its problem-JSON 404.
+    path("api/v1/", api.urls()),
+    re_path(r"^api/", api.not_found, name="api-not-found"),
     path("", include("accounts.urls")),
     path("", include((sb, "sb"))),
 ]

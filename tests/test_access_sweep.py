@@ -24,10 +24,11 @@ from django.urls import URLPattern, URLResolver, get_resolver, reverse
 from django.utils import timezone
 
 from accounts.models import Invitation, Membership, Role, Team, User
-from storyboard import sharing
+from storyboard import imports, sharing
 from storyboard.catalogue import DEFAULT_ENDPOINT, image_endpoint_for
 from storyboard.generation import sign_input, webhook_token
 from storyboard.models import (
+    ApiToken,
     Asset,
     Budget,
     ChainRun,
@@ -96,7 +97,15 @@ def _walk(patterns, namespace: str = "", prefix: str = "",
             yield Route(name, prefix + str(entry.pattern), kwargs + here)
 
 
-ROUTES = list(_walk(get_resolver().url_patterns))
+def _is_api(route: Route) -> bool:
+    return (route.name or "").startswith("api:") or route.name == "api-not-found"
+
+
+# The JSON API (storyboard/api.py) takes a token, never a session: it is swept apart below
+# (test_the_api_takes_no_session), and by token and role in tests/test_api.py.
+ALL_ROUTES = list(_walk(get_resolver().url_patterns))
+ROUTES = [route for route in ALL_ROUTES if not _is_api(route)]
+API_ROUTES = [route for route in ALL_ROUTES if _is_api(route)]
 ROUTE_NAMES = {route.name for route in ROUTES}
 
 
@@ -148,6 +157,9 @@ KWARG_VALUES: dict[str, Callable[[Cast], object]] = {
     "link_id": lambda cast: _review_link(cast)[0].pk,
     # A live link's token: the guest URLs answer whoever holds it (see GUEST_URLS).
     "link_token": lambda cast: _review_link(cast)[1],
+    # The owner's own token: anyone revokes their own (owners also anyone's in the team).
+    "api_token_id": lambda cast: ApiToken.issue(user=cast.owner, team=cast.team,
+                                                name="sweep")[0].pk,
 }
 # Where one URL needs a different object than the kwarg's default, to be meaningful at all.
 ROUTE_KWARGS: dict[str, dict[str, Callable[[Cast], object]]] = {
@@ -242,6 +254,18 @@ def build_url(route: Route, cast: Cast) -> str:
     return reverse(route.name, kwargs={kwarg: factories[kwarg](cast) for kwarg in route.kwargs})
 
 
+def _import_plan(project: Project | None, user: User) -> str:
+    """A previewed one-shot shot list, sealed for the owner (imports are bound to a person)."""
+    if project is None:
+        return ""
+    source = imports.Source(kind=imports.CSV, name="sweep.csv", text=IMPORT_CSV.decode())
+    return imports.seal(project=project, user=user,
+                        plan=imports.plan(project=project, source=source))
+
+
+IMPORT_CSV = b"title,prompt\nSwept in,A wide shot\n"
+
+
 def payload(cast: Cast) -> dict:
     """A POST body that succeeds for an owner on every URL (test_owner_post_... proves it)."""
     project = Project.objects.filter(pk=cast.project.pk).first()
@@ -265,6 +289,9 @@ def payload(cast: Cast) -> dict:
         # cast.shot is first on the board, so "down" really moves it.
         "direction": "down",
         "file": SimpleUploadedFile("frame.png", png_bytes(), content_type="image/png"),
+        # An import: the file to preview, and the owner's sealed preview to confirm.
+        "source": SimpleUploadedFile("sweep.csv", IMPORT_CSV, content_type="text/csv"),
+        "plan": _import_plan(project, cast.owner),
         # Project settings and the shot editor.
         "mode": "text", "endpoint": DEFAULT_ENDPOINT, "default_endpoint": DEFAULT_ENDPOINT,
         # A review link to the whole cut.
@@ -282,7 +309,7 @@ def payload(cast: Cast) -> dict:
 BOARD_MODELS = (Project, Scene, Shot, Shot.references.through, ShotChange, Asset, Generation,
                 Budget, LedgerEntry, ReviewDecision, Comment, Seam, SeamThresholds,
                 ChainRun, Export, ReviewSession)
-PEOPLE_MODELS = (Team, Membership, Invitation, User)
+PEOPLE_MODELS = (Team, Membership, Invitation, User, ApiToken)
 LINK_MODELS = (ReviewLink, ReviewLink.shots.through)
 
 
@@ -426,9 +453,13 @@ OUTSIDER_WRITES: dict[tuple[str, str], str] = {
 # editor's membership id, so member-remove is "remove someone else", which they may not do;
 # team-switch to Alpha only re-sets the pointer they already have, so it changes nothing and
 # needs no entry).
-READ_ONLY_POST_2XX: dict[str, str] = {}
+READ_ONLY_POST_2XX: dict[str, str] = {
+    "accounts:api-token-create": "the Teams page showing their own new token's secret, once",
+}
 READ_ONLY_POST_WRITES: dict[str, str] = {
     "accounts:team-create": "anyone may start a team of their own",
+    "accounts:api-token-create": "anyone may make an API token for themselves; it acts with "
+                                 "their own role, so theirs reads only",
 }
 # Alpha's reviewer (not the viewer) may also write through these: deciding is the role.
 REVIEWER_POST_WRITES: dict[str, tuple[str, set[str]]] = {
@@ -457,6 +488,8 @@ OWNER_POST_CHANGES_NOTHING: dict[str, str] = {
     "sb:guest-comments": "a guest URL: without a guest's name in the session it sends him to "
                          "the link's landing page (guests write in tests/test_share.py)",
     "sb:guest-decide": "the same",
+    "sb:project-import": "previews the file: shows what it would create and writes nothing "
+                         "(project-import-confirm writes)",
 }
 # ... and these refuse POST outright (405).
 GET_ONLY = {"sb:board", "sb:board-cards", "sb:asset-file", "sb:take-file", "sb:input-file",
@@ -619,3 +652,34 @@ def test_a_dead_review_link_opens_nothing(world, route, method, link):
     else:
         assert response.status_code == (404 if link == "unknown" else 410)
         assert not changed, f"{method} {route.name} on a {link} link changed something"
+
+
+# The JSON API: a session is no credential there (cookies would make every API write a
+# cross-site request forgery target), so every person is answered 401, or 405 for a method the
+# address does not take; only the schema and the docs page are public, and the API's 404s.
+
+API_PUBLIC: dict[str, tuple[int, str]] = {
+    "api:openapi-json": (200, "the OpenAPI schema: the API's shape, no team's data"),
+    "api:openapi-view": (200, "the docs page that renders that schema"),
+    "api:api-root": (404, "no page there: a problem document pointing at the schema"),
+    "api-not-found": (404, "any other address under /api/, as a problem document"),
+}
+API_ROUTE_METHODS = [(route, method) for route in API_ROUTES for method in METHODS]
+
+
+def test_the_api_is_swept_too():
+    names = {route.name for route in API_ROUTES}
+    assert set(API_PUBLIC) <= names
+    assert {"api:api-shot", "api:api-shot-generate", "api:api-budget"} <= names
+
+
+@pytest.mark.parametrize("who", ["anonymous", "owner"])
+@pytest.mark.parametrize(("route", "method"), API_ROUTE_METHODS, ids=_ids(API_ROUTE_METHODS))
+def test_the_api_takes_no_session(world, who, route, method):
+    outcome = sweep_request(world.owner if who == "owner" else None, route, method, world)
+    assert_refused(outcome, who, route, method, may_2xx=route.name in API_PUBLIC,
+                   may_write=False)
+    if route.name in API_PUBLIC and method == "GET":
+        assert outcome.status == API_PUBLIC[route.name][0]
+    else:
+        assert outcome.status in (401, 404, 405), f"{who} {method} {route.name}"

@@ -13,7 +13,8 @@ from django.utils.module_loading import import_string
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("storyboard", "accounts")
-ABOVE_THE_DOMAIN = {"storyboard.views", "storyboard.forms", "storyboard.realtime"}
+ABOVE_THE_DOMAIN = {"storyboard.views", "storyboard.forms", "storyboard.realtime",
+                    "storyboard.api"}
 
 
 def _module_name(path: Path) -> str:
