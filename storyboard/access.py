@@ -17,6 +17,7 @@ from storyboard.models import (
     Asset,
     ChainRun,
     Comment,
+    Export,
     Generation,
     Project,
     ReviewLink,
@@ -143,6 +144,14 @@ def get_seam_for_user(request: HttpRequest, seam_id: int) -> Seam:
     seams = Seam.objects.select_related("project__team").filter(pk=seam_id)
     return _get_for_user(request, seams, write=False, not_found="No such seam",
                          project=lambda seam: seam.project)
+
+
+def get_export_for_user(request: HttpRequest, export_id: int) -> Export:
+    """An export of one of the user's projects. Every role may export, so reading one needs no
+    more than membership; who may cancel it is Export.can_cancel's to say."""
+    exports = Export.objects.select_related("project__team", "created_by").filter(pk=export_id)
+    return _get_for_user(request, exports, write=False, not_found="No such export",
+                         project=lambda export: export.project)
 
 
 def get_session_for_user(request: HttpRequest, session_id: int, *,

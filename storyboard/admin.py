@@ -9,6 +9,7 @@ from storyboard.models import (
     Budget,
     ChainRun,
     Comment,
+    Export,
     Generation,
     LedgerEntry,
     Notification,
@@ -202,6 +203,15 @@ class NotificationAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request) -> bool:
         return False  # written by storyboard/notify.py only
+
+
+@admin.register(Export)
+class ExportAdmin(admin.ModelAdmin):
+    list_display = ("pk", "project", "kind", "state", "created_by", "created", "duration", "size")
+    list_filter = ("kind", "state")
+    search_fields = ("project__name", "message")
+    raw_id_fields = ("project", "created_by")
+    readonly_fields = ("uid", "key", "shot_ids", "take_ids", "reencoded")
 
 
 @admin.register(ReviewLink)

@@ -16,7 +16,7 @@ from storyboard.models import Presence, ReviewSession, Shot
 CLOSE_FORBIDDEN = 4403
 
 # Tells a live page it missed pushes: live.js and board.js fetch what the page shows.
-RESYNC = '<div id="live-resync" hx-swap-oob="true" hidden data-resync></div>'
+RESYNC = realtime.RESYNC
 
 
 class BoardConsumer(AsyncWebsocketConsumer):

@@ -25,6 +25,19 @@ def safe_cell(value: Any) -> Any:
     return value
 
 
+def is_formula(value: str) -> bool:
+    """Whether a cell read from a spreadsheet's CSV would have run there as a formula."""
+    return value.startswith(DANGEROUS_LEADS)
+
+
+def unquote(value: str) -> str:
+    """The inverse of `safe_cell` for a cell read back: "'=x" (what we wrote for "=x") is "=x"
+    again; any other text is returned as it is."""
+    if value.startswith("'") and is_formula(value[1:]):
+        return value[1:]
+    return value
+
+
 class SafeWriter:
     """A `csv.writer` whose rows have every text cell passed through `safe_cell`."""
 

@@ -979,12 +979,15 @@ INPUT_URL_LIFETIME = 3600
 # Chain renders resume from the reconciler. Named, not imported: chainrun.py builds on this
 # module (as tasks.py does), so importing it back would make a cycle.
 CHAIN_RESUME = "storyboard.chainrun.resume"
+# Exports whose worker died are failed from here too (export.py sits above this module).
+EXPORT_RESUME = "storyboard.export.resume"
 
 
 def reconcile() -> int:
-    """Drive on takes nobody has touched for a while, and move on chain renders a dead worker
-    left between two takes; returns how many takes and chains were picked up."""
-    picked = import_string(CHAIN_RESUME)()
+    """Drive on takes nobody has touched for a while, move on chain renders a dead worker left
+    between two takes, and fail exports a dead worker left running; returns how many takes,
+    chains and exports were picked up."""
+    picked = import_string(CHAIN_RESUME)() + import_string(EXPORT_RESUME)()
     for take in Generation.objects.stuck(older_than=STUCK_AFTER):
         provider = get_provider(take.provider)
         if provider.inline and take.state in (State.SUBMITTING, State.IN_PROGRESS,

@@ -1,10 +1,16 @@
 """The house video format, and turning any decodable video into it.
 
 Every clip we store plays the same way everywhere: H.264 yuv420p (tagged BT.709, limited
-range), 24 frames a second at a constant rate, a keyframe every second, no B-frames, AAC 48 kHz
-stereo (or no audio at all), even pixel sizes, and the index (`moov`) before the media so a
-browser can start playing at once. That is what `storyboard.previz` writes; provider downloads
-go through `normalize` so exports, chains and frame grabs never meet a surprise.
+range), 24 frames a second at a constant rate, a keyframe every second, no B-frames, always an
+AAC 48 kHz stereo track (silent when the source had no sound), even pixel sizes, and the index
+(`moov`) before the media so a browser can start playing at once. That is what
+`storyboard.previz` writes; provider downloads go through `normalize` so exports, chains and
+frame grabs never meet a surprise.
+
+The audio track is there even when silent because clips are joined by stream copy (the
+animatic, storyboard/export.py): two clips concatenate without re-encoding only when both have
+the same streams with the same codec parameters, time base and pixel format. One clip without a
+track would force the whole cut's audio to be re-encoded.
 
 `normalize(src, dest)` re-encodes into a new file and leaves `src` untouched (callers keep the
 original). `is_house_format(path)` lets files that already comply skip the generation loss.
@@ -17,7 +23,7 @@ from __future__ import annotations
 import array
 import os
 import struct
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from fractions import Fraction
 from itertools import pairwise
@@ -26,6 +32,7 @@ from pathlib import Path
 import av
 from av.video.frame import PictureType
 from av.video.reformatter import VideoReformatter
+from PIL import Image, ImageOps
 
 from storyboard import frames
 
@@ -339,9 +346,11 @@ def is_house_format(path: Path) -> bool:
         and facts.height % 2 == 0
         and facts.rotation == 0
         and facts.faststart
-        and (not facts.has_audio or (facts.audio_codec == AUDIO_CODEC
-                                     and facts.sample_rate == SAMPLE_RATE
-                                     and facts.channels == 2))
+        # A silent track rather than none: see the module docstring.
+        and facts.has_audio
+        and facts.audio_codec == AUDIO_CODEC
+        and facts.sample_rate == SAMPLE_RATE
+        and facts.channels == 2
     )
 
 
@@ -383,19 +392,25 @@ class Ends:
     last: frames.Still | None = None
 
 
-def normalize(src: Path, dest: Path, *, ends: Ends | None = None) -> Probe:
+# Draws on a frame's picture (burnt-in captions): called with each output picture, in place.
+Paint = Callable[[Image.Image], None]
+
+
+def normalize(src: Path, dest: Path, *, ends: Ends | None = None,
+              size: tuple[int, int] | None = None, paint: Paint | None = None) -> Probe:
     """Re-encode `src` into the house format at `dest`; `src` is never written to.
 
     `dest` appears only once complete (written beside it, then renamed). Raises HouseError
     for anything that cannot be read as a video. With `ends`, the first and last decoded
-    frames are kept in it.
+    frames are kept in it. With `size` (even sides) the picture is scaled to fit it, with
+    black bars if the shape differs; `paint` draws on every frame (the animatic's captions).
     """
     src, dest = Path(src), Path(dest)
     if dest.exists() and src.exists() and os.path.samefile(src, dest):
         raise HouseError("normalize writes a new file; the original must be kept")
     partial = dest.with_name(f".{dest.name}.part")
     try:
-        _transcode(src, partial, ends=ends)
+        _transcode(src, partial, ends=ends, size=size, paint=paint)
         os.replace(partial, dest)
     except (av.FFmpegError, OSError, ValueError) as e:
         partial.unlink(missing_ok=True)
@@ -406,7 +421,8 @@ def normalize(src: Path, dest: Path, *, ends: Ends | None = None) -> Probe:
     return probe(dest)
 
 
-def _transcode(src: Path, out: Path, *, ends: Ends | None = None) -> None:
+def _transcode(src: Path, out: Path, *, ends: Ends | None = None,
+               size: tuple[int, int] | None = None, paint: Paint | None = None) -> None:
     with _open(src) as source:
         if not source.streams.video:
             raise HouseError(f"{src.name} has no video stream")
@@ -414,7 +430,7 @@ def _transcode(src: Path, out: Path, *, ends: Ends | None = None) -> None:
         video_in.thread_type = "AUTO"
         audio_in = source.streams.audio[0] if source.streams.audio else None
         with av.open(str(out), "w", format="mp4", options=dict(MUXER_OPTIONS)) as target:
-            writer = _Writer(target, with_audio=audio_in is not None)
+            writer = _Writer(target, size=size, paint=paint)
             streams = [video_in, audio_in] if audio_in else [video_in]
             for packet in source.demux(*streams):
                 for frame in packet.decode():
@@ -433,12 +449,15 @@ class _Writer:
     Each source frame takes the output slot nearest its timestamp (the later frame wins a
     shared slot, empty slots repeat the previous frame), as FFmpeg's fps filter does. Audio is
     resampled to 48 kHz stereo, lined up with the first video frame, and written only up to the
-    video written so far, so the file is interleaved and ends with the picture.
+    video written so far, so the file is interleaved and ends with the picture. A source without
+    sound gets a silent track of the same length (finish pads it), so every clip has one.
     """
 
-    def __init__(self, target: av.container.OutputContainer, *, with_audio: bool) -> None:
+    def __init__(self, target: av.container.OutputContainer, *,
+                 size: tuple[int, int] | None = None, paint: Paint | None = None) -> None:
         self.target = target
-        self.with_audio = with_audio
+        self.fit = size
+        self.paint = paint
         self.video_out: av.VideoStream | None = None
         self.audio_out: av.AudioStream | None = None
         self.size = (0, 0)  # as first displayed (possibly odd); every frame is scaled to it
@@ -483,8 +502,10 @@ class _Writer:
             raise HouseError(f"the video is only {width}×{height} pixels")
         self.size = (width, height)
         self.origin = self._time(frame)
+        if self.fit:
+            width, height = self.size = self.fit
         self.video_out = add_video_stream(self.target, width - width % 2, height - height % 2)
-        self.audio_out = add_audio_stream(self.target) if self.with_audio else None
+        self.audio_out = add_audio_stream(self.target)
 
     def _time(self, frame: av.VideoFrame) -> Fraction:
         if frame.pts is None or frame.time_base is None:
@@ -498,9 +519,15 @@ class _Writer:
         return Fraction(1, FPS)
 
     def _prepare(self, frame: av.VideoFrame) -> av.VideoFrame:
-        if frame.rotation:
+        if frame.rotation or self.fit or self.paint:
             # Players turn phone video on display; we store it the way it is seen.
-            image = frame.to_image().rotate(frame.rotation, expand=True)
+            image = frame.to_image()
+            if frame.rotation:
+                image = image.rotate(frame.rotation, expand=True)
+            if self.fit and image.size != self.fit:
+                image = ImageOps.pad(image, self.fit, color=(0, 0, 0))
+            if self.paint:
+                self.paint(image)
             frame = av.VideoFrame.from_image(image)
         width, height = self.size
         picture = self.reformatter.reformat(

@@ -143,23 +143,47 @@ class Project(models.Model):
         groups.extend((scene, by_scene[scene.pk]) for scene in scenes)
         return groups
 
-    def new_shot(self, *, title: str = "", prompt: str = "", scene: Scene | None = None,
-                 after: Shot | None = None) -> Shot:
+    def shot_with_defaults(self, *, title: str = "", prompt: str = "", notes: str = "",
+                           scene: Scene | None = None, duration: str = "") -> Shot:
+        """A new, unsaved shot with this project's defaults (`duration` "" keeps the default's).
+
+        The one place new shots get their parameters, whether added one by one or imported.
+        """
         endpoint = catalogue.ENDPOINTS.get(self.default_endpoint)
-        shot = Shot(
+        return Shot(
             project=self,
             scene=scene,
             title=title,
             prompt=prompt,
+            notes=notes,
             mode=endpoint.mode if endpoint else catalogue.Mode.TEXT,
             endpoint=self.default_endpoint,
             resolution=self.default_resolution,
             aspect_ratio=self.default_aspect_ratio,
-            duration=self.default_duration,
+            duration=duration or self.default_duration,
             generate_audio=self.default_generate_audio,
         )
+
+    def new_shot(self, *, title: str = "", prompt: str = "", scene: Scene | None = None,
+                 after: Shot | None = None) -> Shot:
+        shot = self.shot_with_defaults(title=title, prompt=prompt, scene=scene)
         shot.insert(after=after)
         return shot
+
+    def append(self, *, scenes: list[Scene], shots: list[Shot]) -> None:
+        """Save new scenes after the board's last scene and new shots after its last shot, each
+        in the order given, in one transaction under the board's lock (an import: a whole
+        board at once, so a few queries rather than a few per shot)."""
+        with transaction.atomic():
+            self.lock()
+            last = self.scenes.aggregate(m=Max("position"))["m"]
+            for offset, scene in enumerate(scenes, start=0 if last is None else last + 1):
+                scene.project, scene.position = self, offset
+            Scene.objects.bulk_create(scenes)
+            last = self.shots.aggregate(m=Max("position"))["m"]
+            for offset, shot in enumerate(shots, start=0 if last is None else last + 1):
+                shot.position = offset
+            Shot.objects.bulk_create(shots)
 
     def apply_order(self, items: list[tuple[int | None, int]], *,
                     user: User | None = None) -> bool:
@@ -2054,6 +2078,117 @@ class WorkerBeat(models.Model):
         now = timezone.now()
         cls.objects.update_or_create(worker=worker, defaults={"beat_at": now})
         cls.objects.filter(beat_at__lt=now - cls.FORGET_AFTER).delete()
+
+
+# ---------------------------------------------------------------------------------------------
+# Exports: the cut leaving the tool (storyboard/export.py makes them).
+
+
+def export_upload_to(export: Export, filename: str) -> str:
+    return (f"teams/{export.project.team_id}/projects/{export.project_id}/exports/"
+            f"{export.uid}-{filename}")
+
+
+class ExportQuerySet(TeamScopedQuerySet):
+    team_path = "project__team"
+
+    def active(self) -> ExportQuerySet:
+        return self.filter(state__in=Export.ACTIVE)
+
+    def listed(self, project_id: int) -> ExportQuerySet:
+        """What the export page lists: the newest exports of the project, with who made them."""
+        return (self.filter(project_id=project_id).select_related("created_by")
+                .order_by("-created", "-pk")[:EXPORTS_LISTED])
+
+
+EXPORTS_LISTED = 30
+
+
+class Export(models.Model):
+    """One export of a project's cut: what was asked for, exactly which takes went in, and the
+    file that came out (only once complete: a failed or cancelled export offers no file)."""
+
+    class Kind(models.TextChoices):
+        ANIMATIC = "animatic", "Animatic (MP4)"
+        OTIO = "otio", "OpenTimelineIO (.otio)"
+        EDL = "edl", "CMX 3600 EDL"
+        FCPXML = "fcpxml", "Final Cut Pro 7 XML"
+        BUNDLE = "bundle", "Timeline and media (zip)"
+
+    class State(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        DONE = "done", "Done"
+        FAILED = "failed", "Failed"
+        CANCELLED = "cancelled", "Cancelled"
+
+    ACTIVE = (State.QUEUED, State.RUNNING)
+
+    uid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    project = models.ForeignKey(Project, models.CASCADE, related_name="exports")
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    state = models.CharField(max_length=16, choices=State.choices, default=State.QUEUED,
+                             db_index=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, models.SET_NULL, null=True,
+                                   blank=True, related_name="+")
+    created = models.DateTimeField(default=timezone.now)
+    started = models.DateTimeField(null=True, blank=True)
+    finished = models.DateTimeField(null=True, blank=True)
+    # Moved on by the worker after every shot: a running export it stopped touching lost its
+    # worker (export.resume fails it, so the same cut can be asked for again).
+    updated = models.DateTimeField(default=timezone.now)
+    # The cut in board order, as it was when asked for: one entry per shot, its take's id or
+    # null for a slate. Exactly what went in, even if the board changes while it runs.
+    shot_ids = models.JSONField(default=list)
+    take_ids = models.JSONField(default=list)
+    options = models.JSONField(default=dict)
+    # Same kind, takes and options: the same cut. One of each runs at a time (the constraint).
+    key = models.CharField(max_length=64)
+    duration = models.FloatField(null=True, blank=True)  # seconds
+    size = models.BigIntegerField(null=True, blank=True)  # bytes
+    file = models.FileField(upload_to=export_upload_to, max_length=255, blank=True)
+    progress_done = models.PositiveIntegerField(default=0)
+    progress_total = models.PositiveIntegerField(default=0)
+    message = models.CharField(max_length=1000, blank=True)
+    # Shots whose clip was encoded rather than stream-copied (slates, odd clips, captions).
+    reencoded = models.JSONField(default=list, blank=True)
+
+    objects = ExportQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created", "-pk"]
+        constraints = [
+            models.UniqueConstraint(fields=["project", "key"],
+                                    condition=Q(state__in=["queued", "running"]),
+                                    name="export_one_active_per_cut"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} of {self.project_id} ({self.state})"
+
+    @property
+    def is_active(self) -> bool:
+        return self.state in self.ACTIVE
+
+    @property
+    def elapsed(self) -> float | None:
+        if self.started is None:
+            return None
+        return ((self.finished or timezone.now()) - self.started).total_seconds()
+
+    @property
+    def download_name(self) -> str:
+        stem = re.sub(r"[^A-Za-z0-9]+", "-", self.project.name).strip("-").lower() or "cut"
+        extension = {"animatic": "mp4", "otio": "otio", "edl": "edl", "fcpxml": "xml",
+                     "bundle": "zip"}[self.kind]
+        suffix = "animatic" if self.kind == self.Kind.ANIMATIC else "cut"
+        return f"{stem}-{suffix}-{self.pk}.{extension}"
+
+    def can_cancel(self, user: User) -> bool:
+        """Whoever asked for it, or anyone who may change the board."""
+        membership = user.membership_in(self.project.team_id)
+        return self.is_active and membership is not None and (
+            self.created_by_id == user.pk or membership.can_edit)
 
 
 class ApiTokenQuerySet(TeamScopedQuerySet):

@@ -1,7 +1,8 @@
 """Offline preview ("previz") renderer: an honest animatic that stands in for a Seedance endpoint.
 
 When no provider key is configured a shot still gets a real MP4 in the house format (H.264
-yuv420p BT.709, a keyframe every second and on the last frame, AAC 48 kHz stereo, faststart,
+yuv420p BT.709, a keyframe every second and on the last frame, AAC 48 kHz stereo (silent when
+the shot's audio is off: every house clip has a track, so clips join by stream copy), faststart,
 exact size and frame count), but nothing in it pretends to be generated: a still is moved with a
 Ken Burns camera, a text-only shot becomes a title card, references become a labelled collage,
 and every frame it makes carries a "PREVIZ" badge and a timecode.
@@ -67,7 +68,7 @@ class RenderSpec:
     frames: int  # total frames at `fps` (e.g. 5 s → 120; Seedance 1.0 num_frames 29–289)
     prompt: str
     seed: int
-    audio: bool = True
+    audio: bool = True  # a soundtrack; off, the clip still carries a silent track
     title: str = ""
     start_image: Path | None = None
     end_image: Path | None = None  # the clip must end on this image
@@ -82,7 +83,7 @@ class RenderResult:
     height: int
     frames: int
     duration: float
-    has_audio: bool
+    has_audio: bool  # a soundtrack was rendered (the file always has an audio track)
     camera: list[str]
 
 
@@ -761,7 +762,7 @@ def render(spec: RenderSpec, out: Path, *,
     segments = _segments(spec)
     cuts = [round(s.start * SAMPLE_RATE / spec.fps) for s in segments[1:]]
     samples = round(spec.frames * SAMPLE_RATE / spec.fps)
-    track = soundtrack(spec.seed, samples, cuts) if spec.audio else None
+    track = soundtrack(spec.seed, samples, cuts) if spec.audio else _silence(samples)
     # Written beside the target and renamed at the end: nobody ever serves half a file.
     partial_path = out.with_name(f".{out.name}.part")
     try:
@@ -777,6 +778,11 @@ def render(spec: RenderSpec, out: Path, *,
 
 def _ignore(_fraction: float) -> None:
     pass
+
+
+def _silence(samples: int) -> tuple[array.array, array.array]:
+    quiet = array.array("f", bytes(samples * 4))
+    return quiet, array.array("f", quiet)
 
 
 def _painter(spec: RenderSpec, segments: list[_Segment]) -> Callable[[int], av.VideoFrame]:
@@ -800,28 +806,26 @@ def _painter(spec: RenderSpec, segments: list[_Segment]) -> Callable[[int], av.V
 
 
 def _encode(spec: RenderSpec, path: Path, paint: Callable[[int], av.VideoFrame],
-            track: tuple[array.array, array.array] | None,
+            track: tuple[array.array, array.array],
             report: Callable[[float], None]) -> None:
     every = math.ceil(spec.frames / PROGRESS_STEPS)
     with av.open(str(path), "w", format="mp4", options=dict(house.MUXER_OPTIONS)) as container:
         container.metadata["title"] = spec.title
         container.metadata["comment"] = LABEL
         video = house.add_video_stream(container, spec.width, spec.height, fps=spec.fps)
-        audio = house.add_audio_stream(container) if track else None
+        audio = house.add_audio_stream(container)
         sent = 0
         for index, frame in enumerate(_ahead(paint, spec.frames, LOOKAHEAD)):
             if index == spec.frames - 1:
                 frame.pict_type = house.FINAL_KEYFRAME
             container.mux(video.encode(frame))
-            if audio and track:
-                # Audio follows the picture closely so the file is interleaved.
-                upto = round((index + 1) * SAMPLE_RATE / spec.fps)
-                sent = _send_audio(container, audio, track, sent, upto)
+            # Audio follows the picture closely so the file is interleaved.
+            upto = round((index + 1) * SAMPLE_RATE / spec.fps)
+            sent = _send_audio(container, audio, track, sent, upto)
             if (index + 1) % every == 0 and index + 1 < spec.frames:
                 report(0.97 * (index + 1) / spec.frames)
         container.mux(video.encode(None))
-        if audio:
-            container.mux(audio.encode(None))
+        container.mux(audio.encode(None))
 
 
 def _send_audio(container: av.container.OutputContainer, stream: av.AudioStream,

@@ -29,7 +29,15 @@ from django.db.models import Prefetch, prefetch_related_objects
 from django.template.loader import render_to_string
 
 from storyboard import selectors
-from storyboard.models import Budget, Generation, Presence, Project, Shot, ShotChange
+from storyboard.models import (
+    Budget,
+    Export,
+    Generation,
+    Presence,
+    Project,
+    Shot,
+    ShotChange,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -193,6 +201,18 @@ def send_session(group: str, text: str, *, sender: str = "") -> None:
     """A review session's message (JSON: a player report, a hand-over, the end) to its pages;
     `sender`, the socket it came from, does not hear its own."""
     _send(group, {"type": "session.message", "text": text, "sender": sender})
+
+
+# Tells a live page it missed pushes (or that too much changed to push piece by piece):
+# live.js and board.js fetch what the page shows, each person with their own role's controls.
+RESYNC = '<div id="live-resync" hx-swap-oob="true" hidden data-resync></div>'
+
+
+def board_resync(project_id: int) -> None:
+    """After commit, every page open on the project fetches what it shows again: for a change
+    as large as an import, one small message instead of a card per shot. Numbered like any
+    push, so a page that loads meanwhile knows whether it already has the change."""
+    _after_commit(lambda: send_html(project_id, RESYNC))
 
 
 def on_commit(project_id: int, render: Callable[[], str]) -> None:
@@ -571,3 +591,24 @@ def broadcast_comments(take: Generation) -> None:
     the form beside it, so nobody's typing is lost), each with their own role's controls."""
     on_commit(take.project_id, lambda: render_to_string(f"{SHOT_TEMPLATE}#comments-stale",
                                                         {"take": take}))
+
+
+EXPORT_TEMPLATE = "storyboard/export.html"
+
+
+def exports_changed(project_id: int) -> Push:
+    """An export was asked for, moved on a shot, finished, failed or was cancelled: the list on
+    the export page and the strip on the board (shots done of total, time so far), with
+    cancel buttons for editors only (whoever asked for an export sees theirs on the page)."""
+    def load() -> dict:
+        exports = list(Export.objects.listed(project_id))
+        project = Project(pk=project_id)
+        return {"project": project, "exports": exports,
+                "running_exports": [e for e in exports if e.is_active]}
+
+    def render(context: dict, audience: Audience) -> str:
+        base = {**context, "membership": audience, "oob": True}
+        return (render_to_string(f"{EXPORT_TEMPLATE}#export-list", base)
+                + render_region("export-progress", base))
+
+    return push(project_id, load, render)

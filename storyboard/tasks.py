@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from django.tasks import task
 
-from storyboard import chainrun, generation
+from storyboard import chainrun, export, generation
 
 
 @task()
@@ -25,3 +25,8 @@ def reconcile() -> int:
 @task()
 def advance_chain(*, run_id: int) -> None:
     chainrun.advance(run_id=run_id)
+
+
+@task()
+def run_export(*, export_id: int) -> None:
+    export.run(export_id=export_id)

@@ -5,7 +5,9 @@ from django.urls import include, path, re_path
 
 from storyboard import (
     api,
+    export_views,
     health_views,
+    import_views,
     print_views,
     review_views,
     session_views,
@@ -36,6 +38,13 @@ sb = [
     path("projects/<int:project_id>/shots/reorder/", views.shot_reorder, name="shot-reorder"),
     path("projects/<int:project_id>/scenes/new/", views.scene_create, name="scene-create"),
     path("projects/<int:project_id>/assets/", views.assets, name="assets"),
+    path("projects/<int:project_id>/export/", export_views.export_page, name="export"),
+    path("exports/<int:export_id>/cancel/", export_views.export_cancel, name="export-cancel"),
+    path("exports/<int:export_id>/file/", export_views.export_file, name="export-file"),
+    path("projects/<int:project_id>/import/", import_views.project_import,
+         name="project-import"),
+    path("projects/<int:project_id>/import/confirm/", import_views.project_import_confirm,
+         name="project-import-confirm"),
     path("shots/<int:shot_id>/", views.shot_edit, name="shot"),
     path("shots/<int:shot_id>/estimate/", views.shot_estimate, name="shot-estimate"),
     path("shots/<int:shot_id>/history/", views.shot_history, name="shot-history"),

@@ -58,6 +58,7 @@ from storyboard.forms import (
 from storyboard.models import (
     Asset,
     Budget,
+    Export,
     Generation,
     LedgerEntry,
     Presence,
@@ -378,6 +379,7 @@ def board(request: HttpRequest, project_id: int) -> HttpResponse:
     ctx["viewers"] = Presence.objects.viewers(project.pk)
     ctx["asset_count"] = project.assets.count()
     ctx["chain_runs"] = chain_runs(project)
+    ctx["running_exports"] = list(Export.objects.active().filter(project=project))
     team_budget = Budget.for_team(project.team_id)
     ctx.update(budget=team_budget, team=project.team,
                threshold=team_budget.threshold_crossed(0))

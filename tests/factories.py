@@ -9,7 +9,7 @@ from factory.django import DjangoModelFactory
 from PIL import Image
 
 from accounts.models import Invitation, Membership, Role, Team, User
-from storyboard.models import Asset, ChainRun, Generation, Project, Scene, Seam, Shot
+from storyboard.models import Asset, ChainRun, Export, Generation, Project, Scene, Seam, Shot
 
 
 class UserFactory(DjangoModelFactory[User]):
@@ -152,6 +152,25 @@ class ChainRunFactory(DjangoModelFactory[ChainRun]):
     project = factory.SelfAttribute("root.project")
     plan = factory.LazyAttribute(lambda run: [[run.root.pk, run.root.display_title, None]])
     current = factory.LazyAttribute(lambda run: run.root.display_title)
+
+
+class ExportFactory(DjangoModelFactory[Export]):
+    """A finished animatic of one shot, with stand-in bytes for its file."""
+
+    class Meta:
+        model = Export
+
+    project = factory.SubFactory(ProjectFactory)
+    kind = Export.Kind.ANIMATIC
+    state = Export.State.DONE
+    key = factory.Sequence(lambda n: f"{n:064x}")
+    shot_ids = factory.LazyAttribute(lambda e: list(e.project.shots.values_list("pk", flat=True)))
+    take_ids = factory.LazyAttribute(lambda e: [None] * len(e.shot_ids))
+    file = factory.django.FileField(filename="cut.mp4", data=b"\x00\x00\x00\x18ftypmp42")
+    size = 12
+    duration = 1.0
+    progress_total = factory.LazyAttribute(lambda e: len(e.shot_ids))
+    progress_done = factory.LazyAttribute(lambda e: len(e.shot_ids))
 
 
 class SeamFactory(DjangoModelFactory[Seam]):

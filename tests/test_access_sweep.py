@@ -24,7 +24,7 @@ from django.urls import URLPattern, URLResolver, get_resolver, reverse
 from django.utils import timezone
 
 from accounts.models import Invitation, Membership, Role, Team, User
-from storyboard import sharing
+from storyboard import imports, sharing
 from storyboard.catalogue import DEFAULT_ENDPOINT, image_endpoint_for
 from storyboard.generation import sign_input, webhook_token
 from storyboard.models import (
@@ -33,6 +33,7 @@ from storyboard.models import (
     Budget,
     ChainRun,
     Comment,
+    Export,
     Generation,
     LedgerEntry,
     Notification,
@@ -51,6 +52,7 @@ from tests.conftest import Cast, client_for
 from tests.factories import (
     AssetFactory,
     ChainRunFactory,
+    ExportFactory,
     GenerationFactory,
     InvitationFactory,
     SceneFactory,
@@ -147,6 +149,8 @@ KWARG_VALUES: dict[str, Callable[[Cast], object]] = {
         take=GenerationFactory(shot=cast.shot), user=cast.reviewer, body="Too dark").pk,
     # A chain render under way from Alpha's shot (only a running chain can be canceled).
     "run_id": lambda cast: ChainRunFactory(root=cast.shot, started_by=cast.editor).pk,
+    # A finished export the editor asked for, with its file.
+    "export_id": lambda cast: ExportFactory(project=cast.project, created_by=cast.editor).pk,
     # A live review session the owner started and presents.
     "session_id": lambda cast: ReviewSession.objects.create(
         project=cast.project, title="Sweep", started_by=cast.owner, presenter=cast.owner,
@@ -187,6 +191,10 @@ ROUTE_KWARGS: dict[str, dict[str, Callable[[Cast], object]]] = {
     "sb:shot-review": {"shot_id": lambda cast: _shot_with_a_take(cast).pk},
     "sb:shot-decide": {"shot_id": lambda cast: _shot_in_review(cast).pk},
     "sb:shot-final": {"shot_id": lambda cast: _shot_approved(cast).pk},
+    # Only a cut with a take can be exported, and only a running export cancelled.
+    "sb:export": {"project_id": lambda cast: _shot_with_a_take(cast).project_id},
+    "sb:export-cancel": {"export_id": lambda cast: ExportFactory(
+        project=cast.project, created_by=cast.editor, state=Export.State.RUNNING).pk},
 }
 
 
@@ -247,6 +255,18 @@ def build_url(route: Route, cast: Cast) -> str:
     return reverse(route.name, kwargs={kwarg: factories[kwarg](cast) for kwarg in route.kwargs})
 
 
+def _import_plan(project: Project | None, user: User) -> str:
+    """A previewed one-shot shot list, sealed for the owner (imports are bound to a person)."""
+    if project is None:
+        return ""
+    source = imports.Source(kind=imports.CSV, name="sweep.csv", text=IMPORT_CSV.decode())
+    return imports.seal(project=project, user=user,
+                        plan=imports.plan(project=project, source=source))
+
+
+IMPORT_CSV = b"title,prompt\nSwept in,A wide shot\n"
+
+
 def payload(cast: Cast) -> dict:
     """A POST body that succeeds for an owner on every URL (test_owner_post_... proves it)."""
     project = Project.objects.filter(pk=cast.project.pk).first()
@@ -270,6 +290,9 @@ def payload(cast: Cast) -> dict:
         # cast.shot is first on the board, so "down" really moves it.
         "direction": "down",
         "file": SimpleUploadedFile("frame.png", png_bytes(), content_type="image/png"),
+        # An import: the file to preview, and the owner's sealed preview to confirm.
+        "source": SimpleUploadedFile("sweep.csv", IMPORT_CSV, content_type="text/csv"),
+        "plan": _import_plan(project, cast.owner),
         # Project settings and the shot editor.
         "mode": "text", "endpoint": DEFAULT_ENDPOINT, "default_endpoint": DEFAULT_ENDPOINT,
         # A review link to the whole cut.
@@ -286,7 +309,7 @@ def payload(cast: Cast) -> dict:
 
 BOARD_MODELS = (Project, Scene, Shot, Shot.references.through, ShotChange, Asset, Generation,
                 Budget, LedgerEntry, ReviewDecision, Comment, Seam, SeamThresholds,
-                ChainRun, ReviewSession)
+                ChainRun, Export, ReviewSession)
 PEOPLE_MODELS = (Team, Membership, Invitation, User, ApiToken)
 LINK_MODELS = (ReviewLink, ReviewLink.shots.through)
 
@@ -455,6 +478,12 @@ REVIEWER_POST_WRITES: dict[str, tuple[str, set[str]]] = {
                            {"storyboard.ReviewSession"}),
 }
 
+# Alpha's reviewer and viewer may also write through these: every role may export the cut.
+READ_ONLY_EXPORTS: dict[str, tuple[str, set[str]]] = {
+    "sb:export": ("export the cut (a viewer shows the animatic to a client)",
+                  {"storyboard.Export"}),
+}
+
 # An owner's POST changes nothing on these; on every other URL it must change something.
 OWNER_POST_CHANGES_NOTHING: dict[str, str] = {
     "accounts:login": "a signed-in user is redirected",
@@ -466,13 +495,15 @@ OWNER_POST_CHANGES_NOTHING: dict[str, str] = {
     "sb:guest-comments": "a guest URL: without a guest's name in the session it sends him to "
                          "the link's landing page (guests write in tests/test_share.py)",
     "sb:guest-decide": "the same",
+    "sb:project-import": "previews the file: shows what it would create and writes nothing "
+                         "(project-import-confirm writes)",
 }
 # ... and these refuse POST outright (405).
 GET_ONLY = {"sb:board", "sb:board-cards", "sb:asset-file", "sb:take-file", "sb:input-file",
             "sb:shot-estimate", "sb:seam-frame",
             "sb:ledger-csv", "sb:shot-history", "sb:review-queue", "sb:notification-open",
-            "sb:shot-compare", "sb:review-session", "sb:guest-review", "sb:guest-take-file",
-            "sb:board-print", "sb:board-print-pdf",
+            "sb:shot-compare", "sb:export-file", "sb:review-session", "sb:guest-review",
+            "sb:guest-take-file", "sb:board-print", "sb:board-print-pdf",
             "sb:home", "sb:healthz", "sb:readyz",
             "sb:projects",
             "accounts:teams", "accounts:members"}
@@ -501,7 +532,7 @@ def test_the_allow_lists_name_real_urls():
     listed = {name for name, _ in [*PUBLIC_URLS, *ANONYMOUS_WRITES, *OUTSIDER_2XX,
                                    *OUTSIDER_WRITES, *GUEST_ENTRY]}
     listed |= {*READ_ONLY_POST_2XX, *READ_ONLY_POST_WRITES, *OWNER_POST_CHANGES_NOTHING,
-               *GET_ONLY, *GUEST_URLS}
+               *GET_ONLY, *READ_ONLY_EXPORTS, *GUEST_URLS}
     assert listed <= ROUTE_NAMES, sorted(listed - ROUTE_NAMES)
 
 
@@ -545,12 +576,13 @@ def test_outsider_is_refused(world, route, method):
 @pytest.mark.parametrize("route", ROUTES, ids=[str(route) for route in ROUTES])
 def test_read_only_role_changes_nothing(world, role, route):
     outcome = sweep_request(world.member(role), route, "POST", world)
-    if role == "reviewer" and route.name in REVIEWER_POST_WRITES:
-        # Deciding and commenting change what they are about and nothing else.
+    allowed = {**READ_ONLY_EXPORTS, **(REVIEWER_POST_WRITES if role == "reviewer" else {})}
+    if route.name in allowed:
+        # Deciding, commenting and exporting change what they are about and nothing else.
         changed = {label for label in outcome.db_after
                    if outcome.db_after[label] != outcome.db_before[label]}
         assert outcome.status < 400
-        assert changed == REVIEWER_POST_WRITES[route.name][1]
+        assert changed == allowed[route.name][1]
         assert outcome.files_after == outcome.files_before
     else:
         assert_refused(outcome, role, route, "POST", may_2xx=route.name in READ_ONLY_POST_2XX,

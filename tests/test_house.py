@@ -163,7 +163,12 @@ def test_normalize_produces_the_house_format(source, sources, tmp_path) -> None:
         assert samples == result.frames * 2000  # the soundtrack ends with the picture
         assert peak > 0.1  # and it is the tone, not silence
     else:
-        assert not result.has_audio
+        # No sound in: a silent track of the picture's length all the same, so the clip joins
+        # others by stream copy.
+        assert (result.audio_codec, result.sample_rate, result.channels) == ("aac", 48_000, 2)
+        samples, peak = decoded_audio_samples(out)
+        assert samples == result.frames * 2000
+        assert peak == 0.0
     assert is_house_format(out)
     assert not is_house_format(src)
 
@@ -370,3 +375,21 @@ def test_a_file_without_a_readable_header_is_not_a_refusal(tmp_path):
         house.check(path)
     # Nothing was declared, so nothing can be measured (or charged) from it.
     assert not isinstance(failed.value, house.Refused)
+
+
+def test_a_clip_without_an_audio_track_is_not_house_format(tmp_path) -> None:
+    # Otherwise one silent clip would force a whole animatic's audio to be re-encoded.
+    path = tmp_path / "mute.mp4"
+    with av.open(str(path), "w", format="mp4", options=dict(house.MUXER_OPTIONS)) as container:
+        stream = house.add_video_stream(container, 64, 36)
+        for index in range(24):
+            frame = av.VideoFrame.from_image(Image.new("RGB", (64, 36), (90, 90, 90)))
+            frame.pts = index
+            if index == 23:
+                frame.pict_type = house.FINAL_KEYFRAME
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+    assert not probe(path).has_audio
+    assert not is_house_format(path)
+    normalize(path, tmp_path / "house.mp4")
+    assert is_house_format(tmp_path / "house.mp4")

@@ -126,13 +126,20 @@ def test_it_renders_720p_house_format_with_faststart(tmp_path):
     assert 0 <= head.find(b"moov") < max(head.find(b"mdat"), 4096)
 
 
-def test_it_leaves_audio_out_when_off(tmp_path):
+def test_audio_off_gives_a_silent_track_of_the_clip_s_length(tmp_path):
+    # Every house clip carries the same audio track, so clips join by stream copy.
     result = render(spec(audio=False), tmp_path / "silent.mp4")
 
     facts = probe(result.path)
-    assert facts["audio"] is None
-    assert not result.has_audio
+    assert (facts["audio"]["codec"], facts["audio"]["rate"], facts["audio"]["channels"]) == (
+        "aac", 48_000, 2)
+    assert facts["audio"]["seconds"] == pytest.approx(2.0, abs=1e-9)
+    assert not result.has_audio  # no soundtrack was rendered
     assert facts["frames"] == 48
+    with av.open(str(result.path)) as container:
+        peak = max(float(abs(frame.to_ndarray()).max())
+                   for frame in container.decode(audio=0))
+    assert peak == 0.0
 
 
 @pytest.mark.parametrize(("prompt", "kind"), [

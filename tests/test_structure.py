@@ -95,6 +95,7 @@ def test_models_and_domain_modules_never_import_views_forms_or_realtime():
     graph = _graph()
     lower = ["storyboard.models", "storyboard.selectors", "storyboard.catalogue",
              "storyboard.money", "storyboard.house", "storyboard.previz", "storyboard.media",
+             "storyboard.animatic",
              *(name for name in graph if name.startswith("storyboard.providers"))]
     reaching_up = {name: graph[name] & ABOVE_THE_DOMAIN for name in lower}
     assert {name: up for name, up in reaching_up.items() if up} == {}
@@ -122,3 +123,14 @@ def test_the_chain_hooks_name_what_they_call():
     # would run back up): the names must hold.
     assert import_string(models.CHAIN_TASK) is tasks.advance_chain
     assert import_string(generation.CHAIN_RESUME) is chainrun.resume
+
+
+def test_the_export_hook_names_what_it_calls():
+    from storyboard import export, tasks
+
+    # An export queues its task by name (the import would run back up into tasks.py), and the
+    # reconciler fails stale exports by name (export.py builds on generation.py).
+    assert import_string(export.EXPORT_TASK) is tasks.run_export
+    from storyboard import generation
+
+    assert import_string(generation.EXPORT_RESUME) is export.resume

@@ -185,11 +185,21 @@
   // --- the socket ------------------------------------------------------------------------
   function clockPing() { send({ op: "clock", c: Date.now() }); }
 
+  // The offset is only as good as the quickest round trip seen (its error is at most half of
+  // it), and a busy server or network makes early ones slow: keep asking, often at first, and
+  // keep the quickest recent answer.
+  var pings = 0;
+  function keepPinging() {
+    clockPing();
+    pings += 1;
+    setTimeout(keepPinging, pings < 20 ? 250 : 5000);
+  }
+
   document.body.addEventListener("htmx:wsOpen", function (event) {
     socket = event.detail.socketWrapper;
     bestRtt = Infinity;
-    for (var i = 0; i < 5; i++) setTimeout(clockPing, i * 60);
     send({ op: "join" });
+    if (!pings) keepPinging();
   });
 
   document.body.addEventListener("htmx:wsClose", function () { socket = null; });
@@ -208,6 +218,8 @@
     switch (message.op) {
       case "clock":
         var now = Date.now(), rtt = now - message.c;
+        // An old best slowly loses its weight, so a clock that drifts is followed.
+        bestRtt += 1;
         if (rtt >= 0 && rtt < bestRtt) {
           bestRtt = rtt;
           offset = message.s - (message.c + rtt / 2);

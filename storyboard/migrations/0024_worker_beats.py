@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('storyboard', '0022_api_tokens'),
+        ('storyboard', '0023_export'),
     ]
 
     operations = [
