@@ -426,9 +426,6 @@ def _update(request: HttpRequest, shot: Shot, changes: dict[str, Any], *, versio
         raise Problem(409, edit.locked)
     if edit.refused is not None:
         raise _refused_form(edit.refused)
-    if edit.change:
-        # The card and the totals, as the editor pushes them (a partial save too).
-        realtime.shot_saved(edit.shot, moved="scene" in edit.change.changes)
     if edit.conflicts:
         conflicts = [{"field": c.name, "yours": c.mine, "stored": c.theirs,
                       "by": c.by.user.label if c.by and c.by.user else None}

@@ -75,7 +75,9 @@ def merge(*, base: dict | None, mine: dict, theirs: dict) -> tuple[dict, list[st
 
 def save_shot(*, shot: Shot, user: User, mine: dict[str, object], version: str,
               keep_theirs: set[str] = frozenset()) -> Edit:
-    """Merge one editor's save into the stored shot, record it, and push it after commit.
+    """Merge one editor's save into the stored shot, record it, and push it after commit: its
+    card (and the totals; the order too if it changed scene) to every board, then its fields
+    to every editor open on it.
 
     `mine` is the whole submission (ShotForm.values); `keep_theirs` names conflicting fields
     whose person chose the stored value over their own.
@@ -102,6 +104,9 @@ def save_shot(*, shot: Shot, user: User, mine: dict[str, object], version: str,
             if not check.is_valid():
                 return Edit(shot=current, change=None, shown=shown, refused=check)
             change = current.change(values=applied, user=user)
+            # The card first: every board open on the project waits for it, while the fields
+            # pushed next only reach editors open on this shot (pushes leave in this order).
+            realtime.shot_saved(current, moved="scene" in change.changes)
             realtime.broadcast_shot_edit(shot=current, change=change,
                                          form=ShotForm(instance=current))
             _relinked(current, change)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import logging
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
@@ -56,8 +57,14 @@ State = Generation.State
 LOCAL_AUTO_SECONDS = 5
 # How long a take may sit unchanged in a working state before the reconciler steps in.
 STUCK_AFTER = timedelta(minutes=2)
-# Progress is written and broadcast at most this often (fractions of the whole render).
+# Progress is written and broadcast at most this often (fractions of the whole render), and
+# at most once per PROGRESS_EVERY seconds: every report is a write and a push (a card and a
+# take row rendered per audience), and a 2 s preview renders in well under a second, so a step
+# alone sent ~25 pushes a take and the pushes, not the render, were most of a worker's time.
 PROGRESS_STEP = 0.04
+PROGRESS_EVERY = 0.25
+# The clock for that (a name of its own so tests can stop or speed it).
+_clock = time.monotonic
 
 
 class GenerationRefused(Exception):
@@ -291,13 +298,15 @@ def _render_inline(take: Generation, provider) -> None:
                  request_id=f"local-{take.uid}", queue_position=None)
     take.report(log=f"Rendering an offline preview with {provider.label}.")
     realtime.broadcast_take(take)
-    last_reported = [0.0]
+    last_reported = [0.0, _clock()]
 
     def progress(fraction: float) -> None:
         if Generation.objects.filter(pk=take.pk, cancel_requested=True).exists():
             raise Canceled
-        if fraction - last_reported[0] >= PROGRESS_STEP or fraction >= 1:
-            last_reported[0] = fraction
+        now = _clock()
+        if fraction >= 1 or (fraction - last_reported[0] >= PROGRESS_STEP
+                             and now - last_reported[1] >= PROGRESS_EVERY):
+            last_reported[:] = [fraction, now]
             if take.report(progress=fraction * 0.95):
                 realtime.broadcast_take(take)
 

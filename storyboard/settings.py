@@ -287,6 +287,8 @@ EMBEDDED_WORKER = envbool("EMBEDDED_WORKER", "False" if PRODUCTION else "True")
 # for a beat delayed by a busy database without paging anyone.
 WORKER_HEARTBEAT_EVERY = float(os.getenv("WORKER_HEARTBEAT_EVERY", "10"))
 WORKER_STALE_AFTER = float(os.getenv("WORKER_STALE_AFTER", "60"))
+# Every worker process runs the reconciler this often (storyboard.worker.reconcile_forever).
+WORKER_RECONCILE_EVERY = float(os.getenv("WORKER_RECONCILE_EVERY", "30"))
 
 VIDEO_PROVIDERS = {
     "local": {

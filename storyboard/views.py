@@ -461,9 +461,6 @@ def shot_edit(request: HttpRequest, shot_id: int) -> HttpResponse:
                        if request.POST.get(f"keep-{name}") == "theirs"}
         edit = editing.save_shot(shot=shot, user=request.user, mine=form.values(),
                                  version=form.cleaned_data["version"], keep_theirs=keep_theirs)
-        if edit.change:
-            # The card and the totals; a changed scene moves the card, so the order too.
-            realtime.shot_saved(shot, moved="scene" in edit.change.changes)
         shot = Shot.objects.select_related("project__team").get(pk=shot.pk)
         shot.project = project
         if edit.conflicts or edit.refused or edit.locked:

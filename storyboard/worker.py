@@ -23,8 +23,6 @@ from storyboard.models import WorkerBeat
 
 logger = logging.getLogger(__name__)
 
-RECONCILE_EVERY = 30.0
-
 
 def _worker_id() -> str:
     # Unique across the pool (the command's own default is random, which says nothing in logs).
@@ -106,7 +104,9 @@ def beat_forever(stop: threading.Event, *,
             return
 
 
-def reconcile_forever(stop: threading.Event, *, every: float = RECONCILE_EVERY) -> None:
+def reconcile_forever(stop: threading.Event, *, every: float | None = None) -> None:
+    """Run generation.reconcile() every `every` seconds (WORKER_RECONCILE_EVERY) until `stop`."""
+    every = settings.WORKER_RECONCILE_EVERY if every is None else every
     while not stop.wait(every):
         try:
             close_old_connections()

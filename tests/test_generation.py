@@ -160,6 +160,36 @@ def test_it_cancels_a_render_in_progress(cast, monkeypatch):
     assert "Canceled" in take.error
 
 
+def _pushed_states(cast, monkeypatch, clock) -> list[tuple[str, float]]:
+    monkeypatch.setattr(generation, "_clock", clock)
+    take = generation.start_generation(shot=_quick_shot(cast.project), user=cast.editor)
+    pushed: list[tuple[str, float]] = []
+    monkeypatch.setattr(generation.realtime, "broadcast_take",
+                        lambda take: pushed.append((take.state, take.progress)))
+    generation.drive(take_id=take.pk)
+    take.refresh_from_db()
+    assert take.state == State.COMPLETED
+    return pushed
+
+
+def test_a_quick_render_pushes_its_moves_and_its_end_not_every_step(cast, monkeypatch):
+    # The clock stands still: the whole render takes less than PROGRESS_EVERY.
+    pushed = _pushed_states(cast, monkeypatch, clock=lambda: 0.0)
+    assert [state for state, _ in pushed] == [
+        State.SUBMITTING, State.IN_PROGRESS, State.IN_PROGRESS, State.DOWNLOADING,
+        State.COMPLETED]
+    assert pushed[2][1] == pytest.approx(0.95)
+
+
+def test_a_slow_render_pushes_its_progress_step_by_step(cast, monkeypatch):
+    ticks = iter(range(10_000))
+    # Every look at the clock is a second later: each PROGRESS_STEP of the render is pushed.
+    pushed = _pushed_states(cast, monkeypatch, clock=lambda: float(next(ticks)))
+    progress = [p for state, p in pushed if state == State.IN_PROGRESS]
+    assert len(progress) > 10
+    assert progress == sorted(progress)
+
+
 def test_it_will_not_cancel_a_finished_take(cast):
     take = _render(cast)
     with pytest.raises(generation.GenerationRefused, match="already finished"):
