@@ -12,7 +12,13 @@ received while everyone arrived, the edit POST's own time, p50/p95/max from the 
 socket has the edit, sockets that missed it (nothing within `--deadline` s), bytes per push and
 the server's RSS.
 
+`--servers N` runs N Daphne processes on the Redis layer (the production layout, README
+"Production"), spreads the sockets over them round-robin and POSTs the edit to the first: the
+time then includes the hop through Redis to the other servers. Bytes per edit are everything the
+sockets received for it (the card push and the fields push), per socket and in all.
+
 Run: .venv/bin/python -m bench.ws_fanout [--sizes 50,200,500] [--edits 3] [--layers memory,redis]
+     .venv/bin/python -m bench.ws_fanout --servers 2 --sizes 500 --layers redis
 Redis: REDIS_URL (default redis://127.0.0.1:6379/9); keys are prefixed CHANNEL_PREFIX (default
 `bench-fanout`).
 
@@ -128,6 +134,7 @@ class Viewer:
     socket: Socket | None = None
     failed: str = ""
     presence: int = 0
+    received: int = 0
     seen: dict[bytes, tuple[float, int]] = field(default_factory=dict)
     watching: set[bytes] = field(default_factory=set)
     arrived: asyncio.Event = field(default_factory=asyncio.Event)
@@ -138,6 +145,7 @@ class Viewer:
             while True:
                 message = await self.socket.receive()
                 now = time.perf_counter()
+                self.received += len(message)
                 if b'id="presence"' in message:
                     self.presence += 1
                 for marker in self.watching:
@@ -327,6 +335,7 @@ def _csrf_from(text: str) -> str:
 class Result:
     layer: str
     sockets: int
+    servers: int = 1
     connect_s: float = 0.0
     failed: int = 0
     presence_each: float = 0.0
@@ -334,13 +343,17 @@ class Result:
     latencies: list[float] = field(default_factory=list)
     missed: int = 0
     push_bytes: int = 0
+    # Everything the sockets received per edit: in all, and per socket.
+    edit_bytes: list[int] = field(default_factory=list)
     rss_mib: float = 0.0
 
 
-async def _open_all(port: int, path: str, viewers: list[Viewer]) -> None:
+async def _open_all(ports: list[int], path: str, viewers: list[Viewer]) -> None:
+    """Open every viewer's socket, round-robin over the servers' `ports`."""
     gate = asyncio.Semaphore(CONNECT_CONCURRENCY)
 
-    async def one(viewer: Viewer) -> None:
+    async def one(n: int, viewer: Viewer) -> None:
+        port = ports[n % len(ports)]
         async with gate:
             try:
                 viewer.socket = await asyncio.wait_for(Socket.open(port, path, viewer.cookie),
@@ -348,7 +361,7 @@ async def _open_all(port: int, path: str, viewers: list[Viewer]) -> None:
             except (TimeoutError, Closed, OSError) as error:
                 viewer.failed = f"connect: {error!r}"
 
-    await asyncio.gather(*(one(v) for v in viewers))
+    await asyncio.gather(*(one(n, v) for n, v in enumerate(viewers)))
 
 
 async def _settled(viewers: list[Viewer], *, quiet: float, limit: float) -> None:
@@ -366,20 +379,21 @@ async def _settled(viewers: list[Viewer], *, quiet: float, limit: float) -> None
         await asyncio.sleep(quiet)
 
 
-async def _measure(port: int, board: Board, layer: str, size: int, edits: int,
-                   deadline: float, server_pid: int) -> Result:
-    result = Result(layer, size)
+async def _measure(ports: list[int], board: Board, layer: str, size: int, edits: int,
+                   deadline: float, server_pids: list[int]) -> Result:
+    result = Result(layer, size, servers=len(ports))
     viewers = [Viewer(cookie) for cookie in board.viewer_cookies[:size]]
     started = time.perf_counter()
-    await _open_all(port, f"/ws/projects/{board.project_id}/", viewers)
+    await _open_all(ports, f"/ws/projects/{board.project_id}/", viewers)
     result.connect_s = time.perf_counter() - started
     live = [v for v in viewers if v.socket is not None]
     listeners = [asyncio.create_task(v.listen()) for v in live]
     # Everyone's arrival is announced; let that settle before the edit, as on a real board.
     await _settled(live, quiet=1.5, limit=120)
     result.presence_each = sum(v.presence for v in live) / max(1, len(live))
-    editor = Editor(port, board)
+    editor = Editor(ports[0], board)
     for _ in range(edits):
+        received = sum(v.received for v in live)
         marker = f"Fan-out {uuid.uuid4().hex[:8]}"
         token = marker.encode()
         for viewer in live:
@@ -404,9 +418,10 @@ async def _measure(port: int, board: Board, layer: str, size: int, edits: int,
                 result.push_bytes = max(result.push_bytes, size_bytes)
             elif not viewer.failed:
                 result.missed += 1
-        # The next edit starts from a quiet board.
+        # The next edit starts from a quiet board; what arrived meanwhile is this edit's too.
         await asyncio.sleep(0.5)
-    result.rss_mib = _rss_mib(server_pid)
+        result.edit_bytes.append(sum(v.received for v in live) - received)
+    result.rss_mib = sum(_rss_mib(pid) for pid in server_pids)
     result.failed = sum(1 for v in viewers if v.failed)
     for task in listeners:
         task.cancel()
@@ -418,7 +433,7 @@ async def _measure(port: int, board: Board, layer: str, size: int, edits: int,
 
 async def _idle(port: int, board: Board, layer: str, seconds: float) -> str:
     viewer = Viewer(board.viewer_cookies[0])
-    await _open_all(port, f"/ws/projects/{board.project_id}/", [viewer])
+    await _open_all([port], f"/ws/projects/{board.project_id}/", [viewer])
     if viewer.socket is None:
         return f"{layer}: could not connect ({viewer.failed})"
     listener = asyncio.create_task(viewer.listen())
@@ -448,15 +463,18 @@ def _percentile(values: list[float], q: float) -> float:
 def _report(results: list[Result], edits: int) -> None:
     print(f"Websocket fan-out, one shot edit → every socket ({datetime.now():%Y-%m-%d %H:%M}, "
           f"{edits} edit(s) per row)")
-    print(f"{'layer':<8}{'sockets':>8}{'connect s':>10}{'failed':>7}{'presence/sock':>14}"
-          f"{'POST ms':>9}{'p50 ms':>8}{'p95 ms':>8}{'max ms':>8}{'missed':>7}{'KiB/push':>9}"
-          f"{'RSS MiB':>8}")
+    print(f"{'layer':<8}{'servers':>8}{'sockets':>8}{'connect s':>10}{'failed':>7}"
+          f"{'presence/sock':>14}{'POST ms':>9}{'p50 ms':>8}{'p95 ms':>8}{'max ms':>8}"
+          f"{'missed':>7}{'KiB/push':>9}{'KiB/edit/sock':>14}{'KiB/edit':>10}{'RSS MiB':>8}")
     for r in results:
         lat = r.latencies or [float("nan")]
-        print(f"{r.layer:<8}{r.sockets:>8}{r.connect_s:>10.1f}{r.failed:>7}"
+        per_edit = sum(r.edit_bytes) / max(1, len(r.edit_bytes))
+        live = max(1, r.sockets - r.failed)
+        print(f"{r.layer:<8}{r.servers:>8}{r.sockets:>8}{r.connect_s:>10.1f}{r.failed:>7}"
               f"{r.presence_each:>14.1f}{max(r.post_ms or [0]):>9.0f}"
               f"{_percentile(lat, .5) * 1000:>8.0f}{_percentile(lat, .95) * 1000:>8.0f}"
-              f"{max(lat) * 1000:>8.0f}{r.missed:>7}{r.push_bytes / 1024:>9.1f}{r.rss_mib:>8.0f}")
+              f"{max(lat) * 1000:>8.0f}{r.missed:>7}{r.push_bytes / 1024:>9.1f}"
+              f"{per_edit / live / 1024:>14.2f}{per_edit / 1024:>10.0f}{r.rss_mib:>8.0f}")
 
 
 def main() -> None:
@@ -469,7 +487,12 @@ def main() -> None:
                         help="seconds after the POST before a socket counts as having missed it")
     parser.add_argument("--idle", type=float, default=0.0,
                         help="instead of fan-out: one socket quiet this long, then an edit")
+    parser.add_argument("--servers", type=int, default=1,
+                        help="Daphne processes, sockets spread over them (Redis layer only "
+                             "for more than one: the in-memory layer stays in its process)")
     args = parser.parse_args()
+    if args.servers > 1 and "memory" in args.layers.split(","):
+        parser.error("--servers above 1 needs --layers redis")
     sizes = [int(s) for s in args.sizes.split(",")]
     redis_url = os.getenv("REDIS_URL", "redis://127.0.0.1:6379/9")
     var = Path(tempfile.mkdtemp(prefix="bench-fanout-"))
@@ -488,18 +511,21 @@ def main() -> None:
         for layer in args.layers.split(","):
             env = _env(var, redis_url if layer == "redis" else None)
             for size in [1] if args.idle else sizes:
-                # A fresh server per row, so RSS and queues start from nothing.
-                server, port = _start_server(env)
+                # Fresh servers per row, so RSS and queues start from nothing.
+                servers = [_start_server(env) for _ in range(args.servers)]
+                ports = [port for _, port in servers]
                 try:
                     if args.idle:
-                        outcomes.append(asyncio.run(_idle(port, board, layer, args.idle)))
+                        outcomes.append(asyncio.run(_idle(ports[0], board, layer, args.idle)))
                     else:
-                        results.append(asyncio.run(_measure(port, board, layer, size,
-                                                            args.edits, args.deadline,
-                                                            server.pid)))
+                        results.append(asyncio.run(_measure(
+                            ports, board, layer, size, args.edits, args.deadline,
+                            [server.pid for server, _ in servers])))
                 finally:
-                    server.terminate()
-                    server.wait(10)
+                    for server, _ in servers:
+                        server.terminate()
+                    for server, _ in servers:
+                        server.wait(10)
     finally:
         shutil.rmtree(var, ignore_errors=True)
     if args.idle:
