@@ -13,6 +13,7 @@ from storyboard import (
     session_views,
     share_views,
     views,
+    webhook_views,
 )
 
 sb = [
@@ -23,6 +24,16 @@ sb = [
     path("teams/<int:team_id>/projects/", views.projects, name="projects"),
     path("teams/<int:team_id>/projects/new/", views.project_create, name="project-create"),
     path("teams/<int:team_id>/budget/", views.budget, name="budget"),
+    # Outgoing webhooks (storyboard/webhooks.py); the provider-facing ones are under webhooks/.
+    path("teams/<int:team_id>/webhooks/", webhook_views.webhooks_page, name="webhooks"),
+    path("hooks/<int:endpoint_id>/", webhook_views.webhook_endpoint, name="webhook-endpoint"),
+    path("hooks/<int:endpoint_id>/delete/", webhook_views.webhook_delete,
+         name="webhook-delete"),
+    path("hooks/<int:endpoint_id>/rotate/", webhook_views.webhook_rotate,
+         name="webhook-rotate"),
+    path("hooks/<int:endpoint_id>/ping/", webhook_views.webhook_ping, name="webhook-ping"),
+    path("hooks/deliveries/<int:delivery_id>/redeliver/", webhook_views.webhook_redeliver,
+         name="webhook-redeliver"),
     path("teams/<int:team_id>/budget/seams/", views.seam_thresholds, name="seam-thresholds"),
     path("teams/<int:team_id>/budget/ledger.csv", views.ledger_csv, name="ledger-csv"),
     path("teams/<int:team_id>/budget/takes/<uuid:take_uid>/settle/", views.take_settle,
