@@ -289,9 +289,9 @@ def deliver(*, delivery_id: int, now: datetime | None = None) -> str | None:
         if e.permanent:
             # Refused before any request: the address now points somewhere we never send.
             return _record(delivery, now=now, state=State.FAILED, status=None, response_ms=None,
-                           error=f"Not sent: {e.message}")
+                           error=f"Not sent. {e.message}")
         return _failed_attempt(delivery, now=now, status=None, response_ms=None,
-                               error=e.message[:1].upper() + e.message[1:])
+                               error=f"{e.message[:1].upper()}{e.message[1:].rstrip('.')}.")
     if 200 <= answer.status < 300:
         return _record(delivery, now=now, state=State.DELIVERED, status=answer.status,
                        response_ms=answer.elapsed_ms, error="")
@@ -311,7 +311,8 @@ def _failed_attempt(delivery: WebhookDelivery, *, now: datetime, status: int | N
     if delivery.attempts > len(BACKOFF):
         return _record(delivery, now=now, state=State.FAILED, status=status,
                        response_ms=response_ms,
-                       error=f"{error} Gave up after {delivery.attempts} attempts.")
+                       error=f"{error.rstrip('.')}. Gave up after {delivery.attempts} "
+                             "attempts.")
     retry_at = now + BACKOFF[delivery.attempts - 1]
     return _record(delivery, now=now, state=State.PENDING, status=status,
                    response_ms=response_ms, error=error, next_attempt_at=retry_at)

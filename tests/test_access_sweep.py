@@ -28,6 +28,7 @@ from storyboard import imports, sharing
 from storyboard.catalogue import DEFAULT_ENDPOINT, image_endpoint_for
 from storyboard.generation import sign_input, webhook_token
 from storyboard.models import (
+    SUBSCRIBABLE_EVENTS,
     ApiToken,
     Asset,
     Budget,
@@ -46,6 +47,8 @@ from storyboard.models import (
     SeamThresholds,
     Shot,
     ShotChange,
+    WebhookDelivery,
+    WebhookEndpoint,
     WorkerBeat,
 )
 from tests.conftest import Cast, client_for
@@ -161,6 +164,11 @@ KWARG_VALUES: dict[str, Callable[[Cast], object]] = {
     # The owner's own token: anyone revokes their own (owners also anyone's in the team).
     "api_token_id": lambda cast: ApiToken.issue(user=cast.owner, team=cast.team,
                                                 name="sweep")[0].pk,
+    # An outgoing webhook of Alpha's that hears every event, and a failed delivery to it.
+    "endpoint_id": lambda cast: _webhook_endpoint(cast).pk,
+    "delivery_id": lambda cast: WebhookDelivery.objects.create(
+        endpoint=_webhook_endpoint(cast), event="ping", state=WebhookDelivery.State.FAILED,
+        attempts=6, payload={"type": "ping"}).pk,
 }
 # Where one URL needs a different object than the kwarg's default, to be meaningful at all.
 ROUTE_KWARGS: dict[str, dict[str, Callable[[Cast], object]]] = {
@@ -200,6 +208,12 @@ ROUTE_KWARGS: dict[str, dict[str, Callable[[Cast], object]]] = {
 
 IMAGE_ENDPOINT = image_endpoint_for(DEFAULT_ENDPOINT).id
 SWEPT_TAKE = uuid.UUID("5eed0000-0000-4000-8000-000000000001")
+
+
+def _webhook_endpoint(cast: Cast) -> WebhookEndpoint:
+    return WebhookEndpoint.objects.create(
+        team=cast.team, url="https://93.184.215.14/sweep", created_by=cast.owner,
+        events=[event.value for event in SUBSCRIBABLE_EVENTS])
 
 
 def _stale_shot(cast: Cast) -> Shot:
@@ -297,6 +311,8 @@ def payload(cast: Cast) -> dict:
         "mode": "text", "endpoint": DEFAULT_ENDPOINT, "default_endpoint": DEFAULT_ENDPOINT,
         # A review link to the whole cut.
         "scope": "cut", "expires_in": "7",
+        # An outgoing webhook to a public address (an IP, so saving it resolves nothing).
+        "url": "https://93.184.215.14/sweep-hook", "events": ["take.finished"],
         "resolution": "720p", "aspect_ratio": "16:9", "duration": "5",
         # Signup and login.
         "username": "sweeper", "email": "sweeper@example.com", "password": "pass-word-123",
@@ -312,6 +328,7 @@ BOARD_MODELS = (Project, Scene, Shot, Shot.references.through, ShotChange, Asset
                 ChainRun, Export, ReviewSession)
 PEOPLE_MODELS = (Team, Membership, Invitation, User, ApiToken)
 LINK_MODELS = (ReviewLink, ReviewLink.shots.through)
+HOOK_MODELS = (WebhookEndpoint, WebhookDelivery)
 
 
 def _table(model) -> tuple[int, str]:
@@ -320,7 +337,7 @@ def _table(model) -> tuple[int, str]:
     return len(rows), hashlib.sha256(repr(rows).encode()).hexdigest()[:16]
 
 
-def fingerprint(models=BOARD_MODELS + PEOPLE_MODELS + LINK_MODELS
+def fingerprint(models=BOARD_MODELS + PEOPLE_MODELS + LINK_MODELS + HOOK_MODELS
                 ) -> dict[str, tuple[int, str]]:
     """Row count and a checksum of every column of every row, per table."""
     return {model._meta.label: _table(model) for model in models}

@@ -38,6 +38,7 @@ CONNECT_TIMEOUT = 5.0
 DEADLINE = 10.0
 MAX_RESPONSE_BYTES = 4096
 DEFAULT_PORTS = {"https": 443, "http": 80}
+PUBLIC_ONLY = "webhooks go to public internet addresses only"
 
 
 class OutboundError(ProviderError):
@@ -142,8 +143,7 @@ def _networks(extra_networks: Iterable[str]) -> tuple[download.IPNetwork, ...]:
 def _sentence(message: str, *, permanent: bool) -> str:
     # download.py's words are clauses ("x resolves to 10.0.0.1, which is not a public
     # address"); the person who typed the address reads a sentence.
-    text = message[:1].upper() + message[1:]
-    return f"{text}; webhooks go to public internet addresses only." if permanent else f"{text}."
+    return f"Refused because {message}; {PUBLIC_ONLY}." if permanent else f"DNS: {message}."
 
 
 def _refuse(message: str) -> OutboundError:
@@ -179,7 +179,7 @@ def _parse(url: str, *, allow_http: bool, networks: tuple[download.IPNetwork, ..
         port = DEFAULT_PORTS[parts.scheme]
     ip = download._ip_literal(host)
     if ip is not None and not download.is_allowed_address(ip, networks):
-        raise _refuse(f"{host} is not a public address; webhooks go to the internet only.")
+        raise _refuse(f"Refused because {host} is not a public address; {PUBLIC_ONLY}.")
     path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     if not path.startswith("/"):
         raise _refuse("The address has no path.")
