@@ -20,6 +20,7 @@ from storyboard.models import (
     ReviewDecision,
     ReviewLink,
     Shot,
+    secret_digest,
 )
 from storyboard.money import usd
 from tests.conftest import Cast, client_for
@@ -98,7 +99,7 @@ def test_owner_and_producer_create_a_link_shown_once(cast, role):
     url = re.search(r'id="new-link-url" readonly value="([^"]+)"', page).group(1)
     token = url.rsplit("/r/", 1)[1].strip("/")
     # Only its hash is stored, and the address works.
-    assert link.token_hash == ReviewLink.hash_token(token) != token
+    assert link.token_hash == secret_digest(token) != token
     assert token not in repr(ReviewLink.objects.values().get())
     assert sharing.open_link(token=token) == link
     # Shown once: the next visit lists the link without its address.
