@@ -12,6 +12,7 @@ import hashlib
 import hmac
 import json
 import logging
+import ssl
 import threading
 import time
 from dataclasses import dataclass, field
@@ -19,6 +20,7 @@ from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+import trustme
 from django.db import transaction
 from django.urls import reverse
 from django.utils import timezone
@@ -563,6 +565,36 @@ def test_a_redirect_is_not_followed(cast, receiver):
     assert inside.got == []
     assert (delivery.state, delivery.last_status) == (State.PENDING, 302)
     assert "redirects are not followed" in delivery.last_error
+
+
+def test_https_goes_to_the_checked_address_with_the_name_verified(cast, receiver, settings,
+                                                                   monkeypatch, tmp_path):
+    ca = trustme.CA()
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("hooks.test").configure_cert(context)
+    names = []
+    context.sni_callback = lambda _sock, name, _ctx: names.append(name)
+    receiver.server.socket = context.wrap_socket(receiver.server.socket, server_side=True)
+    ca_file = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    # Both names lead to the receiver; only hooks.test is on its certificate.
+    monkeypatch.setattr(download, "resolve", lambda host, port: ["127.0.0.1"])
+    settings.WEBHOOKS = {**settings.WEBHOOKS, "allow_http": False, "verify": str(ca_file)}
+    port = receiver.server.server_port
+    endpoint = webhooks.create_endpoint(team=cast.team, user=cast.owner,
+                                        url=f"https://hooks.test:{port}/in", events=ALL_EVENTS)
+    receiver.secrets.append(endpoint.secret)
+    assert send(webhooks.send_ping(endpoint=endpoint, user=cast.owner)).state == State.DELIVERED
+    [got] = receiver.got
+    assert got.verified
+    assert got.headers["Host"] == f"hooks.test:{port}"
+    assert names == ["hooks.test"]
+    WebhookEndpoint.objects.filter(pk=endpoint.pk).update(url=f"https://other.test:{port}/in")
+    endpoint.refresh_from_db()
+    delivery = send(webhooks.send_ping(endpoint=endpoint, user=cast.owner))
+    assert delivery.state == State.PENDING
+    assert delivery.last_error == "The certificate of other.test could not be verified."
+    assert len(receiver.got) == 1
 
 
 # Logs
