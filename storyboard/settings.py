@@ -466,5 +466,8 @@ LOGGING = {
                    "text": {"format": "%(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT}},
     "root": {"handlers": ["console"], "level": os.getenv("LOG_LEVEL", "INFO")},
-    "loggers": {"django.channels.server": {"level": "WARNING"}},
+    "loggers": {"django.channels.server": {"level": "WARNING"},
+                # httpx logs every request's full URL at INFO: a team's webhook address may
+                # carry its receiver's token in the query. Our own lines say what was sent.
+                "httpx": {"level": "WARNING"}},
 }
