@@ -409,6 +409,12 @@ def test_a_guest_comment_is_recorded_as_theirs_and_notifies(cast, mailoutbox,
     # The team sees it as the guest's.
     shot_page = client_for(cast.reviewer).get(reverse("sb:shot", args=[cast.shot.pk]))
     assert f"{GUEST} (guest)" in shot_page.content.decode()
+    # The team sees the guest's address; another guest on the same link does not.
+    assert 'title="gina@client.example"' in shot_page.content.decode()
+    other = _enter(token, name="Oscar")
+    other_page = other.get(reverse("sb:guest-review", args=[token])).content.decode()
+    assert "The fog rolls in too early" in other_page
+    assert "gina@client.example" not in other_page
 
 
 def test_a_guest_reply_threads_and_tells_the_thread(cast):
