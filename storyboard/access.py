@@ -26,6 +26,8 @@ from storyboard.models import (
     Seam,
     Shot,
     TeamScopedQuerySet,
+    WebhookDelivery,
+    WebhookEndpoint,
 )
 
 
@@ -169,6 +171,41 @@ def get_review_link_for_user(request: HttpRequest, link_id: int) -> ReviewLink:
     links = ReviewLink.objects.select_related("project__team").filter(pk=link_id)
     return _get_for_user(request, links, write=False, not_found="No such review link",
                          project=lambda link: link.project, share=True)
+
+
+def get_webhook_team_for_user(request: HttpRequest, team_id: int) -> Membership:
+    """The owner's membership (team loaded) for the team's webhooks page; other roles 403."""
+    membership = get_membership_for_user(request, team_id)
+    if not membership.can_manage:
+        raise PermissionDenied("Only the team's owners manage its webhooks.")
+    return membership
+
+
+def _webhook_owner(request: HttpRequest, team_id: int) -> None:
+    membership = request.user.membership_in(team_id)
+    if membership is None:
+        raise Http404("No such webhook")
+    if not membership.can_manage:
+        raise PermissionDenied("Only the team's owners manage its webhooks.")
+
+
+def get_webhook_endpoint_for_user(request: HttpRequest, endpoint_id: int) -> WebhookEndpoint:
+    """One of the team's webhook endpoints, for its owners only (its secret is on the page)."""
+    endpoint = WebhookEndpoint.objects.select_related("team").filter(
+        pk=endpoint_id).for_user(request.user).first()
+    if endpoint is None:
+        raise Http404("No such webhook")
+    _webhook_owner(request, endpoint.team_id)
+    return endpoint
+
+
+def get_webhook_delivery_for_user(request: HttpRequest, delivery_id: int) -> WebhookDelivery:
+    delivery = WebhookDelivery.objects.select_related("endpoint__team").filter(
+        pk=delivery_id).for_user(request.user).first()
+    if delivery is None:
+        raise Http404("No such delivery")
+    _webhook_owner(request, delivery.endpoint.team_id)
+    return delivery
 
 
 def get_in_team[T: models.Model](membership: Membership, queryset: TeamScopedQuerySet, *,

@@ -23,6 +23,8 @@ from storyboard.models import (
     SeamThresholds,
     Shot,
     ShotChange,
+    WebhookDelivery,
+    WebhookEndpoint,
     WorkerBeat,
 )
 from storyboard.money import usd
@@ -251,3 +253,24 @@ class ApiTokenAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request) -> bool:
         return False
+
+
+@admin.register(WebhookEndpoint)
+class WebhookEndpointAdmin(admin.ModelAdmin):
+    list_display = ("title", "team", "active", "created_by", "created_at")
+    list_filter = ("active",)
+    search_fields = ("label", "url", "team__name")
+    raw_id_fields = ("team", "created_by")
+    # The secret signs the team's deliveries; it is the owners' to see, on the team's page.
+    exclude = ("secret", "previous_secret")
+
+
+@admin.register(WebhookDelivery)
+class WebhookDeliveryAdmin(admin.ModelAdmin):
+    list_display = ("event", "event_id", "endpoint", "state", "attempts", "last_status",
+                    "created_at", "delivered_at")
+    list_filter = ("state", "event")
+    search_fields = ("event_id",)
+    raw_id_fields = ("endpoint",)
+    readonly_fields = ("event_id", "payload", "attempts", "last_status", "last_error",
+                       "response_ms", "task_id", "claimed_at", "created_at", "delivered_at")

@@ -18,6 +18,7 @@ import copy
 import functools
 import logging
 import uuid
+from collections.abc import Callable
 from datetime import datetime
 from http import HTTPStatus
 from typing import Annotated, Any
@@ -505,15 +506,21 @@ def _throttle_takes(request: HttpRequest) -> None:
 REFUSED_STATUS = {"budget": 402, "busy": 409, "forbidden": 403}
 
 
-@api.post("/shots/{shot_id}/generate", response={202: TakeOut, WRITE_ERRORS: ProblemOut},
-          url_name="api-shot-generate", summary="Start a take; its worst case is held at once")
-def shot_generate(request: HttpRequest, shot_id: Id):
+def _start[T](request: HttpRequest, shot_id: int, start: Callable[..., T],
+              refused: type[generation.GenerationRefused | chainrun.ChainRunRefused]) -> T:
+    """A take or a chain, started as the browser starts it; its refusal in plain words."""
     shot = _shot(request, shot_id, write=True)
     _throttle_takes(request)
     try:
-        take = generation.start_generation(shot=shot, user=request.user)
-    except generation.GenerationRefused as e:
+        return start(shot=shot, user=request.user)
+    except refused as e:
         raise Problem(REFUSED_STATUS.get(e.kind, 422), e.message) from e
+
+
+@api.post("/shots/{shot_id}/generate", response={202: TakeOut, WRITE_ERRORS: ProblemOut},
+          url_name="api-shot-generate", summary="Start a take; its worst case is held at once")
+def shot_generate(request: HttpRequest, shot_id: Id):
+    take = _start(request, shot_id, generation.start_generation, generation.GenerationRefused)
     return Status(202, _take_data(take))
 
 
@@ -521,12 +528,7 @@ def shot_generate(request: HttpRequest, shot_id: Id):
           url_name="api-shot-chain",
           summary="Render this shot and every shot downstream of it, holding the whole chain")
 def shot_chain(request: HttpRequest, shot_id: Id):
-    shot = _shot(request, shot_id, write=True)
-    _throttle_takes(request)
-    try:
-        run = chainrun.start_chain(shot=shot, user=request.user)
-    except chainrun.ChainRunRefused as e:
-        raise Problem(REFUSED_STATUS.get(e.kind, 422), e.message) from e
+    run = _start(request, shot_id, chainrun.start_chain, chainrun.ChainRunRefused)
     return Status(202, _chain_data(run))
 
 

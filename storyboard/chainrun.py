@@ -28,7 +28,7 @@ from django.db.models import Sum
 from django.utils import timezone
 
 from accounts.models import User
-from storyboard import chains, generation, realtime
+from storyboard import chains, generation, realtime, webhooks
 from storyboard.models import Budget, BudgetRefused, ChainRun, Generation, Shot
 from storyboard.money import usd
 from storyboard.providers import default_provider_name, get_provider
@@ -179,6 +179,7 @@ def start_chain(*, shot: Shot, user: User) -> ChainRun:
     threshold = budget.threshold_crossed(before)
     if threshold:
         realtime.broadcast_budget_notice(budget=budget, threshold=threshold)
+        webhooks.budget_threshold(budget=budget, threshold=threshold)
     for take in takes:
         realtime.broadcast_take(take)
     realtime.chain_progress(project.pk)

@@ -30,7 +30,7 @@ from django.utils import timezone
 from django.utils.module_loading import import_string
 
 from accounts.models import User
-from storyboard import animatic, house, realtime, timeline
+from storyboard import animatic, house, realtime, timeline, webhooks
 from storyboard.models import Export, Generation, Project, Shot
 from storyboard.timeline import Entry
 
@@ -259,10 +259,16 @@ def _finish(export: Export, path: Path, *, duration: float | None = None,
     with path.open("rb") as handle:
         export.file.save(export.download_name, File(handle), save=False)
     now = timezone.now()
-    done = Export.objects.filter(pk=export.pk, state=Export.State.RUNNING).update(
-        state=Export.State.DONE, finished=now, updated=now, file=export.file.name,
-        size=path.stat().st_size, duration=duration, message=message[:1000],
-        reencoded=reencoded or [], progress_done=export.progress_total)
+    fields = {"state": Export.State.DONE, "finished": now, "updated": now,
+              "file": export.file.name, "size": path.stat().st_size, "duration": duration,
+              "message": message[:1000], "reencoded": reencoded or [],
+              "progress_done": export.progress_total}
+    with transaction.atomic():
+        done = Export.objects.filter(pk=export.pk, state=Export.State.RUNNING).update(**fields)
+        if done:
+            for name, value in fields.items():
+                setattr(export, name, value)
+            webhooks.export_ready(export=export)
     if not done:
         export.file.delete(save=False)
 

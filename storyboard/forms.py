@@ -5,7 +5,15 @@ from collections.abc import Callable
 from django import forms
 
 from storyboard import catalogue
-from storyboard.models import Asset, Project, ReviewLink, Scene, SeamThresholds, Shot
+from storyboard.models import (
+    SUBSCRIBABLE_EVENTS,
+    Asset,
+    Project,
+    ReviewLink,
+    Scene,
+    SeamThresholds,
+    Shot,
+)
 from storyboard.money import MoneyError, decimal_text, parse_usd
 
 # Reference-to-video limits from the Seedance 2.0 documents.
@@ -348,3 +356,27 @@ class ReviewLinkForm(forms.Form):
         if data.get("scope") == ReviewLink.Scope.SHOTS and not data.get("link_shots"):
             self.add_error("link_shots", "Choose at least one shot, or share the whole cut.")
         return data
+
+
+EVENT_CHOICES = [(event.value, f"{event.value} — {event.label}") for event in SUBSCRIBABLE_EVENTS]
+
+
+class WebhookEndpointForm(forms.Form):
+    """A new endpoint (storyboard/webhooks.py checks the address and the rest again)."""
+
+    url = forms.CharField(max_length=2000, label="Address",
+                          help_text="Where to POST events: a public https:// address.",
+                          widget=forms.URLInput(attrs={"placeholder": "https://"}))
+    label = forms.CharField(max_length=100, required=False, label="Name",
+                            help_text="Optional, to tell endpoints apart.")
+    events = forms.MultipleChoiceField(choices=EVENT_CHOICES, widget=forms.CheckboxSelectMultiple,
+                                       error_messages={"required": "Choose at least one event."})
+
+
+class WebhookSettingsForm(forms.Form):
+    """What an endpoint hears, and whether it hears anything."""
+
+    label = forms.CharField(max_length=100, required=False, label="Name")
+    events = forms.MultipleChoiceField(choices=EVENT_CHOICES, widget=forms.CheckboxSelectMultiple,
+                                       error_messages={"required": "Choose at least one event."})
+    active = forms.BooleanField(required=False, label="Send events to this endpoint")

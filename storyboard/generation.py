@@ -34,7 +34,7 @@ from django.utils.module_loading import import_string
 from PIL import Image
 
 from accounts.models import User
-from storyboard import catalogue, chains, frames, house, realtime
+from storyboard import catalogue, chains, frames, house, realtime, webhooks
 from storyboard.models import Asset, Budget, BudgetRefused, Comment, Generation, Shot
 from storyboard.money import usd
 from storyboard.providers import (
@@ -124,6 +124,7 @@ def start_generation(*, shot: Shot, user: User, recipe: Shot | None = None,
     threshold = budget.threshold_crossed(before)
     if threshold:
         realtime.broadcast_budget_notice(budget=budget, threshold=threshold)
+        webhooks.budget_threshold(budget=budget, threshold=threshold)
     realtime.broadcast_take(take)
     return take
 
@@ -994,9 +995,11 @@ EXPORT_RESUME = "storyboard.export.resume"
 
 def reconcile() -> int:
     """Drive on takes nobody has touched for a while, move on chain renders a dead worker left
-    between two takes, and fail exports a dead worker left running; returns how many takes,
-    chains and exports were picked up."""
+    between two takes, fail exports a dead worker left running, and queue again webhook
+    deliveries whose task was lost; returns how many takes, chains, exports and deliveries
+    were picked up."""
     picked = import_string(CHAIN_RESUME)() + import_string(EXPORT_RESUME)()
+    picked += webhooks.requeue()
     for take in Generation.objects.stuck(older_than=STUCK_AFTER):
         provider = get_provider(take.provider)
         if provider.inline and take.state in (State.SUBMITTING, State.IN_PROGRESS,

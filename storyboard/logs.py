@@ -1,9 +1,10 @@
 """Structured logs: one JSON object per line, for a log collector to index without parsing prose.
 
-LOG_FORMAT=json (the production default) switches every handler to `JsonFormatter`. Two kinds of
-line carry fields of their own: one per HTTP request (`RequestLogMiddleware`, logger
-"storyboard.requests") and one per take state transition (`take_moved`, logger
-"storyboard.takes"). Fields ride on the record as `extra={"fields": {...}}`, so the text format
+LOG_FORMAT=json (the production default) switches every handler to `JsonFormatter`. Three kinds
+of line carry fields of their own: one per HTTP request (`RequestLogMiddleware`, logger
+"storyboard.requests"), one per take state transition (`take_moved`, logger
+"storyboard.takes") and one per outgoing webhook attempt (`webhook_attempt`, logger
+"storyboard.webhooks"). Fields ride on the record as `extra={"fields": {...}}`, so the text format
 still prints the plain message and nothing here is needed to read logs on a laptop.
 """
 
@@ -20,6 +21,7 @@ from django.http import HttpRequest, HttpResponse
 
 requests_log = logging.getLogger("storyboard.requests")
 takes_log = logging.getLogger("storyboard.takes")
+webhooks_log = logging.getLogger("storyboard.webhooks")
 
 # URL kwargs that are credentials: a review link's token, a signed input name, a webhook token.
 # Their values never reach a log line (anyone who reads the logs could open the link).
@@ -103,3 +105,23 @@ def take_moved(*, take_id: int, take_uid: object, project_id: int, was: str, now
     fields = {"event": "take_transition", "take_id": take_id, "take": str(take_uid),
               "project_id": project_id, "from": was, "to": now}
     takes_log.info("take %s: %s → %s", take_uid, was, now, extra={"fields": fields})
+
+
+def safe_url(url: str) -> str:
+    """A team's webhook address fit for a log line: a query string often carries a receiver's
+    token, so it is written as [secret] (as tokens in our own paths are)."""
+    base, question, _query = url.partition("?")
+    base = base.split("#", 1)[0]
+    return f"{base}?[secret]" if question else base
+
+
+def webhook_attempt(*, delivery_id: int, event_id: object, event: str, endpoint_id: int,
+                    team_id: int, url: str, attempt: int, outcome: str, status: int | None,
+                    response_ms: int | None, error: str) -> None:
+    """The line for one attempt to send a webhook (never its secret, signature or body)."""
+    fields = {"event": "webhook_attempt", "delivery_id": delivery_id,
+              "event_id": str(event_id), "type": event, "endpoint_id": endpoint_id,
+              "team_id": team_id, "url": safe_url(url), "attempt": attempt, "outcome": outcome,
+              "status": status, "response_ms": response_ms, "error": error}
+    webhooks_log.info("webhook %s %s to endpoint %s: %s", event, event_id, endpoint_id, outcome,
+                      extra={"fields": fields})

@@ -961,6 +961,13 @@ class Notification(models.Model):
         return f"{self.kind} for {self.user_id}: {self.text}"
 
 
+def secret_digest(secret: str) -> str:
+    """What we keep of a bearer secret (a review link, an API token). A plain SHA-256 is
+    enough: the secrets are 256 random bits, so there is nothing to guess slowly, and a lookup
+    by digest stays one indexed query."""
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
 class ReviewLinkQuerySet(TeamScopedQuerySet):
     team_path = "project__team"
 
@@ -970,7 +977,7 @@ class ReviewLinkQuerySet(TeamScopedQuerySet):
     def by_token(self, token: str) -> ReviewLinkQuerySet:
         """The link a guest's token opens. Looked up by the token's hash: only hashes are
         stored, and comparing hashes in the index reveals nothing about the token itself."""
-        return self.filter(token_hash=ReviewLink.hash_token(token))
+        return self.filter(token_hash=secret_digest(token))
 
 
 class ReviewLink(models.Model):
@@ -1020,10 +1027,6 @@ class ReviewLink(models.Model):
 
     def __str__(self) -> str:
         return f"Review link {self.pk} on {self.project_id}: {self.label or 'untitled'}"
-
-    @staticmethod
-    def hash_token(token: str) -> str:
-        return hashlib.sha256(token.encode()).hexdigest()
 
     @property
     def state(self) -> str:
@@ -1456,6 +1459,12 @@ class Generation(models.Model):
                     # Money follows the take's fate in the same transaction: captured when it
                     # completed, released when it failed or was canceled — exactly once.
                     Budget.for_team(self.project.team_id).settle(take=self)
+                    # Pipelines hear of the end in the same transaction (an outbox row per
+                    # endpoint), so a transition rolled back announces nothing.
+                    WebhookEndpoint.objects.fire(
+                        team_id=self.project.team_id, data=self.webhook_data(),
+                        event=WebhookEvent.TAKE_FINISHED if to == self.State.COMPLETED
+                        else WebhookEvent.TAKE_FAILED)
                     if self.chain_run_id:
                         # Every end of a take passes here (completion, failure, refusal,
                         # cancel, settling by hand), so its chain hears of each one without
@@ -1467,6 +1476,16 @@ class Generation(models.Model):
         if not moved:
             self.refresh_from_db()
         return bool(moved)
+
+    def webhook_data(self) -> dict:
+        """What take.finished / take.failed tell a pipeline: which take, how it ended and what
+        it cost; never the provider's request id or anything of its account."""
+        return {"take_uid": str(self.uid), "status": str(self.state), "shot_id": self.shot_id,
+                "project_id": self.project_id, "endpoint": self.endpoint,
+                "cost_micros": self.actual_micros or 0, "simulated": self.simulated,
+                "error": self.error if self.state != self.State.COMPLETED else "",
+                "duration": self.duration,
+                "api_url": f"{settings.SITE_URL}/api/v1/takes/{self.uid}"}
 
     def report(self, *, progress: float | None = None, log: str | None = None,
                queue_position: int | None = None) -> bool:
@@ -2229,17 +2248,13 @@ class ApiToken(models.Model):
     def __str__(self) -> str:
         return f"{self.name} ({self.prefix}…)"
 
-    @staticmethod
-    def digest_of(secret: str) -> str:
-        return hashlib.sha256(secret.encode()).hexdigest()
-
     @classmethod
     def issue(cls, *, user: User, team: Team, name: str) -> tuple[ApiToken, str]:
         """A new token and its secret, which is not stored and cannot be shown again."""
         secret = cls.PREFIX + secrets.token_urlsafe(32)
         token = cls.objects.create(user=user, team=team, name=name,
                                    prefix=secret[:len(cls.PREFIX) + 6],
-                                   digest=cls.digest_of(secret))
+                                   digest=secret_digest(secret))
         return token, secret
 
     @classmethod
@@ -2248,7 +2263,7 @@ class ApiToken(models.Model):
         if not secret.startswith(cls.PREFIX):
             return None
         return cls.objects.live().select_related("user", "team").filter(
-            digest=cls.digest_of(secret)).first()
+            digest=secret_digest(secret)).first()
 
     @property
     def is_live(self) -> bool:
@@ -2268,3 +2283,208 @@ class ApiToken(models.Model):
             return
         self.last_used = now
         self.save(update_fields=["last_used"])
+
+
+# Outgoing webhooks: a team's endpoints, and one delivery per event per endpoint.
+
+# The task that sends one delivery, by name: tasks.py sits above the models.
+WEBHOOK_TASK = "storyboard.tasks.deliver_webhook"
+# Event ids of occurrences that must be announced once (a budget threshold per period) are
+# derived from what happened, so a second announcement collides with the first one's row.
+WEBHOOK_EVENT_NAMESPACE = uuid.UUID("8a3c1f0e-5b7d-4d2a-9c6e-2f1b0a9d8e7c")
+
+
+class WebhookEvent(models.TextChoices):
+    TAKE_FINISHED = "take.finished", "A take finished"
+    TAKE_FAILED = "take.failed", "A take failed or was canceled"
+    SHOT_APPROVED = "shot.approved", "A shot was approved"
+    EXPORT_READY = "export.ready", "An export is ready to download"
+    BUDGET_THRESHOLD = "budget.threshold", "The budget passed 80% or 100%"
+    # Sent only when an owner presses "Send test ping"; nobody subscribes to it.
+    PING = "ping", "Test ping"
+
+
+SUBSCRIBABLE_EVENTS = [event for event in WebhookEvent if event != WebhookEvent.PING]
+
+
+def new_webhook_secret() -> str:
+    return "whsec_" + secrets.token_urlsafe(32)
+
+
+class WebhookEndpointQuerySet(TeamScopedQuerySet):
+    team_path = "team"
+
+    def fire(self, *, team_id: int, event: str, data: dict,
+             once_per: str = "") -> list[int]:
+        """Record one delivery of `event` for each of the team's active endpoints subscribed
+        to it, in the caller's transaction, and queue them once it commits; returns their ids.
+
+        The rows are written with the change they announce (an outbox): a change rolled back
+        announces nothing, and a process dying right after the commit loses no event (the
+        reconciler queues a delivery whose task never ran). `once_per` names the occurrence
+        when it must be announced at most once whoever reports it; a second report finds its
+        event ids taken and records nothing.
+        """
+        endpoints = [endpoint for endpoint in
+                     self.filter(team_id=team_id, active=True).select_related("team")
+                     if event in endpoint.events]
+        created = []
+        now = timezone.now()
+        for endpoint in endpoints:
+            event_id = (uuid.uuid5(WEBHOOK_EVENT_NAMESPACE, f"{once_per}:{endpoint.pk}")
+                        if once_per else uuid.uuid4())
+            try:
+                with transaction.atomic():
+                    delivery = WebhookDelivery.objects.create(
+                        endpoint=endpoint, event=event, event_id=event_id, next_attempt_at=now,
+                        payload=webhook_envelope(event_id=event_id, event=event,
+                                                 team=endpoint.team, data=data, created=now))
+            except IntegrityError:
+                continue  # announced already
+            created.append(delivery.pk)
+        if created:
+            transaction.on_commit(partial(WebhookDelivery.enqueue_all, created))
+        return created
+
+
+def webhook_envelope(*, event_id: uuid.UUID, event: str, team: Team, data: dict,
+                     created: datetime) -> dict:
+    """What a receiver gets: the same shape for every event, the event's facts under `data`."""
+    return {"id": str(event_id), "type": str(event),
+            "created": created.isoformat(timespec="seconds"),
+            "team": {"id": team.pk, "name": team.name}, "data": data}
+
+
+class WebhookEndpoint(models.Model):
+    """An address of a team's that hears about chosen events, signed with its own secret.
+
+    The secret is kept as it is (an HMAC needs it, and the owner needs it to check our
+    signatures); only the team's owners ever see it. After a rotation the previous secret signs
+    too until `previous_secret_until`, so receivers can switch without missing a beat.
+    """
+
+    team = models.ForeignKey(Team, models.CASCADE, related_name="webhook_endpoints")
+    url = models.CharField(max_length=2000)
+    label = models.CharField(max_length=100, blank=True)
+    events = models.JSONField(default=list)
+    secret = models.CharField(max_length=100, default=new_webhook_secret)
+    previous_secret = models.CharField(max_length=100, blank=True)
+    previous_secret_until = models.DateTimeField(null=True, blank=True)
+    active = models.BooleanField(default=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, models.SET_NULL, null=True,
+                                   blank=True, related_name="+")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    objects = WebhookEndpointQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["created_at", "pk"]
+
+    def __str__(self) -> str:
+        return f"{self.title} ({self.team})"
+
+    @property
+    def title(self) -> str:
+        return self.label or self.url
+
+    def event_labels(self) -> list[str]:
+        return [WebhookEvent(name).label for name in self.events if name in WebhookEvent.values]
+
+    def signing_secrets(self, *, now: datetime | None = None) -> list[str]:
+        """The secrets a delivery is signed with now: the current one, and the previous one
+        during the grace after a rotation."""
+        now = now or timezone.now()
+        if self.previous_secret and self.previous_secret_until and \
+                self.previous_secret_until > now:
+            return [self.secret, self.previous_secret]
+        return [self.secret]
+
+
+class WebhookDeliveryQuerySet(TeamScopedQuerySet):
+    team_path = "endpoint__team"
+
+    def due(self, *, now: datetime) -> WebhookDeliveryQuerySet:
+        return self.filter(state=WebhookDelivery.State.PENDING, next_attempt_at__lte=now)
+
+
+class WebhookDelivery(models.Model):
+    """One event for one endpoint, and how sending it went (every attempt is also a log line).
+
+    Sent at least once: a receiver may see an event id twice and must drop the repeat.
+    """
+
+    class State(models.TextChoices):
+        PENDING = "pending", "Waiting to be sent"
+        DELIVERING = "delivering", "Sending"
+        DELIVERED = "delivered", "Delivered"
+        FAILED = "failed", "Failed"
+
+    endpoint = models.ForeignKey(WebhookEndpoint, models.CASCADE, related_name="deliveries")
+    event = models.CharField(max_length=32, choices=WebhookEvent.choices)
+    event_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    payload = models.JSONField(default=dict)
+    state = models.CharField(max_length=16, choices=State.choices, default=State.PENDING,
+                             db_index=True)
+    attempts = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    # When a worker claimed the current attempt: a claim much older than a request can take
+    # belongs to a worker that died, and the reconciler hands the delivery on.
+    claimed_at = models.DateTimeField(null=True, blank=True)
+    last_status = models.PositiveSmallIntegerField(null=True, blank=True)
+    last_error = models.CharField(max_length=500, blank=True)
+    response_ms = models.PositiveIntegerField(null=True, blank=True)
+    # The queued task that will send the next attempt, so the reconciler can tell a lost one.
+    task_id = models.CharField(max_length=64, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+
+    objects = WebhookDeliveryQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        verbose_name_plural = "webhook deliveries"
+
+    def __str__(self) -> str:
+        return f"{self.event} {self.event_id} → {self.endpoint_id} ({self.state})"
+
+    @property
+    def can_redeliver(self) -> bool:
+        return self.state in (self.State.DELIVERED, self.State.FAILED)
+
+    @classmethod
+    def enqueue_all(cls, pks: list[int]) -> None:
+        for delivery in cls.objects.filter(pk__in=pks):
+            delivery.enqueue()
+
+    def enqueue(self) -> None:
+        """Queue the task that sends the next attempt, no earlier than it is due."""
+        task = import_string(WEBHOOK_TASK)
+        if self.next_attempt_at and self.next_attempt_at > timezone.now():
+            task = task.using(run_after=self.next_attempt_at)
+        result = task.enqueue(delivery_id=self.pk)
+        self.task_id = str(result.id)
+        WebhookDelivery.objects.filter(pk=self.pk).update(task_id=self.task_id)
+
+    def claim(self, *, now: datetime) -> bool:
+        """Take this attempt for this worker: a conditional UPDATE, so of two workers (or a
+        task and its duplicate) exactly one sends it."""
+        claimed = WebhookDelivery.objects.due(now=now).filter(pk=self.pk).update(
+            state=self.State.DELIVERING, attempts=F("attempts") + 1, claimed_at=now)
+        if claimed:
+            self.refresh_from_db()
+        return bool(claimed)
+
+    def record(self, *, state: str, now: datetime, status: int | None, error: str,
+               response_ms: int | None, next_attempt_at: datetime | None = None) -> bool:
+        """The end of the attempt this worker claimed; False if it was no longer ours."""
+        fields = {"state": state, "last_status": status, "last_error": error[:500],
+                  "response_ms": response_ms, "next_attempt_at": next_attempt_at,
+                  "claimed_at": None}
+        if state == self.State.DELIVERED:
+            fields["delivered_at"] = now
+        moved = WebhookDelivery.objects.filter(
+            pk=self.pk, state=self.State.DELIVERING, claimed_at=self.claimed_at).update(**fields)
+        if moved:
+            for name, value in fields.items():
+                setattr(self, name, value)
+        return bool(moved)

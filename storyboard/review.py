@@ -19,7 +19,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from accounts.models import Membership, User
-from storyboard import chains, notify, realtime
+from storyboard import chains, notify, realtime, webhooks
 from storyboard.models import Generation, ReviewDecision, ReviewLink, Shot
 
 Kind = ReviewDecision.Kind
@@ -155,6 +155,8 @@ def decide(*, shot: Shot, user: User | None, kind: str, note: str = "", seen: st
         if kind in (Kind.APPROVE, Kind.FINAL) and current.selected_take_id != take.pk:
             # What is approved is what the board shows and the chain continues from.
             chains.choose_take(shot=current, take=take, user=user)
+        if kind in (Kind.APPROVE, Kind.FINAL):
+            webhooks.shot_approved(shot=current, decision=decision)
     _announce(current)
     return decision
 

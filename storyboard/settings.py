@@ -339,6 +339,16 @@ DOWNLOADS = {
     "extra_networks": envlist("DOWNLOAD_EXTRA_NETWORKS"),
     "verify": os.getenv("DOWNLOAD_CA_FILE") or True,
 }
+# Outgoing webhooks to teams' own endpoints (storyboard.webhooks): the downloader's SSRF rules.
+WEBHOOKS = {
+    # Plain http endpoints, for development and tests only; production sends over https.
+    "allow_http": envbool("WEBHOOKS_ALLOW_HTTP"),
+    # Private networks endpoints may point into (a test receiver on 127.0.0.1): none by default.
+    "extra_networks": envlist("WEBHOOKS_EXTRA_NETWORKS"),
+    "verify": os.getenv("WEBHOOKS_CA_FILE") or True,
+    "connect_timeout": float(os.getenv("WEBHOOKS_CONNECT_TIMEOUT", "5")),
+    "timeout": float(os.getenv("WEBHOOKS_TIMEOUT", "10")),
+}
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
@@ -458,5 +468,8 @@ LOGGING = {
                    "text": {"format": "%(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT}},
     "root": {"handlers": ["console"], "level": os.getenv("LOG_LEVEL", "INFO")},
-    "loggers": {"django.channels.server": {"level": "WARNING"}},
+    "loggers": {"django.channels.server": {"level": "WARNING"},
+                # httpx logs every request's full URL at INFO: a team's webhook address may
+                # carry its receiver's token in the query. Our own lines say what was sent.
+                "httpx": {"level": "WARNING"}},
 }

@@ -27,7 +27,15 @@ from django.utils import timezone
 
 from accounts.models import User
 from storyboard import comments, review
-from storyboard.models import Comment, Generation, Project, ReviewDecision, ReviewLink, Shot
+from storyboard.models import (
+    Comment,
+    Generation,
+    Project,
+    ReviewDecision,
+    ReviewLink,
+    Shot,
+    secret_digest,
+)
 
 EXPIRY_DAYS = (1, 7, 30)
 DEFAULT_EXPIRY_DAYS = 7
@@ -86,7 +94,7 @@ def create_link(*, project: Project, user: User, label: str = "",
         link = ReviewLink.objects.create(
             project=project, label=label, created_by=user,
             scope=ReviewLink.Scope.CUT if shots is None else ReviewLink.Scope.SHOTS,
-            token_hash=ReviewLink.hash_token(token),
+            token_hash=secret_digest(token),
             password=make_password(password) if password else "",
             allow_decisions=allow_decisions,
             expires_at=timezone.now() + timedelta(days=expires_in_days))

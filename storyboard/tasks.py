@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from django.tasks import task
 
-from storyboard import chainrun, export, generation
+from storyboard import chainrun, export, generation, webhooks
 
 
 @task()
@@ -30,3 +30,8 @@ def advance_chain(*, run_id: int) -> None:
 @task()
 def run_export(*, export_id: int) -> None:
     export.run(export_id=export_id)
+
+
+@task()
+def deliver_webhook(*, delivery_id: int) -> None:
+    webhooks.deliver(delivery_id=delivery_id)

@@ -11,6 +11,7 @@ allow-list below says otherwise, with the reason.
 from __future__ import annotations
 
 import hashlib
+import re
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ from storyboard import imports, sharing
 from storyboard.catalogue import DEFAULT_ENDPOINT, image_endpoint_for
 from storyboard.generation import sign_input, webhook_token
 from storyboard.models import (
+    SUBSCRIBABLE_EVENTS,
     ApiToken,
     Asset,
     Budget,
@@ -46,6 +48,8 @@ from storyboard.models import (
     SeamThresholds,
     Shot,
     ShotChange,
+    WebhookDelivery,
+    WebhookEndpoint,
     WorkerBeat,
 )
 from tests.conftest import Cast, client_for
@@ -161,6 +165,11 @@ KWARG_VALUES: dict[str, Callable[[Cast], object]] = {
     # The owner's own token: anyone revokes their own (owners also anyone's in the team).
     "api_token_id": lambda cast: ApiToken.issue(user=cast.owner, team=cast.team,
                                                 name="sweep")[0].pk,
+    # An outgoing webhook of Alpha's that hears every event, and a failed delivery to it.
+    "endpoint_id": lambda cast: _webhook_endpoint(cast).pk,
+    "delivery_id": lambda cast: WebhookDelivery.objects.create(
+        endpoint=_webhook_endpoint(cast), event="ping", state=WebhookDelivery.State.FAILED,
+        attempts=6, payload={"type": "ping"}).pk,
 }
 # Where one URL needs a different object than the kwarg's default, to be meaningful at all.
 ROUTE_KWARGS: dict[str, dict[str, Callable[[Cast], object]]] = {
@@ -200,6 +209,12 @@ ROUTE_KWARGS: dict[str, dict[str, Callable[[Cast], object]]] = {
 
 IMAGE_ENDPOINT = image_endpoint_for(DEFAULT_ENDPOINT).id
 SWEPT_TAKE = uuid.UUID("5eed0000-0000-4000-8000-000000000001")
+
+
+def _webhook_endpoint(cast: Cast) -> WebhookEndpoint:
+    return WebhookEndpoint.objects.create(
+        team=cast.team, url="https://93.184.215.14/sweep", created_by=cast.owner,
+        events=[event.value for event in SUBSCRIBABLE_EVENTS])
 
 
 def _stale_shot(cast: Cast) -> Shot:
@@ -297,6 +312,8 @@ def payload(cast: Cast) -> dict:
         "mode": "text", "endpoint": DEFAULT_ENDPOINT, "default_endpoint": DEFAULT_ENDPOINT,
         # A review link to the whole cut.
         "scope": "cut", "expires_in": "7",
+        # An outgoing webhook to a public address (an IP, so saving it resolves nothing).
+        "url": "https://93.184.215.14/sweep-hook", "events": ["take.finished"],
         "resolution": "720p", "aspect_ratio": "16:9", "duration": "5",
         # Signup and login.
         "username": "sweeper", "email": "sweeper@example.com", "password": "pass-word-123",
@@ -312,6 +329,7 @@ BOARD_MODELS = (Project, Scene, Shot, Shot.references.through, ShotChange, Asset
                 ChainRun, Export, ReviewSession)
 PEOPLE_MODELS = (Team, Membership, Invitation, User, ApiToken)
 LINK_MODELS = (ReviewLink, ReviewLink.shots.through)
+HOOK_MODELS = (WebhookEndpoint, WebhookDelivery)
 
 
 def _table(model) -> tuple[int, str]:
@@ -320,7 +338,7 @@ def _table(model) -> tuple[int, str]:
     return len(rows), hashlib.sha256(repr(rows).encode()).hexdigest()[:16]
 
 
-def fingerprint(models=BOARD_MODELS + PEOPLE_MODELS + LINK_MODELS
+def fingerprint(models=BOARD_MODELS + PEOPLE_MODELS + LINK_MODELS + HOOK_MODELS
                 ) -> dict[str, tuple[int, str]]:
     """Row count and a checksum of every column of every row, per table."""
     return {model._meta.label: _table(model) for model in models}
@@ -690,3 +708,33 @@ def test_the_api_takes_no_session(world, who, route, method):
         assert outcome.status == API_PUBLIC[route.name][0]
     else:
         assert outcome.status in (401, 404, 405), f"{who} {method} {route.name}"
+
+
+ID_ROUTES = [route for route in ROUTES if any(kwarg.endswith("_id") for kwarg in route.kwargs)]
+
+
+def _url_with_ids(route: Route, cast: Cast, number: int) -> str:
+    # Filled in from the route's text, not reverse(): a number the converter refuses cannot
+    # be reversed, and a user can still type it.
+    values = {**KWARG_VALUES, **ROUTE_KWARGS.get(route.name, {})}
+
+    def fill(match: re.Match) -> str:
+        name = match.group(1)
+        return str(number) if name.endswith("_id") else str(values[name](cast))
+
+    return "/" + re.sub(r"<(?:\w+:)?(\w+)>", fill, route.route)
+
+
+@pytest.mark.parametrize("number", [2**63 - 1, 2**63, 10**30])
+@pytest.mark.parametrize("route", ID_ROUTES, ids=[str(route) for route in ID_ROUTES])
+def test_an_id_past_the_database_is_not_found(world, route, number):
+    # The largest BigAutoField id is simply absent; a larger one never reaches a query (it
+    # used to, and the database's overflow became a 500).
+    url = _url_with_ids(route, world, number)
+    client = client_for(world.owner)
+    for method in METHODS:
+        response = client.get(url) if method == "GET" else client.post(url, payload(world))
+        if number < 2**63:  # a real id that is not there: whatever the view says, not a 500
+            assert response.status_code < 500, f"{method} {url}: {response.status_code}"
+        else:
+            assert response.status_code == 404, f"{method} {url}: {response.status_code}"

@@ -26,6 +26,7 @@ from storyboard.models import (
     LedgerEntry,
     Shot,
     ShotChange,
+    secret_digest,
 )
 from tests.conftest import Cast, client_for
 from tests.factories import ChainRunFactory, GenerationFactory, ProjectFactory, ShotFactory
@@ -171,7 +172,7 @@ def test_the_token_page_shows_the_secret_once_and_stores_its_hash(cast):
     assert secret in response.content.decode()
     token = ApiToken.objects.get()
     assert (token.user, token.team, token.name) == (cast.editor, cast.team, "render farm")
-    assert token.digest == ApiToken.digest_of(secret)
+    assert token.digest == secret_digest(secret)
     assert secret not in repr(
         list(ApiToken.objects.values_list()))
     page = client.get(reverse("accounts:teams")).content.decode()

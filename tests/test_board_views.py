@@ -605,3 +605,20 @@ def test_it_broadcasts_nothing_when_refused(cast, django_capture_on_commit_callb
         client_for(cast.viewer).post(reverse("sb:shot-create", args=[cast.project.pk]))
     assert callbacks == []
     assert sent == []
+
+
+@pytest.mark.parametrize(("role", "shown", "hidden"), [
+    ("owner", {"Share for review", "Import shot list"}, set()),
+    ("producer", {"Share for review", "Import shot list"}, set()),
+    ("editor", {"Import shot list"}, {"Share for review"}),
+    ("reviewer", set(), {"Share for review", "Import shot list"}),
+    ("viewer", set(), {"Share for review", "Import shot list"}),
+])
+def test_the_project_menu_offers_what_the_role_may_do(cast: Cast, role, shown, hidden):
+    content = client_for(getattr(cast, role)).get(
+        reverse("sb:board", args=[cast.project.pk])).content.decode()
+    menu = content[content.index('class="menu board-menu"'):]
+    menu = menu[:menu.index("</details>")]
+    everyone = {"Export animatic or timeline", "Print board", "Project settings"}
+    assert all(f">{label}</a>" in menu for label in everyone | shown)
+    assert not any(f">{label}</a>" in content for label in hidden)

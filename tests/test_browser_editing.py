@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import parse_qs
+
 import pytest
 
 from accounts.models import Role
@@ -142,3 +144,39 @@ class TestLiveEditing(LiveBrowser):
         expect(take.locator(".badge-on-board")).to_have_text("On the board")
         rita.context.close()
         emma.context.close()
+
+    def test_typing_and_saving_again_while_a_save_is_on_its_way_is_kept(self) -> None:
+        from playwright.sync_api import expect
+
+        page = self._board_editor(self.paul)
+        held = []
+
+        def hold_the_first_save(route) -> None:
+            if route.request.method == "POST" and not held:
+                held.append(route)  # answered below, after the second press
+            else:
+                route.continue_()
+
+        saves = f"**/shots/{self.shot.pk}/"
+        page.route(saves, hold_the_first_save)
+        page.locator("#id_title").fill("First title")
+        page.get_by_role("button", name="Save shot").click()
+        page.wait_for_function("() => document.querySelector('.shot-form.htmx-request') !== null")
+        # Still on its way: Paul types on and presses Save again (htmx would drop that press).
+        page.locator("#id_title").fill("Second title")
+        page.locator("#id_notes").fill("Typed while saving")
+        page.get_by_role("button", name="Save shot").click()
+        def second_save(response) -> bool:
+            sent = parse_qs(response.request.post_data or "")
+            return response.request.method == "POST" and sent.get("title") == ["Second title"]
+
+        with page.expect_response(second_save) as second:
+            held[0].continue_()
+        # The second press went out through htmx once the first answer was in.
+        assert second.value.request.headers.get("hx-request") == "true"
+        assert second.value.status == 200
+        expect(page.locator("#id_title")).to_have_value("Second title")
+        expect(page.locator("#id_notes")).to_have_value("Typed while saving")
+        shot = Shot.objects.get(pk=self.shot.pk)
+        assert (shot.title, shot.notes) == ("Second title", "Typed while saving")
+        expect(page.locator("#editor .notice.success")).to_be_visible()

@@ -42,6 +42,7 @@ class TestReviewLink(LiveBrowser):
 
         owner = self._new_context(self.olga).new_page()
         owner.goto(f"{self.live_server_url}/projects/{self.project.pk}/")
+        owner.get_by_text("More", exact=True).click()  # the board's menu of project actions
         owner.get_by_role("link", name="Share for review").click()
         owner.get_by_label("Title").fill("For the agency")
         owner.get_by_label("Guests may approve or request changes").check()

@@ -20,6 +20,7 @@ from storyboard.models import (
     ReviewDecision,
     ReviewLink,
     Shot,
+    secret_digest,
 )
 from storyboard.money import usd
 from tests.conftest import Cast, client_for
@@ -98,7 +99,7 @@ def test_owner_and_producer_create_a_link_shown_once(cast, role):
     url = re.search(r'id="new-link-url" readonly value="([^"]+)"', page).group(1)
     token = url.rsplit("/r/", 1)[1].strip("/")
     # Only its hash is stored, and the address works.
-    assert link.token_hash == ReviewLink.hash_token(token) != token
+    assert link.token_hash == secret_digest(token) != token
     assert token not in repr(ReviewLink.objects.values().get())
     assert sharing.open_link(token=token) == link
     # Shown once: the next visit lists the link without its address.
@@ -408,6 +409,12 @@ def test_a_guest_comment_is_recorded_as_theirs_and_notifies(cast, mailoutbox,
     # The team sees it as the guest's.
     shot_page = client_for(cast.reviewer).get(reverse("sb:shot", args=[cast.shot.pk]))
     assert f"{GUEST} (guest)" in shot_page.content.decode()
+    # The team sees the guest's address; another guest on the same link does not.
+    assert 'title="gina@client.example"' in shot_page.content.decode()
+    other = _enter(token, name="Oscar")
+    other_page = other.get(reverse("sb:guest-review", args=[token])).content.decode()
+    assert "The fog rolls in too early" in other_page
+    assert "gina@client.example" not in other_page
 
 
 def test_a_guest_reply_threads_and_tells_the_thread(cast):

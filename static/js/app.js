@@ -98,3 +98,20 @@
   });
   htmx.onLoad(constrain);
 })();
+
+// Menus (<details class="menu">) close when the person clicks elsewhere or presses Escape,
+// as menus do everywhere else; a native <details> alone stays open.
+(function () {
+  "use strict";
+  function closeMenus(except) {
+    document.querySelectorAll("details.menu[open]").forEach(function (menu) {
+      if (menu !== except) menu.open = false;
+    });
+  }
+  document.addEventListener("click", function (event) {
+    closeMenus(event.target.closest ? event.target.closest("details.menu") : null);
+  });
+  document.addEventListener("keydown", function (event) {
+    if (event.key === "Escape") closeMenus(null);
+  });
+})();

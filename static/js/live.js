@@ -109,4 +109,79 @@
   document.body.addEventListener("htmx:afterSwap", function () {
     if (editing && !fieldOf(document.activeElement)) signal(null);
   });
+
+  // Typing while one's own save is on its way: the answer re-renders the editor, so whatever was
+  // typed after the form was sent is carried into the new form (and the field keeps focus and
+  // caret), instead of being replaced by the values that were saved.
+  var saving = null;
+  var TYPED = "input:not([type=hidden]):not([type=checkbox]):not([type=radio]):not([type=file]), textarea";
+
+  function typedValues(form) {
+    var values = {};
+    form.querySelectorAll(TYPED).forEach(function (el) { if (el.name) values[el.name] = el.value; });
+    return values;
+  }
+
+  document.body.addEventListener("htmx:beforeRequest", function (event) {
+    var form = event.detail.elt;
+    if (!form.matches || !form.matches("form.shot-form")) return;
+    saving = { xhr: event.detail.xhr, shot: form.dataset.shot, sent: typedValues(form), later: null,
+      again: false };
+  });
+
+  // htmx drops a second submit while the first is on its way; remember it and send the new
+  // form once the first answer is in, so "Save" pressed twice saves what was typed in between.
+  document.body.addEventListener("submit", function (event) {
+    var form = event.target;
+    if (saving && form.matches && form.matches("form.shot-form") && form.dataset.shot === saving.shot) {
+      saving.again = true;
+    }
+  }, true);
+
+  document.body.addEventListener("htmx:beforeSwap", function (event) {
+    if (!saving || event.detail.xhr !== saving.xhr) return;
+    var form = document.querySelector("form.shot-form[data-shot='" + saving.shot + "']");
+    if (!form) return;
+    var now = typedValues(form);
+    var later = {};
+    Object.keys(now).forEach(function (name) {
+      if (name in saving.sent && now[name] !== saving.sent[name]) later[name] = now[name];
+    });
+    var active = document.activeElement;
+    saving.later = later;
+    saving.focus = active && form.contains(active) && active.name ? {
+      name: active.name, start: active.selectionStart, end: active.selectionEnd } : null;
+  });
+
+  document.body.addEventListener("htmx:afterSwap", function (event) {
+    if (!saving || event.detail.xhr !== saving.xhr) return;
+    var done = saving;
+    saving = null;
+    var form = document.querySelector("form.shot-form[data-shot='" + done.shot + "']");
+    if (!form || !done.later) return;
+    Object.keys(done.later).forEach(function (name) {
+      var field = form.elements.namedItem(name);
+      if (field && "value" in field) field.value = done.later[name];  // defaultValue stays: it reads as unsaved
+    });
+    var focused = done.focus && form.elements.namedItem(done.focus.name);
+    if (focused && focused.focus) {
+      focused.focus();
+      if (focused.setSelectionRange && done.focus.start !== null) {
+        try { focused.setSelectionRange(done.focus.start, done.focus.end); } catch (error) { /* not a text field */ }
+      }
+    }
+    // Saved, not refused or in conflict: the press that htmx dropped is sent once the new form
+    // is settled (before that htmx has not taken it over, and the browser would post it itself).
+    if (done.again && event.detail.xhr.status < 300 && !form.querySelector("#conflicts")) {
+      resend = { xhr: event.detail.xhr, form: form };
+    }
+  });
+
+  var resend = null;
+  document.body.addEventListener("htmx:afterSettle", function (event) {
+    if (!resend || event.detail.xhr !== resend.xhr) return;
+    var form = resend.form;
+    resend = null;
+    if (form.isConnected) form.requestSubmit();
+  });
 })();
