@@ -128,10 +128,9 @@ class Studio:
         self.processes.append(process)
         return process
 
-    def run(self, *command: str, stdin: str | None = None, timeout: float = 120) -> str:
+    def run(self, *command: str, timeout: float = 180) -> str:
         done = subprocess.run([sys.executable, "manage.py", *command], cwd=ROOT, env=self.env,
-                              input=stdin, capture_output=True, text=True, timeout=timeout,
-                              check=False)
+                              capture_output=True, text=True, timeout=timeout, check=False)
         assert done.returncode == 0, f"manage.py {command[0]} failed:\n{done.stderr[-3000:]}"
         return done.stdout
 
@@ -256,7 +255,11 @@ def studio() -> Iterator[Studio]:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
         conn.execute(f'CREATE DATABASE "{name}"')
     var = Path(tempfile.mkdtemp(prefix="studio-"))
-    s3 = S3Server.start()
+    try:
+        s3 = S3Server.start()
+    except BaseException:
+        _drop(admin, name, var)
+        raise
     bucket = s3.new_bucket()
     ports = [free_port(), free_port()]
     env = {k: v for k, v in os.environ.items()
@@ -294,7 +297,7 @@ def studio() -> Iterator[Studio]:
         assert collect.wait(180) == 0, studio.tail()
         studio.processes.remove(collect)
         for n, port in enumerate(ports):
-            # The Procfile's web command, minus --proxy-headers' proxy.
+            # The Procfile's web command, on the loopback address.
             studio.spawn(f"web{n}", [sys.executable, "-m", "daphne", "--bind", "127.0.0.1",
                                      "--port", str(port), "--proxy-headers", "--access-log",
                                      "/dev/null", "storyboard.asgi:application"])
@@ -316,10 +319,16 @@ def studio() -> Iterator[Studio]:
     finally:
         studio.stop_all()
         s3.stop()
-        if os.getenv("STUDIO_KEEP") != "1":
-            shutil.rmtree(var, ignore_errors=True)
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        _drop(admin, name, var)
+
+
+def _drop(admin: str, name: str, var: Path) -> None:
+    import psycopg
+
+    if os.getenv("STUDIO_KEEP") != "1":  # STUDIO_KEEP=1 keeps the processes' logs to read
+        shutil.rmtree(var, ignore_errors=True)
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture(scope="module")
@@ -427,7 +436,7 @@ def test_an_edit_on_server_a_appears_in_a_browser_on_server_b(studio, pages):
     a.locator(f"#shot-{shot} .shot-actions a", has_text="Open").click()
     expect(a.locator("#id_title")).to_be_visible()
     a.evaluate(STAMP_SAVE)
-    totals, posts = [], []
+    totals, posts, sends = [], [], []
     for n in range(EDITS):
         title = f"Keeper's light {n} {uuid.uuid4().hex[:6]}"
         a.locator("#id_title").fill(title)
@@ -438,11 +447,13 @@ def test_an_edit_on_server_a_appears_in_a_browser_on_server_b(studio, pages):
         save = a.evaluate(f"window.__saves[{n}]")
         totals.append(seen - save["clicked"])
         posts.append(save["answered"] - save["clicked"])
-        print(save["clicked"], f"click→send {save['sent'] - save['clicked']:.0f} ms, send→answer "
-              f"{save['answered'] - save['sent']:.0f} ms, click→B {seen - save['clicked']:.0f} ms")
+        sends.append(save["sent"] - save["clicked"])
     p50, p95 = _percentile(totals, 0.5), _percentile(totals, 0.95)
+    # The edit reaches B before A has its own answer: the push leaves at commit, and A's
+    # answer (the re-rendered editor) is rendered after it.
     print(f"\nedit on A → DOM on B over {EDITS} edits: p50 {p50:.0f} ms, p95 {p95:.0f} ms, "
-          f"max {max(totals):.0f} ms; A's POST answered after p50 "
+          f"max {max(totals):.0f} ms; the click → A's POST sent p50 "
+          f"{_percentile(sends, 0.5):.0f} ms; A's answer after p50 "
           f"{_percentile(posts, 0.5):.0f} ms, p95 {_percentile(posts, 0.95):.0f} ms")
     limit = GOAL_P95_S if os.getenv("STUDIO_STRICT") == "1" else LOOSE_P95_S
     assert p95 < limit * 1000
