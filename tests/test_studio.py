@@ -115,6 +115,7 @@ class Studio:
     workers: list[subprocess.Popen] = field(default_factory=list)
     processes: list[subprocess.Popen] = field(default_factory=list)
     seed: dict = field(default_factory=dict)
+    names: dict[int, str] = field(default_factory=dict)
 
     # Processes
 
@@ -126,6 +127,7 @@ class Studio:
                                    stderr=subprocess.STDOUT, start_new_session=True)
         log.close()
         self.processes.append(process)
+        self.names[process.pid] = name
         return process
 
     def run(self, *command: str, timeout: float = 180) -> str:
@@ -145,6 +147,16 @@ class Studio:
             except subprocess.TimeoutExpired:
                 _signal_group(process, signal.SIGKILL)
                 process.wait(10)
+
+    def cpu_seconds(self) -> dict[str, float]:
+        """CPU time each long-running process has used so far (user + system, all threads)."""
+        tick = os.sysconf("SC_CLK_TCK")
+        used = {}
+        for process in self.processes:
+            with contextlib.suppress(OSError):
+                fields = Path(f"/proc/{process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+                used[self.names[process.pid]] = (int(fields[11]) + int(fields[12])) / tick
+        return used
 
     def tail(self) -> str:
         return "\n".join(f"--- {log.name}\n{log.read_text(errors='replace')[-2000:]}"
@@ -405,8 +417,10 @@ def _open_board(studio: Studio, browser, server: int, person: str):
     return page
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def pages(studio, browser):
+    # Per test: two boards left open through the hundred takes below would take half the
+    # machine's CPU for themselves (headless Chromium redrawing ~12 pushes a second each).
     a = _open_board(studio, browser, 0, "emma")
     b = _open_board(studio, browser, 1, "rita")
     yield a, b
@@ -535,6 +549,7 @@ def _renders(take: dict) -> int:
 
 def test_a_hundred_takes_run_over_both_workers_each_once(studio):
     before = set(studio.takes())
+    cpu_before = studio.cpu_seconds()
     started = time.monotonic()
     # As a pipeline would send them: a few at a time, alternately to each server.
     with ThreadPoolExecutor(4) as pool:
@@ -565,7 +580,8 @@ def test_a_hundred_takes_run_over_both_workers_each_once(studio):
     by_process = Counter(t["workers"][0].rsplit("-", 2)[1] for pk in takes for t in tasks[pk])
     print(f"\n100 takes: asked in {asked:.1f} s, all done after {took:.1f} s; "
           f"jobs per worker process: {dict(by_process)}; queued again after "
-          f"{STUCK_AFTER_S} s waiting: {requeued}")
+          f"{STUCK_AFTER_S} s waiting: {requeued}; CPU s used meanwhile: "
+          f"{ {k: round(v - cpu_before.get(k, 0), 1) for k, v in studio.cpu_seconds().items()} }")
     assert set(by_process) == {str(worker.pid) for worker in studio.workers}
     # Their files are in the bucket, none on a server's disk.
     keys = studio.s3.keys(studio.bucket)
