@@ -769,3 +769,13 @@ def test_the_delivery_log_is_paged_newest_first(cast, hooked):
     page_two = client.get(url + "?page=2", HTTP_HX_REQUEST="true").content.decode()
     assert f'id="delivery-{first.pk}"' in page_two
     assert "<html" not in page_two
+
+
+def test_a_refused_address_and_a_missing_event_are_said_together(cast):
+    response = client_for(cast.owner).post(reverse("sb:webhooks", args=[cast.team.pk]),
+                                           {"url": "https://169.254.169.254/hook", "label": ""})
+    assert response.status_code == 422
+    content = response.content.decode()
+    assert "not a public address" in content
+    assert "Choose at least one event." in content
+    assert not WebhookEndpoint.objects.exists()
