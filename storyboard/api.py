@@ -26,6 +26,7 @@ from typing import Annotated, Any
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.urls import reverse
 from django.views.decorators.http import require_GET
 from ninja import Field, NinjaAPI, Path, Schema, Status
 from ninja.errors import AuthenticationError, HttpError, ValidationError
@@ -35,8 +36,9 @@ from accounts.models import Membership
 from storyboard import chainrun, editing, generation, realtime, throttle
 from storyboard.access import get_in_team
 from storyboard.forms import NewShotForm, ShotForm
-from storyboard.models import ApiToken, Budget, ChainRun, Generation, Project, Shot
+from storyboard.models import ApiToken, Budget, ChainRun, Export, Generation, Project, Shot
 from storyboard.money import decimal_text
+from storyboard.serving import serve_file
 
 logger = logging.getLogger(__name__)
 
@@ -300,6 +302,24 @@ class TakeOut(Schema):
     finished_at: datetime | None
     provenance: Provenance
     cost: Cost
+    video_url: str | None = Field(
+        description="Where this API serves the take's video, once there is one")
+
+
+class ExportOut(Schema):
+    id: int
+    project: int
+    kind: str
+    state: str
+    state_label: str
+    shots_done: int
+    shots_total: int
+    message: str
+    size: int | None
+    duration: float | None
+    created: datetime
+    finished: datetime | None
+    file_url: str | None = Field(description="Where this API serves the file, once it is done")
 
 
 class ChainOut(Schema):
@@ -357,6 +377,7 @@ def _shot_detail(shot: Shot) -> dict:
 def _take_data(take: Generation) -> dict:
     charged = take.actual_micros
     return {
+        "video_url": reverse("api:api-take-video", args=[take.uid]) if take.video else None,
         "uid": take.uid, "shot": take.shot_id, "state": take.state,
         "state_label": take.get_state_display(), "progress": take.progress,
         "queue_position": take.queue_position, "error": take.error,
@@ -545,6 +566,57 @@ def chain(request: HttpRequest, run_id: Id):
 def take(request: HttpRequest, take_uid: uuid.UUID):
     takes = Generation.objects.select_related("upstream").filter(uid=take_uid)
     return _take_data(get_in_team(_membership(request), takes, not_found="No such take."))
+
+
+# Files: the same bytes the browser gets, after the same team check; from a bucket, a redirect
+# to a short-lived signed URL (the file never passes through the web server).
+FILE_RESPONSES = {"responses": {
+    200: {"description": "The file (byte ranges answer 206)",
+          "content": {"application/octet-stream": {"schema": {"type": "string",
+                                                               "format": "binary"}}}},
+    302: {"description": "Media on S3: a short-lived signed URL for the file"}}}
+
+
+@api.get("/takes/{take_uid}/video", response={ERRORS: ProblemOut}, url_name="api-take-video",
+         summary="A finished take's video", openapi_extra=FILE_RESPONSES)
+def take_video(request: HttpRequest, take_uid: uuid.UUID):
+    take = get_in_team(_membership(request), Generation.objects.filter(uid=take_uid),
+                       not_found="No such take.")
+    if not take.video:
+        raise Http404("This take has no video yet.")
+    return serve_file(take.video, "video/mp4", request=request)
+
+
+def _export_data(made: Export) -> dict:
+    done = made.state == Export.State.DONE and bool(made.file)
+    return {"id": made.pk, "project": made.project_id, "kind": made.kind, "state": made.state,
+            "state_label": made.get_state_display(), "shots_done": made.progress_done,
+            "shots_total": made.progress_total, "message": made.message, "size": made.size,
+            "duration": made.duration, "created": made.created, "finished": made.finished,
+            "file_url": reverse("api:api-export-file", args=[made.pk]) if done else None}
+
+
+def _export(request: HttpRequest, export_id: int) -> Export:
+    return get_in_team(_membership(request), Export.objects.filter(pk=export_id),
+                       not_found="No such export.")
+
+
+@api.get("/exports/{export_id}", response={200: ExportOut, ERRORS: ProblemOut},
+         url_name="api-export",
+         summary="An export's state (the export.ready webhook names it); its file once done")
+def export_detail(request: HttpRequest, export_id: Id):
+    return _export_data(_export(request, export_id))
+
+
+@api.get("/exports/{export_id}/file", response={ERRORS: ProblemOut}, url_name="api-export-file",
+         summary="A finished export's file: animatic, timeline or bundle",
+         openapi_extra=FILE_RESPONSES)
+def export_file(request: HttpRequest, export_id: Id):
+    made = _export(request, export_id)
+    if made.state != Export.State.DONE or not made.file:
+        raise Http404("This export has no file to download.")
+    return serve_file(made.file, made.content_type, request=request,
+                      download_name=made.download_name)
 
 
 @api.get("/teams/{team_id}/budget", response={200: BudgetOut, ERRORS: ProblemOut},

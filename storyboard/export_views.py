@@ -18,17 +18,10 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from storyboard import export, realtime
 from storyboard.access import get_export_for_user, get_project_for_user
 from storyboard.models import Export, Project
-from storyboard.views import _serve
+from storyboard.serving import serve_file
 
 EXPORT = "storyboard/export.html"
 INVALID = 422
-CONTENT_TYPES = {
-    Export.Kind.ANIMATIC: "video/mp4",
-    Export.Kind.OTIO: "application/json",
-    Export.Kind.EDL: "text/plain; charset=utf-8",
-    Export.Kind.FCPXML: "application/xml",
-    Export.Kind.BUNDLE: "application/zip",
-}
 
 
 def _context(request: HttpRequest, project: Project, **extra) -> dict:
@@ -106,7 +99,5 @@ def export_file(request: HttpRequest, export_id: int) -> HttpResponse:
     made = get_export_for_user(request, export_id)
     if made.state != Export.State.DONE or not made.file:
         raise Http404("This export has no file to download.")
-    response = _serve(made.file, CONTENT_TYPES[made.kind], request=request)
-    if response.status_code in (200, 206):
-        response["Content-Disposition"] = f'attachment; filename="{made.download_name}"'
-    return response
+    return serve_file(made.file, made.content_type, request=request,
+                      download_name=made.download_name)

@@ -4,7 +4,7 @@ from collections.abc import Callable
 
 from django import forms
 
-from storyboard import catalogue
+from storyboard import catalogue, webhooks
 from storyboard.models import (
     SUBSCRIBABLE_EVENTS,
     Asset,
@@ -371,6 +371,13 @@ class WebhookEndpointForm(forms.Form):
                             help_text="Optional, to tell endpoints apart.")
     events = forms.MultipleChoiceField(choices=EVENT_CHOICES, widget=forms.CheckboxSelectMultiple,
                                        error_messages={"required": "Choose at least one event."})
+
+    def clean_url(self) -> str:
+        # Checked here too, so a refused address is said beside a missing event, not after it.
+        try:
+            return webhooks.check_url(self.cleaned_data["url"])
+        except webhooks.WebhookRefused as e:
+            raise forms.ValidationError(e.message) from e
 
 
 class WebhookSettingsForm(forms.Form):

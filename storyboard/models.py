@@ -2203,6 +2203,12 @@ class Export(models.Model):
         suffix = "animatic" if self.kind == self.Kind.ANIMATIC else "cut"
         return f"{stem}-{suffix}-{self.pk}.{extension}"
 
+    @property
+    def content_type(self) -> str:
+        return {"animatic": "video/mp4", "otio": "application/json",
+                "edl": "text/plain; charset=utf-8", "fcpxml": "application/xml",
+                "bundle": "application/zip"}[self.kind]
+
     def can_cancel(self, user: User) -> bool:
         """Whoever asked for it, or anyone who may change the board."""
         membership = user.membership_in(self.project.team_id)

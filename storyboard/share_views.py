@@ -21,7 +21,7 @@ from storyboard import comments, review, sharing, throttle
 from storyboard.access import get_project_for_user, get_review_link_for_user
 from storyboard.forms import ReviewLinkForm
 from storyboard.models import Comment, Generation, Project, ReviewLink, Shot
-from storyboard.views import _serve
+from storyboard.serving import serve_file
 
 INVALID = 422
 # Each guest's name, per link, in their own session: {"<link id>": {"name":…, "email":…}}.
@@ -197,7 +197,7 @@ def guest_take_file(request: HttpRequest, link: ReviewLink, *, token: str, take_
     field = take.video if kind == "video" else take.poster
     if not field:
         raise Http404("No such file")
-    return _serve(field, served[kind], request=request)
+    return serve_file(field, served[kind], request=request)
 
 
 @guest_page

@@ -12,11 +12,9 @@ from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.db.models import Count, Prefetch, Q, prefetch_related_objects
 from django.http import (
-    FileResponse,
     Http404,
     HttpRequest,
     HttpResponse,
-    HttpResponseRedirect,
 )
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -69,6 +67,7 @@ from storyboard.models import (
 from storyboard.money import usd
 from storyboard.providers import WebhookRejected, get_provider, per_second_rates
 from storyboard.selectors import assets_context, board_context, chain_runs
+from storyboard.serving import serve_file
 
 logger = logging.getLogger(__name__)
 
@@ -948,7 +947,7 @@ def take_file(request: HttpRequest, take_uid: str, kind: str) -> HttpResponse:
     field, content_type = served.get(kind, (None, ""))
     if not field:
         raise Http404("No such file")
-    return _serve(field, content_type, request=request)
+    return serve_file(field, content_type, request=request)
 
 
 @login_required
@@ -960,7 +959,7 @@ def seam_frame(request: HttpRequest, seam_id: int, side: str) -> HttpResponse:
     field = {"before": seam.before, "after": seam.after}.get(side)
     if not field:
         raise Http404("No such frame")
-    return _serve(field, "image/jpeg", request=request)
+    return serve_file(field, "image/jpeg", request=request)
 
 
 # Provider webhooks carry the whole result; fal's can be a few megabytes (Django's default
@@ -1011,10 +1010,10 @@ def input_file(request: HttpRequest, signed: str) -> HttpResponse:
         take = Generation.objects.filter(last_frame=name).only("last_frame").first()
         if take is None:
             raise Http404("No such file")
-        return _serve(take.last_frame, "image/png", request=request)
+        return serve_file(take.last_frame, "image/png", request=request)
     if asset.content_type not in SERVED_TYPES:
         raise Http404("No such file")
-    return _serve(asset.file, asset.content_type, request=request)
+    return serve_file(asset.file, asset.content_type, request=request)
 
 
 # Uploads are re-encoded or probed before storage, so these are the only types ever served.
@@ -1032,86 +1031,7 @@ def asset_file(request: HttpRequest, asset_uid: str, variant: str) -> HttpRespon
     content_type = asset.content_type if variant == "file" else "image/jpeg"
     if content_type not in SERVED_TYPES:
         raise Http404("No such file")
-    return _serve(field, content_type, request=request)
-
-
-class _Slice:
-    """`length` bytes of an open file from where it stands, read in chunks (FileResponse)."""
-
-    def __init__(self, handle, length: int) -> None:
-        self.handle, self.left = handle, length
-
-    def read(self, size: int = -1) -> bytes:
-        size = self.left if size < 0 else min(size, self.left)
-        data = self.handle.read(size) if size else b""
-        self.left -= len(data)
-        return data
-
-    def close(self) -> None:
-        self.handle.close()
-
-
-def _byte_range(header: str, size: int) -> tuple[int, int] | str | None:
-    """The one byte range a `Range` header asks for, "unsatisfiable", or None for the whole
-    file (no header, several ranges, or one we do not understand: RFC 9110 lets us ignore it)."""
-    if not header.startswith("bytes=") or "," in header:
-        return None
-    first, _, last = header[6:].strip().partition("-")
-    if not (first.isdigit() or last.isdigit()) or (first and not first.isdigit()) \
-            or (last and not last.isdigit()):
-        return None
-    if not first:  # the last N bytes
-        length = int(last)
-        return (max(0, size - length), size - 1) if length and size else "unsatisfiable"
-    start = int(first)
-    end = min(int(last), size - 1) if last else size - 1
-    if start >= size or end < start:
-        return "unsatisfiable"
-    return start, end
-
-
-def _serve(field, content_type: str, *, request: HttpRequest) -> HttpResponse:
-    storage = field.storage
-    try:
-        storage.path(field.name)
-    except NotImplementedError:
-        # Object storage: hand out a short-lived signed URL instead of proxying the bytes, so
-        # media never passes through a web server. Only after the caller's access check; the
-        # bucket answers with the type we validated, shown inline, whatever was stored.
-        response = HttpResponseRedirect(storage.url(field.name, parameters={
-            "ResponseContentType": content_type, "ResponseContentDisposition": "inline"}))
-        # The address expires (S3_URL_EXPIRY): a cached redirect would outlive it.
-        response["Cache-Control"] = "private, no-store"
-        return response
-    size = storage.size(field.name) if storage.exists(field.name) else None
-    if size is None:
-        # A row whose file is gone (media restored from an older backup): a missing picture,
-        # not a server error per card.
-        raise Http404("No such file")
-    wanted = _byte_range(request.headers.get("Range", ""), size)
-    if wanted == "unsatisfiable":
-        response = HttpResponse(status=416)
-        response["Content-Range"] = f"bytes */{size}"
-        return response
-    handle = storage.open(field.name, "rb")
-    if wanted:
-        # Players seek by asking for part of the file; Chromium cannot seek a video whose
-        # server answers every request with the whole file.
-        start, end = wanted
-        handle.seek(start)
-        response = FileResponse(_Slice(handle, end - start + 1), content_type=content_type,
-                                status=206)
-        response["Content-Range"] = f"bytes {start}-{end}/{size}"
-        response["Content-Length"] = str(end - start + 1)
-    else:
-        response = FileResponse(handle, content_type=content_type)
-    response["Accept-Ranges"] = "bytes"
-    response["Content-Disposition"] = "inline"
-    # Even a file that slipped through must not run as a page on our origin.
-    response["Content-Security-Policy"] = "default-src 'none'; sandbox"
-    response["X-Content-Type-Options"] = "nosniff"
-    response["Cache-Control"] = "private, max-age=3600"
-    return response
+    return serve_file(field, content_type, request=request)
 
 
 def url_for_asset(asset: Asset, variant: str = "file") -> str:

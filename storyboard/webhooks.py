@@ -220,10 +220,13 @@ def shot_approved(*, shot: Shot, decision: ReviewDecision) -> None:
 def export_ready(*, export: Export) -> None:
     """In export._finish's transaction: the file is stored and the export is done."""
     url = settings.SITE_URL + reverse("sb:export-file", args=[export.pk])
+    # A pipeline holds an API token, not a session: the API's address of the same file.
+    api_url = settings.SITE_URL + reverse("api:api-export-file", args=[export.pk])
     WebhookEndpoint.objects.fire(team_id=export.project.team_id, event=WebhookEvent.EXPORT_READY,
                                  data={"export_id": export.pk, "kind": export.kind,
                                        "project_id": export.project_id,
-                                       "download_url": url, "size": export.size,
+                                       "download_url": url, "api_url": api_url,
+                                       "size": export.size,
                                        "duration": export.duration})
 
 

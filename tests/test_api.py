@@ -22,6 +22,7 @@ from storyboard.models import (
     ApiToken,
     Budget,
     ChainRun,
+    Export,
     Generation,
     LedgerEntry,
     Shot,
@@ -29,7 +30,13 @@ from storyboard.models import (
     secret_digest,
 )
 from tests.conftest import Cast, client_for
-from tests.factories import ChainRunFactory, GenerationFactory, ProjectFactory, ShotFactory
+from tests.factories import (
+    ChainRunFactory,
+    ExportFactory,
+    GenerationFactory,
+    ProjectFactory,
+    ShotFactory,
+)
 from tests.test_access_sweep import BOARD_MODELS
 from tests.test_access_sweep import fingerprint as _fingerprint
 
@@ -87,6 +94,10 @@ def _take(cast: Cast) -> Generation:
     return Generation.objects.filter(shot=cast.shot).first() or GenerationFactory(shot=cast.shot)
 
 
+def _export(cast: Cast) -> Export:
+    return Export.objects.first() or ExportFactory(project=cast.project, created_by=cast.editor)
+
+
 def _run(cast: Cast) -> ChainRun:
     return ChainRun.objects.first() or ChainRunFactory(root=cast.shot, started_by=cast.editor)
 
@@ -97,6 +108,12 @@ READS = [
     _ep("GET", "/takes/{uid}", lambda c: f"/api/v1/takes/{_take(c).uid}"),
     _ep("GET", "/chains/{id}", lambda c: f"/api/v1/chains/{_run(c).pk}"),
     _ep("GET", "/teams/{id}/budget", lambda c: f"/api/v1/teams/{c.team.pk}/budget"),
+    _ep("GET", "/exports/{id}", lambda c: f"/api/v1/exports/{_export(c).pk}"),
+]
+# Files: the bytes, not JSON (errors are still problem documents).
+FILES = [
+    _ep("GET", "/takes/{uid}/video", lambda c: f"/api/v1/takes/{_take(c).uid}/video"),
+    _ep("GET", "/exports/{id}/file", lambda c: f"/api/v1/exports/{_export(c).pk}/file"),
 ]
 WRITES = [
     _ep("POST", "/projects/{id}/shots", lambda c: f"/api/v1/projects/{c.project.pk}/shots",
@@ -106,7 +123,7 @@ WRITES = [
     _ep("POST", "/shots/{id}/generate", lambda c: f"/api/v1/shots/{c.shot.pk}/generate"),
     _ep("POST", "/shots/{id}/chain", lambda c: f"/api/v1/shots/{c.shot.pk}/chain"),
 ]
-EVERY = READS + WRITES + [_ep("GET", "/projects", lambda c: "/api/v1/projects")]
+EVERY = READS + WRITES + FILES + [_ep("GET", "/projects", lambda c: "/api/v1/projects")]
 
 
 # Tokens
@@ -241,7 +258,15 @@ def test_read_only_roles_are_refused_writes(cast, endpoint, role):
     assert fingerprint() == before
 
 
-@pytest.mark.parametrize("endpoint", READS + WRITES, ids=str)
+@pytest.mark.parametrize("endpoint", FILES, ids=str)
+@pytest.mark.parametrize("role", WRITERS + READERS)
+def test_every_role_downloads_files(cast, endpoint, role):
+    response = call(_token(cast.member(role), cast.team), "GET", endpoint.path(cast))
+    assert response.status_code == 200
+    assert b"".join(response.streaming_content) == b"\x00\x00\x00\x18ftypmp42"
+
+
+@pytest.mark.parametrize("endpoint", READS + WRITES + FILES, ids=str)
 def test_another_teams_token_sees_nothing(cast, endpoint):
     url = endpoint.path(cast)
     before = fingerprint()
@@ -539,3 +564,29 @@ def test_the_schema_and_docs_load_nothing_from_elsewhere(cast):
     assert "/static/ninja/swagger-ui-bundle.js" in docs
     assert "cdn" not in docs.lower()
     assert "https://" not in docs
+
+
+def test_a_take_and_an_export_name_their_files_once_there_are_files(cast):
+    secret = _token(cast.viewer, cast.team)
+    take = GenerationFactory(shot=cast.shot)
+    body = call(secret, "GET", f"/api/v1/takes/{take.uid}").json()
+    assert body["video_url"] == f"/api/v1/takes/{take.uid}/video"
+    made = ExportFactory(project=cast.project, kind=Export.Kind.EDL)
+    body = call(secret, "GET", f"/api/v1/exports/{made.pk}").json()
+    assert (body["state"], body["kind"], body["file_url"]) == (
+        "done", "edl", f"/api/v1/exports/{made.pk}/file")
+    response = call(secret, "GET", body["file_url"])
+    assert response["Content-Type"] == "text/plain; charset=utf-8"
+    assert response["Content-Disposition"] == f'attachment; filename="{made.download_name}"'
+
+
+def test_a_take_or_export_without_a_file_is_a_plain_404(cast):
+    secret = _token(cast.viewer, cast.team)
+    running = GenerationFactory(shot=cast.shot, state=Generation.State.IN_PROGRESS, video="")
+    assert call(secret, "GET", f"/api/v1/takes/{running.uid}").json()["video_url"] is None
+    body = assert_problem(call(secret, "GET", f"/api/v1/takes/{running.uid}/video"), 404)
+    assert body["detail"] == "This take has no video yet."
+    queued = ExportFactory(project=cast.project, state=Export.State.RUNNING, file="", size=None)
+    assert call(secret, "GET", f"/api/v1/exports/{queued.pk}").json()["file_url"] is None
+    body = assert_problem(call(secret, "GET", f"/api/v1/exports/{queued.pk}/file"), 404)
+    assert body["detail"] == "This export has no file to download."

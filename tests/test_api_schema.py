@@ -21,7 +21,7 @@ from schemathesis.specs.openapi.checks import response_schema_conformance
 
 from storyboard.models import ApiToken
 from tests.conftest import Cast
-from tests.factories import ChainRunFactory, GenerationFactory
+from tests.factories import ChainRunFactory, ExportFactory, GenerationFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -34,8 +34,9 @@ DERANDOMIZE = os.getenv("API_SCHEMA_RANDOM", "") != "1"
 def _real_ids(cast: Cast) -> dict[str, object]:
     take = GenerationFactory(shot=cast.shot)
     run = ChainRunFactory(root=cast.shot, started_by=cast.editor)
+    made = ExportFactory(project=cast.project, created_by=cast.editor)
     return {"project_id": cast.project.pk, "shot_id": cast.shot.pk, "take_uid": str(take.uid),
-            "run_id": run.pk, "team_id": cast.team.pk}
+            "run_id": run.pk, "team_id": cast.team.pk, "export_id": made.pk}
 
 
 def assert_a_problem_if_refused(response) -> None:

@@ -18,10 +18,12 @@ import time
 from dataclasses import dataclass, field
 from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import urlsplit
 
 import pytest
 import trustme
 from django.db import transaction
+from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.module_loading import import_string
@@ -29,6 +31,7 @@ from django_tasks_db.models import DBTaskResult
 
 from storyboard import export, generation, models, review, tasks, webhooks
 from storyboard.models import (
+    ApiToken,
     Budget,
     Export,
     Generation,
@@ -323,7 +326,15 @@ def test_a_finished_export_is_announced_with_its_download_address(cast, receiver
     assert delivery.payload["data"] == {
         "export_id": made.pk, "kind": "edl", "project_id": cast.project.pk,
         "download_url": f"http://127.0.0.1:8000/exports/{made.pk}/file/",
+        "api_url": f"http://127.0.0.1:8000/api/v1/exports/{made.pk}/file",
         "size": made.size, "duration": made.duration}
+    # A pipeline holding only an API token fetches the file from the address it was given.
+    _, secret = ApiToken.issue(user=cast.viewer, team=cast.team, name="pipeline")
+    response = Client().get(urlsplit(delivery.payload["data"]["api_url"]).path,
+                            HTTP_AUTHORIZATION=f"Bearer {secret}")
+    assert response.status_code == 200
+    assert response["Content-Disposition"] == f'attachment; filename="{made.download_name}"'
+    assert b"".join(response.streaming_content) == made.file.open("rb").read()
 
 
 def test_a_budget_threshold_is_announced_once_per_period(cast, receiver):
@@ -758,3 +769,13 @@ def test_the_delivery_log_is_paged_newest_first(cast, hooked):
     page_two = client.get(url + "?page=2", HTTP_HX_REQUEST="true").content.decode()
     assert f'id="delivery-{first.pk}"' in page_two
     assert "<html" not in page_two
+
+
+def test_a_refused_address_and_a_missing_event_are_said_together(cast):
+    response = client_for(cast.owner).post(reverse("sb:webhooks", args=[cast.team.pk]),
+                                           {"url": "https://169.254.169.254/hook", "label": ""})
+    assert response.status_code == 422
+    content = response.content.decode()
+    assert "not a public address" in content
+    assert "Choose at least one event." in content
+    assert not WebhookEndpoint.objects.exists()
