@@ -171,7 +171,7 @@ def _unlink(down: Shot, *, user: User | None, note: str) -> None:
     """Take away a shot's link (it has nothing to be stale against then), with history."""
     down.stale_reason, down.stale_since = "", None
     change = down.change(values={"continues_from": None}, user=user, note=note)
-    realtime.broadcast_shot_edit(shot=down, change=change, form=ShotForm(instance=down))
+    realtime.broadcast_shot_edit(shot=down, change=change, form=ShotForm.deferred(down))
 
 
 def _clear_mark(shot: Shot, *, user: User | None, note: str) -> None:

@@ -79,7 +79,8 @@ def save_shot(*, shot: Shot, user: User, mine: dict[str, object], version: str,
     card (and the totals; the order too if it changed scene) to every board, then its fields
     to every editor open on it.
 
-    `mine` is the whole submission (ShotForm.values); `keep_theirs` names conflicting fields
+    `mine` is the whole submission, from a valid ShotForm (its values): a save that merges
+    in nobody else's change is not validated twice. `keep_theirs` names conflicting fields
     whose person chose the stored value over their own.
     """
     with transaction.atomic():
@@ -87,6 +88,7 @@ def save_shot(*, shot: Shot, user: User, mine: dict[str, object], version: str,
         theirs = current.field_values()
         # No version at all (a client that does not send one): the submission is the base.
         base = current.values_at(version) if version else theirs
+        submitted = mine
         mine = {**mine, **{name: theirs[name] for name in keep_theirs if name in mine}}
         applied, conflicting = merge(base=base, mine=mine, theirs=theirs)
         target = {**theirs, **applied}
@@ -98,17 +100,21 @@ def save_shot(*, shot: Shot, user: User, mine: dict[str, object], version: str,
             return Edit(shot=current, change=None, shown=shown,
                         locked=f"{current.lock_message()} Not saved: {_names(locked)}.")
         if applied:
-            # On a copy: validating a model form writes the values onto its instance.
-            check = ShotForm(ShotForm.data_for(target, version=current.version),
-                             instance=copy.copy(current))
-            if not check.is_valid():
-                return Edit(shot=current, change=None, shown=shown, refused=check)
+            if target != submitted:
+                # Merged with someone else's change: the mix was never validated as a whole.
+                # (When it is exactly the submission, the caller's form has just checked it.)
+                # On a copy: validating a model form writes the values onto its instance.
+                check = ShotForm(ShotForm.data_for(target, version=current.version),
+                                 instance=copy.copy(current))
+                if not check.is_valid():
+                    return Edit(shot=current, change=None, shown=shown, refused=check)
             change = current.change(values=applied, user=user)
             # The card first: every board open on the project waits for it, while the fields
             # pushed next only reach editors open on this shot (pushes leave in this order).
-            realtime.shot_saved(current, moved="scene" in change.changes)
+            realtime.shot_saved(current, moved="scene" in change.changes,
+                                fields=change.changes)
             realtime.broadcast_shot_edit(shot=current, change=change,
-                                         form=ShotForm(instance=current))
+                                         form=ShotForm.deferred(current))
             _relinked(current, change)
         conflicts = [_conflict(current, name, mine=mine[name], theirs=theirs[name])
                      for name in conflicting]
@@ -156,7 +162,7 @@ def undo(*, shot: Shot, change_id: int, user: User) -> ShotChange:
                               "file, scene or shot; nothing was undone.")
         reverted = current.change(values=restore, user=user, undoes=change)
         realtime.broadcast_shot_edit(shot=current, change=reverted,
-                                     form=ShotForm(instance=current))
+                                     form=ShotForm.deferred(current))
         _relinked(current, reverted)
     return reverted
 
@@ -211,7 +217,7 @@ def continue_previous(*, shot: Shot, user: User) -> Shot:
                                                for e in errors))
         change = current.change(values=values, user=user)
         realtime.broadcast_shot_edit(shot=current, change=change,
-                                     form=ShotForm(instance=current))
+                                     form=ShotForm.deferred(current))
         _relinked(current, change)
     return current
 

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 
 from django import forms
@@ -143,6 +144,13 @@ class ShotForm(forms.ModelForm):
             "Each take starts from the last frame of that shot's chosen take.")
         for name in ("start_frame", "end_frame", "scene", "continues_from"):
             self.fields[name].empty_label = "— none —"
+
+    @classmethod
+    def deferred(cls, shot: Shot) -> Callable[[], ShotForm]:
+        """An unbound form of `shot` as it is now, built only when called (after commit, by a
+        push that renders its fields): building one reads the project's assets and order."""
+        snapshot = copy.copy(shot)
+        return lambda: cls(instance=snapshot)
 
     def previous_shot(self) -> Shot | None:
         """The shot just before this one on the board: what "continue from the previous shot"

@@ -309,9 +309,12 @@ def board_change(project_id: int, *, cards: Iterable[int] = (), new_cards: Itera
     return push(project_id, load, render)
 
 
-def shot_saved(shot: Shot, *, moved: bool = False) -> Push:
-    """A shot's fields changed: its card and the totals (and the order if it changed scene)."""
-    return board_change(shot.project_id, cards=[shot.pk], summary=True, order=moved)
+def shot_saved(shot: Shot, *, moved: bool = False,
+               fields: Iterable[str] | None = None) -> Push:
+    """A shot's fields changed: its card, the totals when `fields` (the names changed; None:
+    unknown) include one they read, and the order if it changed scene."""
+    totals = fields is None or not selectors.TOTALS_FIELDS.isdisjoint(fields)
+    return board_change(shot.project_id, cards=[shot.pk], summary=totals, order=moved)
 
 
 def shot_added(shot: Shot) -> Push:
@@ -504,16 +507,19 @@ def broadcast_overrun(*, budget: Budget, overrun: int) -> None:
 SHOT_TEMPLATE = "storyboard/shot.html"
 
 
-def broadcast_shot_edit(*, shot: Shot, change: ShotChange, form) -> None:
+def broadcast_shot_edit(*, shot: Shot, change: ShotChange, form: Callable[[], object]) -> None:
     """A saved edit or undo: its fields to every editor open on the shot, and their history.
 
-    `form` is an unbound ShotForm of the stored shot (realtime does not import forms). An
-    editor whose person has typed in one of these fields keeps the typing (static/js/live.js);
-    the history region re-fetches itself, so each role gets its own controls.
+    `form` makes an unbound ShotForm of the stored shot (realtime does not import forms),
+    called after commit: building one reads the project's assets and board order, which the
+    card pushed before this need not wait for. An editor whose person has typed in one of
+    these fields keeps the typing (static/js/live.js); the history region re-fetches itself,
+    so each role gets its own controls.
     """
     def render() -> str:
+        form_ = form()
         fields = "".join(render_to_string(f"{SHOT_TEMPLATE}#editor-field",
-                                          {"shot": shot, "field": form[name], "oob": True})
+                                          {"shot": shot, "field": form_[name], "oob": True})
                          for name in change.changes)
         return fields + render_to_string(f"{SHOT_TEMPLATE}#history-stale", {"shot": shot})
 

@@ -16,6 +16,9 @@ from storyboard.models import ChainRun, Project, Scene, Shot, with_latest_takes
 
 # What a shot's price depends on (Shot.estimate).
 PRICE_FIELDS = ("mode", "endpoint", "resolution", "aspect_ratio", "duration", "num_frames")
+# The shot fields the board's totals read: an edit to any other (a title, a prompt) leaves
+# the summary line as it was, so it is not pushed.
+TOTALS_FIELDS = frozenset({*PRICE_FIELDS, "references"})
 
 
 # Cards rendered in full when the board opens: a first screenful (three rows of four on a

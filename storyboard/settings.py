@@ -149,7 +149,13 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "NAME": os.getenv("SQLITE_TEST_NAME", str(VAR_DIR / "test-storyboard.sqlite3"))
     }
 elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
-    DATABASES["default"]["OPTIONS"] = {"pool": envbool("DATABASE_POOL")}
+    # A pool of open connections per process (psycopg's, through Django): without one every
+    # request and every database call of a websocket consumer connects anew, which cost a third
+    # of an edit's way from one browser to another in the studio test (p50 86 → 53 ms).
+    pool = envbool("DATABASE_POOL", "True" if PRODUCTION else "False")
+    DATABASES["default"]["OPTIONS"] = {"pool": {
+        "min_size": 2, "max_size": envint("DATABASE_POOL_MAX", 20), "timeout": 10,
+    } if pool else False}
     # Named explicitly: the live-server process of the browser tests derives its database from
     # TEST.NAME, and would otherwise prefix the already-prefixed name a second time.
     DATABASES["default"]["TEST"] = {

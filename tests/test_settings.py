@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parent.parent
 def _manage(*args: str, **env: str) -> subprocess.CompletedProcess:
     clean = {k: v for k, v in os.environ.items()
              if k not in ("DEBUG", "SECRET_KEY", "ALLOWED_HOSTS", "PRODUCTION",
-                          "DJANGO_ALLOW_ASYNC_UNSAFE")}
+                          "DJANGO_ALLOW_ASYNC_UNSAFE", "DATABASE_POOL")}
     return subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env={**clean, **env},
                           capture_output=True, text=True, timeout=120, check=False)
 
@@ -54,3 +54,18 @@ def test_it_uses_the_channel_layer_it_was_given():
     channel = async_to_sync(layer.new_channel)()
     async_to_sync(layer.send)(channel, {"type": "probe", "n": 1})
     assert async_to_sync(layer.receive)(channel) == {"type": "probe", "n": 1}
+
+
+@pytest.mark.parametrize(("production", "pool"), [("1", True), ("0", False)])
+def test_production_keeps_a_pool_of_database_connections(production, pool):
+    # Settings only: nothing connects, so no PostgreSQL is needed for this.
+    result = _manage("shell", "-c", "from django.conf import settings; "
+                     "print(settings.DATABASES['default']['OPTIONS']['pool'])",
+                     PRODUCTION=production, DATABASE_URL="postgres://pooled@db.invalid/app",
+                     SECRET_KEY="k" * 30 + "-production-secret-0123456789abcdefXYZ",
+                     ALLOWED_HOSTS="storyboard.example.com")
+    assert result.returncode == 0, result.stderr
+    printed = result.stdout.strip().splitlines()[-1]
+    assert (printed != "False") is pool
+    if pool:
+        assert "'max_size': 20" in printed

@@ -241,6 +241,22 @@ def test_it_pushes_the_changed_fields_and_the_history_after_commit(
     assert f'hx-get="{reverse("sb:shot-history", args=[cast.shot.pk])}"' in pushed
 
 
+@pytest.mark.parametrize(("changes", "totals"), [
+    ({"title": "Dawn", "prompt": "Wide on the cliff."}, False),
+    ({"duration": "8"}, True),
+])
+def test_it_pushes_the_totals_only_when_the_edit_changes_them(
+        cast, django_capture_on_commit_callbacks, monkeypatch, changes, totals):
+    sent: list[dict] = []
+    monkeypatch.setattr("storyboard.realtime._send",
+                        lambda group, message: sent.append(message))
+    with django_capture_on_commit_callbacks(execute=True):
+        Editor(cast.editor, cast.shot).save(**changes)
+    # The card leaves first, and a title carries no new totals to every board.
+    assert f'id="shot-{cast.shot.pk}"' in sent[0]["html"]
+    assert ('id="board-summary"' in sent[0]["html"]) is totals
+
+
 # Undo
 
 
