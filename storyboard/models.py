@@ -15,8 +15,8 @@ from django.conf import settings
 from django.core.files.base import ContentFile
 from django.core.files.uploadedfile import UploadedFile
 from django.db import IntegrityError, models, transaction
-from django.db.models import Count, Exists, F, Max, OuterRef, Q, Subquery
-from django.db.models.functions import TruncDate
+from django.db.models import Count, Exists, F, Max, OuterRef, Q, Subquery, Value
+from django.db.models.functions import Greatest, TruncDate
 from django.utils import timezone
 from django.utils.module_loading import import_string
 from PIL import Image
@@ -1492,14 +1492,25 @@ class Generation(models.Model):
         """Record progress while the state stays what it is; False once the take moved on."""
         fields: dict = {"updated": timezone.now()}
         if progress is not None:
-            fields["progress"] = min(1.0, max(self.progress, progress))
+            # Against the stored value: another process (a reconciler) may have reported more.
+            fields["progress"] = Greatest(F("progress"), Value(min(1.0, progress)))
         if queue_position is not None:
             fields["queue_position"] = queue_position
-        if log:
-            # Keep the tail: a chatty provider must not grow the row without bound.
-            fields["logs"] = [*self.logs, log][-200:]
-        moved = Generation.objects.filter(pk=self.pk, state=self.state).update(**fields)
+        row = Generation.objects.filter(pk=self.pk, state=self.state)
+        with transaction.atomic():
+            if log:
+                # Appended to the stored lines, read under the row's lock: from this object's
+                # copy, two processes reporting at once would each drop the other's line.
+                stored = row.select_for_update().values_list("logs", flat=True).first()
+                if stored is None:
+                    return False
+                # Keep the tail: a chatty provider must not grow the row without bound.
+                fields["logs"] = [*stored, log][-200:]
+            moved = row.update(**fields)
         if moved:
+            fields.pop("progress", None)
+            if progress is not None:
+                self.progress = min(1.0, max(self.progress, progress))
             for name, value in fields.items():
                 setattr(self, name, value)
         return bool(moved)

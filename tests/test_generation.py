@@ -297,3 +297,28 @@ def test_select_shows_a_take_on_the_board(cast):
     assert _post(cast.editor, "sb:take-select", second.uid).status_code == 200
     first.shot.refresh_from_db()
     assert first.shot.selected_take_id == second.pk
+
+
+def test_two_processes_reporting_at_once_both_keep_their_log_lines():
+    from tests.factories import GenerationFactory
+
+    take = GenerationFactory(state=Generation.State.IN_PROGRESS, progress=0.2, logs=["queued"])
+    # Two copies of one row, as a worker and a reconciler each hold theirs.
+    worker, reconciler = (Generation.objects.get(pk=take.pk) for _ in range(2))
+    assert worker.report(progress=0.6, log="rendering frame 40")
+    assert reconciler.report(progress=0.4, log="still running at the provider")
+    take.refresh_from_db()
+    assert take.logs == ["queued", "rendering frame 40", "still running at the provider"]
+    # The stale copy's lower figure does not take the progress back.
+    assert take.progress == pytest.approx(0.6)
+
+
+def test_a_report_after_the_take_moved_on_writes_nothing():
+    from tests.factories import GenerationFactory
+
+    take = GenerationFactory(state=Generation.State.IN_PROGRESS, progress=0.2, logs=[])
+    stale = Generation.objects.get(pk=take.pk)
+    Generation.objects.filter(pk=take.pk).update(state=Generation.State.FAILED)
+    assert not stale.report(progress=0.9, log="late line")
+    take.refresh_from_db()
+    assert take.logs == [] and take.progress == pytest.approx(0.2)
