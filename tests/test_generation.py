@@ -321,4 +321,5 @@ def test_a_report_after_the_take_moved_on_writes_nothing():
     Generation.objects.filter(pk=take.pk).update(state=Generation.State.FAILED)
     assert not stale.report(progress=0.9, log="late line")
     take.refresh_from_db()
-    assert take.logs == [] and take.progress == pytest.approx(0.2)
+    assert take.logs == []
+    assert take.progress == pytest.approx(0.2)

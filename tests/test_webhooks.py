@@ -12,6 +12,7 @@ import hashlib
 import hmac
 import json
 import logging
+import socket
 import ssl
 import threading
 import time
@@ -537,6 +538,21 @@ def test_allowing_plain_http_still_refuses_private_addresses(cast, settings):
         with pytest.raises(webhooks.WebhookRefused) as refused:
             webhooks.check_url(url)
         assert "is not a public address" in refused.value.message
+
+
+@pytest.mark.parametrize(("code", "words"), [
+    (socket.EAI_NONAME, "DNS: no address was found for hooks.example.test (check the spelling)."),
+    (socket.EAI_AGAIN, "DNS: the name server did not answer for hooks.example.test (it is "
+                       "retried)."),
+])
+def test_a_name_that_does_not_resolve_is_said_in_words(cast, monkeypatch, code, words):
+    def resolver(host, port):
+        raise socket.gaierror(code, "the C library's own words")
+
+    monkeypatch.setattr(download, "resolve", resolver)
+    with pytest.raises(webhooks.WebhookRefused) as refused:
+        webhooks.check_url("https://hooks.example.test/hook")
+    assert refused.value.message == words
 
 
 def test_a_name_resolving_to_a_private_address_is_refused(cast, monkeypatch):

@@ -251,6 +251,16 @@ def resolve(host: str, port: int) -> list[str]:
     return list(dict.fromkeys(str(info[4][0]) for info in infos))
 
 
+def _dns_trouble(host: str, error: Exception) -> str:
+    """The resolver's failure in words (a clause), not the C library's "[Errno -2] …"."""
+    code = getattr(error, "errno", None)
+    if code in (socket.EAI_NONAME, getattr(socket, "EAI_NODATA", None)):
+        return f"no address was found for {host} (check the spelling)"
+    if code == socket.EAI_AGAIN:
+        return f"the name server did not answer for {host} (it is retried)"
+    return f"{host} could not be resolved ({error})"
+
+
 def pin_address(target: Target, resolver: Resolver, networks: tuple[IPNetwork, ...]) -> IPAddress:
     """The one address we will connect to, after checking every address the name has.
 
@@ -263,7 +273,7 @@ def pin_address(target: Target, resolver: Resolver, networks: tuple[IPNetwork, .
         answers = list(resolver(target.host, target.port))
     except Exception as e:
         # socket.gaierror, timeouts, or whatever an injected resolver raises: DNS trouble.
-        raise DownloadError(f"could not resolve {target.host}: {e}", permanent=False) from e
+        raise DownloadError(_dns_trouble(target.host, e), permanent=False) from e
     if not answers:
         raise DownloadError(f"{target.host} has no addresses", permanent=False)
     addresses = [_parse_address(target.host, answer) for answer in answers]
