@@ -544,3 +544,22 @@ def test_a_take_is_served_by_byte_range(cast, header, status, content_range, bod
     assert content == body
     if status != 416:
         assert response["Accept-Ranges"] == "bytes"
+
+
+@pytest.mark.parametrize("value", ["", "1", "2", "9"])
+def test_the_editors_lists_are_written_as_djangos_select_writes_them(value):
+    import re
+
+    from django import forms
+
+    from storyboard.forms import ListSelect
+
+    choices = [("", "— none —"), ("1", "Tom & Jerry <b>"), ("Scene “1”", [("2", "Dawn")])]
+    attrs = {"id": "id_continues_from", "required": True, "aria-describedby": "help"}
+
+    def written(widget_class) -> str:
+        html = widget_class(choices=choices).render("continues_from", value, attrs=attrs)
+        return re.sub(r">\s+<", "><", str(html)).strip()
+
+    assert written(ListSelect) == written(forms.Select)
+    assert ('value="1" selected' in written(ListSelect)) is (value == "1")
