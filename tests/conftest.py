@@ -1,9 +1,12 @@
 from __future__ import annotations
 
 import os
+import time
 import uuid
 from dataclasses import dataclass
+from types import SimpleNamespace
 
+import django_ratelimit.core
 import pytest
 from django.test import Client
 
@@ -34,12 +37,17 @@ def _heavy_on_postgresql_only(request):
 
 
 @pytest.fixture(autouse=True)
-def _fresh_throttles(settings):
+def _fresh_throttles(settings, monkeypatch):
     # Every test starts with clean rate-limit counters. A key prefix of its own does that
     # without clearing the cache: on CI the cache is Redis, whose database the channel layer
     # (and a live server's websockets) share. Axes keeps its failures in the test database,
     # which each test already rolls back or flushes.
     settings.RATELIMIT_CACHE_PREFIX = f"rl-{uuid.uuid4().hex}:"
+    # django-ratelimit counts in fixed windows: a test whose requests straddled a window's end
+    # saw its count start again (a third request let through once in a full run). Its clock
+    # stands still for the test; no test waits for a window to pass.
+    now = time.time()
+    monkeypatch.setattr(django_ratelimit.core, "time", SimpleNamespace(time=lambda: now))
 
 
 @pytest.fixture(autouse=True)
