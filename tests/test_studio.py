@@ -50,9 +50,11 @@ QUICK_SHOT = {"mode": "text", "endpoint": "fal-ai/bytedance/seedance/v1/lite/tex
 SLOW_SHOT = {**QUICK_SHOT, "resolution": "720p", "duration": "5"}
 TERMINAL = ("completed", "failed", "canceled")
 # The edit → other server's browser goal (issue 14). Asserted only when STUDIO_STRICT=1 (a quiet
-# machine); under CI's load the test asserts LOOSE_P95_S and prints the real numbers.
+# machine: p95 65–93 ms there); otherwise the test asserts LOOSE_P95_S, a margin for a machine
+# shared with other work (p95 ~290 ms at load average 8 before the edit path was trimmed),
+# and prints the real numbers.
 GOAL_P95_S = 0.150
-LOOSE_P95_S = 1.0
+LOOSE_P95_S = 0.5
 EDITS = 20
 # The hundred takes go to this many shots, as a board's worth of shots would get them (every
 # push about a take carries its shot's take list, so one shot with 100 takes is another test).
