@@ -153,9 +153,15 @@ elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     # request and every database call of a websocket consumer connects anew, which cost a third
     # of an edit's way from one browser to another in the studio test (p50 86 → 53 ms).
     pool = envbool("DATABASE_POOL", "True" if PRODUCTION else "False")
-    DATABASES["default"]["OPTIONS"] = {"pool": {
-        "min_size": 2, "max_size": envint("DATABASE_POOL_MAX", 20), "timeout": 10,
-    } if pool else False}
+    if pool:
+        from psycopg_pool import ConnectionPool
+
+        # `check`: a connection is tried (one empty round trip) as it leaves the pool, so
+        # after a database restart or failover the pool drops its dead connections instead of
+        # failing one request (or killing one worker loop) with each.
+        pool = {"min_size": 2, "max_size": envint("DATABASE_POOL_MAX", 20), "timeout": 10,
+                "check": ConnectionPool.check_connection}
+    DATABASES["default"]["OPTIONS"] = {"pool": pool}
     # Named explicitly: the live-server process of the browser tests derives its database from
     # TEST.NAME, and would otherwise prefix the already-prefixed name a second time.
     DATABASES["default"]["TEST"] = {

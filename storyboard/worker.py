@@ -76,7 +76,8 @@ def run_workers(*, concurrency: int, interval: float) -> None:
 
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, stop)
-    threads = [threading.Thread(target=worker.run, name=f"task-worker-{n}", daemon=True)
+    threads = [threading.Thread(target=_keep_running, args=(worker,), name=f"task-worker-{n}",
+                                daemon=True)
                for n, worker in enumerate(workers)]
     for thread in threads:
         thread.start()
@@ -84,6 +85,23 @@ def run_workers(*, concurrency: int, interval: float) -> None:
     while any(thread.is_alive() for thread in threads):
         for thread in threads:
             thread.join(0.2)
+
+
+def _keep_running(worker, *, pause: float = 1.0) -> None:
+    """Run one worker loop until it is stopped, starting it again after an error: the loop
+    raises what the database raises between jobs (a restart, a failover), which would
+    otherwise end this thread for good and leave the process working at less than its
+    concurrency, saying nothing."""
+    while worker.running:
+        try:
+            worker.run()
+        except Exception:
+            logger.exception("Worker loop %s failed; it starts again in %g s",
+                             worker.worker_id, pause)
+            close_old_connections()
+            time.sleep(pause)
+        else:
+            return
 
 
 def beat_forever(stop: threading.Event, *,

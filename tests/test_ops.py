@@ -283,6 +283,41 @@ def test_a_worker_with_concurrency_runs_jobs_side_by_side_each_once(cast, settin
         Generation.objects.filter(state=State.COMPLETED).values_list("pk", flat=True))
 
 
+class _Loop:
+    """A worker loop whose first pass meets the database gone (as after a restart)."""
+
+    worker_id = "host-1-loop0"
+
+    def __init__(self, *, fail: int) -> None:
+        self.running, self.fail, self.passes = True, fail, 0
+
+    def run(self) -> None:
+        from django.db import OperationalError
+
+        self.passes += 1
+        if self.passes <= self.fail:
+            raise OperationalError("terminating connection due to administrator command")
+        self.running = False  # as a SIGTERM after the job would
+
+
+def test_a_worker_loop_starts_again_after_a_database_error(caplog):
+    from storyboard.worker import _keep_running
+
+    loop = _Loop(fail=2)
+    with caplog.at_level(logging.ERROR, logger="storyboard.worker"):
+        _keep_running(loop, pause=0)
+    assert loop.passes == 3
+    assert caplog.text.count("Worker loop host-1-loop0 failed; it starts again") == 2
+
+
+def test_a_stopped_worker_loop_is_not_started_again():
+    from storyboard.worker import _keep_running
+
+    loop = _Loop(fail=0)
+    _keep_running(loop, pause=0)
+    assert loop.passes == 1
+
+
 def test_the_worker_refuses_a_concurrency_below_one():
     from django.core.management import CommandError, call_command
 

@@ -69,3 +69,4 @@ def test_production_keeps_a_pool_of_database_connections(production, pool):
     assert (printed != "False") is pool
     if pool:
         assert "'max_size': 20" in printed
+        assert "check_connection" in printed

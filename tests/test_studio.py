@@ -592,6 +592,33 @@ def test_a_hundred_takes_run_over_both_workers_each_once(studio):
     _ledger_balances(studio)
 
 
+def test_the_studio_rides_out_the_database_dropping_every_connection(studio):
+    # What a PostgreSQL restart or failover does to the pools of both servers and workers.
+    shot = studio.seed["shots"]["quick"]
+    for server in (0, 1):
+        for _ in range(3):  # every pool holds open connections now
+            assert studio.api(server, "emma", "GET", f"/shots/{shot}").status_code == 200
+    dropped = studio.sql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                         "WHERE datname = current_database() AND pid <> pg_backend_pid()")
+    assert len(dropped) >= 4
+    statuses = Counter(studio.api(server, person, "GET", f"/shots/{shot}").status_code
+                       for server in (0, 1) for person in ("emma", "rita") for _ in range(10))
+    assert statuses == {200: 40}
+    assert all(_get_json(f"{url}/readyz")[0] == 200 for url in studio.servers)
+    # The workers' loops carry on: takes started now are each rendered once.
+    before = set(studio.takes())
+    for n in range(4):
+        studio.generate(n % 2, ("emma", "rita")[n % 2], "quick")
+    _wait_for(lambda: studio.quiet() and all(
+        take["state"] in TERMINAL for pk, take in studio.takes().items() if pk not in before),
+              timeout=120, what="the takes after the drop", studio=studio, every=0.1)
+    takes = {pk: take for pk, take in studio.takes().items() if pk not in before}
+    assert [take["state"] for take in takes.values()] == ["completed"] * 4
+    assert all(_renders(take) == 1 for take in takes.values())
+    assert all(worker.poll() is None for worker in studio.workers)
+    _ledger_balances(studio)
+
+
 def test_a_worker_killed_mid_job_loses_nothing(studio):
     victim, survivor = studio.workers
     before = set(studio.takes())
