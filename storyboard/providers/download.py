@@ -257,7 +257,7 @@ def _dns_trouble(host: str, error: Exception) -> str:
     if code in (socket.EAI_NONAME, getattr(socket, "EAI_NODATA", None)):
         return f"no address was found for {host} (check the spelling)"
     if code == socket.EAI_AGAIN:
-        return f"the name server did not answer for {host} (it is retried)"
+        return f"the name server did not answer for {host}, which is usually passing"
     return f"{host} could not be resolved ({error})"
 
 
